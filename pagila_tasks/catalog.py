@@ -1,0 +1,61 @@
+"""Reading the source catalog: tables, leaf partitions, sequences, materialized views."""
+
+from __future__ import annotations
+
+import psycopg2.extensions
+from psycopg2 import sql
+
+from pagila_tasks import sqlfiles
+from pagila_tasks.plan import Table
+
+Cursor = psycopg2.extensions.cursor
+
+
+def tables(cur: Cursor, schemas: tuple[str, ...]) -> list[Table]:
+    """Every ordinary table and leaf partition in ``schemas``."""
+    cur.execute(sqlfiles.query("catalog_tables"), {"schemas": list(schemas)})
+    return [
+        Table(schema, name, is_part, int(rows), int(size), tuple(cols), key)
+        for schema, name, is_part, rows, size, cols, key in cur.fetchall()
+    ]
+
+
+def relation_kinds(cur: Cursor, schemas: tuple[str, ...]) -> dict[tuple[str, str], str]:
+    """(schema, name) -> relkind for every relation in ``schemas``."""
+    cur.execute(sqlfiles.query("catalog_relations"), {"schemas": list(schemas)})
+    return {(s, n): k for s, n, k in cur.fetchall()}
+
+
+def partition_leaves(cur: Cursor, schema: str, table: str) -> list[tuple[str, str]]:
+    """The leaf partitions of a partitioned table."""
+    cur.execute(sqlfiles.query("catalog_partition_leaves"), {"schema": schema, "table": table})
+    return [(s, n) for s, n in cur.fetchall()]
+
+
+def key_span(cur: Cursor, t: Table) -> tuple[int, int] | None:
+    """min and max of the table's integer key, or None for an empty table."""
+    assert t.int_key is not None
+    cur.execute(
+        sql.SQL("SELECT min({k}), max({k}) FROM ONLY {t}").format(
+            k=sql.Identifier(t.int_key), t=sql.Identifier(t.schema, t.name)
+        )
+    )
+    lo, hi = cur.fetchone()
+    return None if lo is None else (int(lo), int(hi))
+
+
+def sequences(cur: Cursor, schemas: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every sequence in ``schemas``."""
+    cur.execute(sqlfiles.query("catalog_sequences"), {"schemas": list(schemas)})
+    return [(s, n) for s, n in cur.fetchall()]
+
+
+def matviews(
+    cur: Cursor, schemas: tuple[str, ...], only_populated: bool
+) -> list[tuple[str, str]]:
+    """Materialized views (all, or those holding data on this server), dependencies first."""
+    cur.execute(
+        sqlfiles.query("catalog_matviews"),
+        {"schemas": list(schemas), "only_populated": only_populated},
+    )
+    return [(s, n) for s, n in cur.fetchall()]

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``pagila-submit`` here, ``pagila-stack`` in the stack package."""

@@ -1,0 +1,112 @@
+"""Printing runs for people: live per-unit lines while waiting, and the final summary table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+
+def human_bytes(n: int | float) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(out)
+
+
+def unit_line(name: str, u: dict[str, Any]) -> str:
+    """One live progress line for a unit."""
+    bits = [f"{name:<32}", f"{u.get('state', '?'):<9}"]
+    if "rows" in u:
+        bits.append(f"{u['rows']:>9} rows")
+    if "bytes" in u:
+        bits.append(f"{human_bytes(u['bytes']):>10}")
+    if u.get("worker"):
+        bits.append(str(u["worker"]))
+    if u.get("error") and u.get("state") in ("failed", "retrying"):
+        bits.append(f"error: {u['error'][:120]}")
+    return "  ".join(bits)
+
+
+class LiveView:
+    """Redraws unit lines on a terminal; prints only changed lines elsewhere (CI, cron)."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._drawn = 0
+        self._last: dict[str, str] = {}
+
+    def update(self, record: dict[str, Any]) -> None:
+        units = record.get("units", {})
+        lines = {name: unit_line(name, u) for name, u in sorted(units.items())}
+        if self.tty:
+            if self._drawn:
+                self.out.write(f"\x1b[{self._drawn}F")
+            header = f"run {record.get('run_id')} {record.get('kind')}: {record.get('state')}"
+            body = [header, *lines.values()]
+            self.out.write("".join(f"\x1b[2K{ln}\n" for ln in body))
+            self._drawn = len(body)
+        else:
+            for name, text in lines.items():
+                if self._last.get(name) != text:
+                    self.out.write(text + "\n")
+        self._last = lines
+        self.out.flush()
+
+
+def replication_summary(record: dict[str, Any]) -> str:
+    """The end-of-run table: table, rows on both sides, bytes, spill, worker, seconds, verdict."""
+    checks = {c["table"]: c for c in record.get("verification") or []}
+    per_table: dict[str, list[dict[str, Any]]] = {}
+    for u in record.get("units", {}).values():
+        per_table.setdefault(u.get("table", "?"), []).append(u)
+    rows = []
+    for name in sorted(set(per_table) | set(checks)):
+        parts = per_table.get(name, [])
+        c = checks.get(name)
+        copied = sum(int(p.get("rows", 0)) for p in parts)
+        verdict = (
+            "ok"
+            if c and c["ok"]
+            else (
+                "MISMATCH"
+                if c
+                else ("failed" if any(p.get("state") == "failed" for p in parts) else "-")
+            )
+        )
+        rows.append(
+            [
+                name,
+                c["source_rows"] if c else copied,
+                c["target_rows"] if c else "-",
+                human_bytes(sum(int(p.get("bytes", 0)) for p in parts)),
+                "yes" if any(p.get("spilled") for p in parts) else "no",
+                ",".join(sorted({str(p["worker"]) for p in parts if p.get("worker")})) or "-",
+                f"{sum(float(p.get('seconds', 0)) for p in parts):.2f}",
+                verdict,
+            ]
+        )
+    head = [
+        "table",
+        "source rows",
+        "target rows",
+        "bytes",
+        "spilled",
+        "worker",
+        "seconds",
+        "verdict",
+    ]
+    return table(head, rows)

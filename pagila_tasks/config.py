@@ -1,0 +1,199 @@
+"""One configuration, read from the environment once, frozen, and validated with clear errors.
+
+Every knob of the project is a ``PAGILA_*`` variable read here and nowhere else, so a worker, the
+submit script and the stack agree on what a setting means.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pagila_tasks.errors import ConfigError
+
+DEFAULT_SOURCE_DSN = "postgresql://pagila:pagila_pw@localhost:5433/pagila"
+DEFAULT_TARGET_DSN = "postgresql://pagila_tgt:pagila_tgt_pw@localhost:5444/pagila"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_SPOOL_MAX_BYTES = 128 * 1024 * 1024
+MIN_RETRIES = 2
+"""The Airflow design's guardrail: no task gives up before two retries."""
+
+
+def mask_dsn(dsn: str) -> str:
+    """Return ``dsn`` with any password replaced by ``***`` (URL and key=value forms)."""
+    masked = re.sub(r"(://[^:/@\s]*:)([^@\s]*)(@)", r"\1***\3", dsn)
+    masked = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", masked, flags=re.I)
+    return masked
+
+
+def mask_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Mask every DSN password in free text, and any literal secret given."""
+    text = mask_dsn(text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _dsn(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise ConfigError(
+            name,
+            f"must be a postgresql://user:password@host:port/dbname URL, got {mask_dsn(value)!r}",
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(name, f"has a bad port in {mask_dsn(value)!r}") from None
+    return value
+
+
+def _redis_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(name, f"must be a redis:// URL, got {mask_dsn(value)!r}")
+    return value
+
+
+def _schemas(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or "public"
+    schemas = tuple(s.strip() for s in raw.split(",") if s.strip())
+    if not schemas:
+        raise ConfigError(name, "names no schema")
+    if "pagila_support" in schemas:
+        raise ConfigError(name, "must not name pagila_support: it holds the audit ledgers")
+    return schemas
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, the submit script or the stack needs; built by :func:`settings`."""
+
+    source_dsn: str = field(repr=False)
+    target_dsn: str = field(repr=False)
+    redis_url: str = field(repr=False)
+    sql_dir: Path | None
+    cache_dir: Path
+    spool_max_bytes: int
+    schemas: tuple[str, ...]
+    pg_dump: str | None
+    retry_max: int
+    retry_delay: float
+    lock_ttl: int
+    max_run_seconds: int
+    task_time_limit: int
+    visibility_timeout: int
+    copy_format: str
+    split_rows: int
+    statement_timeout_ms: int
+    connect_timeout: int
+    keepalive_idle: int
+    verify_checksums: bool
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_dsn", "_url")):
+                value = mask_dsn(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def passwords(self) -> tuple[str, ...]:
+        """Passwords found in the DSNs, so free text (errors, logs) can be scrubbed of them."""
+        found = []
+        for dsn in (self.source_dsn, self.target_dsn, self.redis_url):
+            pw = urlsplit(dsn).password
+            if pw:
+                found.append(pw)
+        return tuple(found)
+
+    def scrub(self, text: str) -> str:
+        """Mask DSNs and the known passwords in ``text``."""
+        return mask_secrets(text, self.passwords)
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate settings from ``env`` (default ``os.environ``)."""
+    env = os.environ if env is None else env
+    sql_dir_raw = env.get("PAGILA_SQL_DIR")
+    sql_dir = Path(sql_dir_raw).expanduser() if sql_dir_raw else None
+    if sql_dir is not None and not sql_dir.is_dir():
+        raise ConfigError("PAGILA_SQL_DIR", f"is not a folder: {sql_dir}")
+    cache_default = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pagila-tasks"
+    copy_format = (env.get("PAGILA_COPY_FORMAT") or "binary").lower()
+    if copy_format not in ("binary", "text"):
+        raise ConfigError("PAGILA_COPY_FORMAT", f"must be binary or text, got {copy_format!r}")
+    checks = (env.get("PAGILA_VERIFY_CHECKSUMS") or "1").lower()
+    if checks not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError("PAGILA_VERIFY_CHECKSUMS", f"must be 1 or 0, got {checks!r}")
+    task_time_limit = _int(env, "PAGILA_TASK_TIME_LIMIT", 3600, minimum=10)
+    max_run = _int(env, "PAGILA_MAX_RUN_SECONDS", 4 * 3600, minimum=10)
+    visibility = _int(env, "PAGILA_VISIBILITY_TIMEOUT", task_time_limit + 600, minimum=10)
+    if visibility <= task_time_limit:
+        raise ConfigError(
+            "PAGILA_VISIBILITY_TIMEOUT",
+            f"({visibility}) must be larger than PAGILA_TASK_TIME_LIMIT ({task_time_limit})",
+        )
+    return Settings(
+        source_dsn=_dsn(env, "PAGILA_SOURCE_DSN", DEFAULT_SOURCE_DSN),
+        target_dsn=_dsn(env, "PAGILA_TARGET_DSN", DEFAULT_TARGET_DSN),
+        redis_url=_redis_url(env, "PAGILA_REDIS_URL", DEFAULT_REDIS_URL),
+        sql_dir=sql_dir,
+        cache_dir=Path(env.get("PAGILA_CACHE_DIR") or cache_default),
+        spool_max_bytes=_int(env, "PAGILA_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, minimum=0),
+        schemas=_schemas(env, "PAGILA_SCHEMAS"),
+        pg_dump=env.get("PAGILA_PG_DUMP") or None,
+        retry_max=_int(env, "PAGILA_RETRY_MAX", 3, minimum=MIN_RETRIES),
+        retry_delay=_float(env, "PAGILA_RETRY_DELAY", 60.0, minimum=0.0),
+        lock_ttl=_int(env, "PAGILA_LOCK_TTL", 120, minimum=2),
+        max_run_seconds=max_run,
+        task_time_limit=task_time_limit,
+        visibility_timeout=visibility,
+        copy_format=copy_format,
+        split_rows=_int(env, "PAGILA_SPLIT_ROWS", 400_000, minimum=0),
+        statement_timeout_ms=_int(env, "PAGILA_STATEMENT_TIMEOUT_MS", 0, minimum=0),
+        connect_timeout=_int(env, "PAGILA_CONNECT_TIMEOUT", 10, minimum=1),
+        keepalive_idle=_int(env, "PAGILA_KEEPALIVE_IDLE", 10, minimum=1),
+        verify_checksums=checks in ("1", "true", "yes"),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, built once on first use."""
+    return from_env()

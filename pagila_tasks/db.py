@@ -1,0 +1,55 @@
+"""Connections to the source and target: one place that sets timeouts, keepalives and names.
+
+Keepalives and a connect timeout make a dead or paused server an error within a bounded time
+instead of a hang; ``application_name`` lets an operator (or a fault test) find each backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg2
+import psycopg2.extensions
+
+from pagila_tasks.config import Settings
+
+
+def connect(
+    dsn: str, s: Settings, application_name: str, *, autocommit: bool = False
+) -> psycopg2.extensions.connection:
+    """Open a connection with the project's session settings (UTC, timeouts, keepalives)."""
+    options = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3"
+    if s.statement_timeout_ms:
+        options += f" -c statement_timeout={s.statement_timeout_ms}"
+        options += f" -c lock_timeout={s.statement_timeout_ms}"
+    conn = psycopg2.connect(
+        dsn,
+        application_name=application_name[:63],
+        connect_timeout=s.connect_timeout,
+        keepalives=1,
+        keepalives_idle=s.keepalive_idle,
+        keepalives_interval=max(s.keepalive_idle // 3, 1),
+        keepalives_count=3,
+        tcp_user_timeout=s.keepalive_idle * 3 * 1000,
+        options=options,
+    )
+    conn.autocommit = autocommit
+    return conn
+
+
+@contextmanager
+def connection(
+    dsn: str, s: Settings, application_name: str, *, autocommit: bool = False
+) -> Iterator[psycopg2.extensions.connection]:
+    """Like :func:`connect`, closing the connection (and rolling back) on the way out."""
+    conn = connect(dsn, s, application_name, autocommit=autocommit)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def server_version(conn: psycopg2.extensions.connection) -> int:
+    """The server's ``server_version_num`` (150004 for 15.4)."""
+    return int(conn.server_version)

@@ -1,0 +1,155 @@
+"""Pure planning: which units of work a run copies, in what order, how large tables split.
+
+No I/O here: the catalog is read elsewhere and handed in, so the rules can be tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pagila_tasks.errors import UsageError
+
+MAX_PARTS = 8
+"""A table is split into at most this many key ranges."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One copyable table (ordinary or leaf partition) as the source catalog describes it."""
+
+    schema: str
+    name: str
+    is_partition: bool
+    estimated_rows: int
+    bytes: int
+    columns: tuple[str, ...]
+    int_key: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One ``copy_table`` task: a whole table, or one key range ``[lo, hi)`` of it."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    part: int | None = None
+    parts: int | None = None
+    key: str | None = None
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def name(self) -> str:
+        base = f"{self.schema}.{self.table}"
+        return base if self.part is None else f"{base}#{self.part + 1}of{self.parts}"
+
+    def as_args(self) -> dict[str, Any]:
+        """JSON-friendly form carried in the task's arguments (no secrets, no rows)."""
+        data = asdict(self)
+        data["columns"] = list(self.columns)
+        return data
+
+    @classmethod
+    def from_args(cls, data: dict[str, Any]) -> Unit:
+        return cls(**{**data, "columns": tuple(data["columns"])})
+
+
+def split_ranges(lo: int, hi: int, parts: int) -> list[tuple[int | None, int | None]]:
+    """Cut the key span ``[lo, hi]`` into ``parts`` half-open ranges; the ends stay open."""
+    if parts <= 1 or hi <= lo:
+        return [(None, None)]
+    step = math.ceil((hi - lo + 1) / parts)
+    bounds = [lo + i * step for i in range(1, parts)]
+    edges: list[int | None] = [None, *bounds, None]
+    return [(edges[i], edges[i + 1]) for i in range(parts)]
+
+
+def plan_units(
+    tables: list[Table],
+    split_rows: int,
+    key_spans: dict[str, tuple[int, int]] | None = None,
+) -> list[Unit]:
+    """Units for ``tables``, largest first so the longest copies start earliest.
+
+    A table above ``split_rows`` estimated rows with a single integer primary key (and a span
+    in ``key_spans``) becomes several key-range units; ``split_rows = 0`` disables splitting.
+    """
+    key_spans = key_spans or {}
+    units: list[Unit] = []
+    for t in sorted(tables, key=lambda t: (-t.bytes, t.schema, t.name)):
+        span = key_spans.get(t.qualified)
+        parts = 1
+        if split_rows and t.int_key and span and t.estimated_rows > split_rows:
+            parts = min(MAX_PARTS, math.ceil(t.estimated_rows / split_rows))
+        if parts == 1 or span is None:
+            units.append(Unit(t.schema, t.name, t.columns))
+            continue
+        ranges = split_ranges(span[0], span[1], parts)
+        for i, (lo, hi) in enumerate(ranges):
+            units.append(Unit(t.schema, t.name, t.columns, i, len(ranges), t.int_key, lo, hi))
+    return units
+
+
+def tables_to_split(tables: list[Table], split_rows: int) -> list[Table]:
+    """The tables whose key span the catalog must fetch before :func:`plan_units`."""
+    if not split_rows:
+        return []
+    return [t for t in tables if t.int_key and t.estimated_rows > split_rows]
+
+
+def parse_table_list(raw: str | None) -> list[str] | None:
+    """``--tables a,b`` as a list; None means every table. An empty list is refused."""
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",")]
+    if not any(names) or any(not n for n in names):
+        raise UsageError(f"--tables {raw!r} names an empty table")
+    return names
+
+
+def resolve_selection(
+    requested: list[str],
+    schemas: tuple[str, ...],
+    kinds: dict[tuple[str, str], str],
+    leaves: dict[tuple[str, str], list[tuple[str, str]]],
+) -> list[tuple[str, str]]:
+    """Map requested names to copyable tables, refusing anything that is not a plain table.
+
+    ``kinds`` maps (schema, name) to pg_class.relkind; a partitioned table ('p') stands for its
+    leaves (given in ``leaves``). A bare name is looked up in ``schemas`` in order.
+    """
+    chosen: list[tuple[str, str]] = []
+    for raw in requested:
+        if "." in raw:
+            schema, _, name = raw.partition(".")
+            candidates = [(schema, name)] if schema in schemas else []
+        else:
+            candidates = [(s, raw) for s in schemas]
+        found = [c for c in candidates if c in kinds]
+        if not found:
+            raise UsageError(f"unknown table {raw!r} in schemas {', '.join(schemas)}")
+        key = found[0]
+        kind = kinds[key]
+        if kind == "r":
+            chosen.append(key)
+        elif kind == "p":
+            chosen.extend(leaves.get(key, []))
+        else:
+            what = {
+                "v": "a view",
+                "m": "a materialized view",
+                "S": "a sequence",
+                "f": "a foreign table",
+                "i": "an index",
+                "I": "an index",
+                "c": "a type",
+            }
+            raise UsageError(f"{raw!r} is {what.get(kind, 'not a table')}, not a plain table")
+    return list(dict.fromkeys(chosen))

@@ -1,0 +1,364 @@
+"""Replication phases, called by the thin tasks in :mod:`pagila_tasks.tasks`.
+
+``prepare``: snapshot, catalog, plan, target schema (pre-data). ``copy``: one unit. ``finish``:
+post-data, sequences, materialized views, verification, audit, lock. ``fail``: the errback.
+Each phase logs one ``STEP`` line with the run id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+import psycopg2.extensions
+import redis
+from psycopg2 import sql
+
+from pagila_tasks import catalog, plan, schema, sequences, snapshot, sqlfiles, verify
+from pagila_tasks.config import Settings
+from pagila_tasks.copy import CopyResult, copy_unit
+from pagila_tasks.db import connect, connection
+from pagila_tasks.errors import ReplicationError, SnapshotLost, UsageError
+from pagila_tasks.lock import RunLock
+from pagila_tasks.progress import RECORD_TTL, TERMINAL, Progress, run_key
+
+log = logging.getLogger(__name__)
+
+
+class Context:
+    """The Redis-side objects every phase needs, built from settings."""
+
+    def __init__(self, s: Settings, client: redis.Redis | None = None) -> None:
+        self.s = s
+        self.redis = client or redis.Redis.from_url(s.redis_url)
+        self.lock = RunLock(self.redis, s.lock_ttl)
+        self.progress = Progress(self.redis)
+
+    def record(self, run_id: str) -> dict[str, Any]:
+        rec = self.progress.get(run_id)
+        if rec is None:
+            raise ReplicationError(f"run {run_id} has no progress record (Redis lost it?)")
+        return rec
+
+
+@contextmanager
+def snapshot_cursor(
+    s: Settings, snapshot_id: str, name: str
+) -> Iterator[psycopg2.extensions.cursor]:
+    """A read-only source cursor that sees the run's snapshot."""
+    conn = connect(s.source_dsn, s, name)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
+            except psycopg2.Error as exc:
+                raise SnapshotLost(
+                    f"snapshot {snapshot_id} is gone (its holder died?): "
+                    f"{(exc.diag.message_primary or str(exc)).strip()}"
+                ) from None
+            yield cur
+    finally:
+        conn.close()
+
+
+def select_tables(
+    cur: psycopg2.extensions.cursor, schemas: tuple[str, ...], requested: list[str] | None
+) -> list[plan.Table]:
+    """The catalog's tables, narrowed to ``requested`` (refusing anything not a plain table)."""
+    tables = catalog.tables(cur, schemas)
+    if requested is None:
+        return tables
+    kinds = catalog.relation_kinds(cur, schemas)
+    leaves = {k: catalog.partition_leaves(cur, *k) for k, kind in kinds.items() if kind == "p"}
+    chosen = set(plan.resolve_selection(requested, schemas, kinds, leaves))
+    return [t for t in tables if (t.schema, t.name) in chosen]
+
+
+def ensure_ledger(conn: psycopg2.extensions.connection) -> None:
+    """Create the replication ledger on the target if missing."""
+    with conn.cursor() as cur:
+        cur.execute(sqlfiles.query("replication_audit_ddl"))
+    conn.commit()
+
+
+def _target_tables(cur: psycopg2.extensions.cursor, tables: list[plan.Table]) -> list[str]:
+    missing = []
+    for t in tables:
+        cur.execute("SELECT to_regclass(%s)", (sql.Identifier(t.schema, t.name).as_string(cur),))
+        if cur.fetchone()[0] is None:
+            missing.append(t.qualified)
+    return missing
+
+
+def prepare(ctx: Context, run_id: str, requested: list[str] | None) -> list[plan.Unit]:
+    """Snapshot, plan and target schema; returns the units the chord fans out."""
+    s = ctx.s
+    ctx.lock.assert_held(run_id)
+    ctx.progress.set_state(run_id, "running")
+    log.info("STEP prepare %s: export snapshot", run_id)
+    snapshot_id = snapshot.start_holder(run_id, ctx.redis)
+    with snapshot_cursor(s, snapshot_id, f"pagila-prepare {run_id}") as cur:
+        source_version = int(cur.connection.server_version)
+        log.info("STEP prepare %s: read the source catalog", run_id)
+        tables = select_tables(cur, s.schemas, requested)
+        spans = {}
+        for t in plan.tables_to_split(tables, s.split_rows):
+            span = catalog.key_span(cur, t)
+            if span:
+                spans[t.qualified] = span
+    units = plan.plan_units(tables, s.split_rows, spans)
+    subset = requested is not None
+    tgt = connect(s.target_dsn, s, f"pagila-prepare {run_id}")
+    try:
+        ensure_ledger(tgt)
+        if subset:
+            with tgt.cursor() as cur:
+                missing = _target_tables(cur, tables)
+                if missing:
+                    raise UsageError(
+                        f"the target has no table {', '.join(missing)}: run a full replicate first"
+                    )
+                log.info("STEP prepare %s: drop foreign keys touching the chosen tables", run_id)
+                names = [sql.Identifier(t.schema, t.name).as_string(cur) for t in tables]
+                cur.execute(sqlfiles.query("foreign_keys_touching"), {"tables": names})
+                fkeys = [list(r) for r in cur.fetchall()]
+                ctx.redis.hset(run_key(run_id), "foreign_keys", json.dumps(fkeys))
+                ctx.lock.assert_held(run_id)
+                for on_table, name, _ in fkeys:
+                    cur.execute(
+                        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                            sql.SQL(on_table), sql.Identifier(name)
+                        )
+                    )
+            tgt.commit()
+        else:
+            log.info("STEP prepare %s: dump the source schema", run_id)
+            archive = schema.dump(s, snapshot_id, source_version)
+            ctx.redis.set(f"{run_key(run_id)}:schema", archive, ex=RECORD_TTL)
+            log.info(
+                "STEP prepare %s: reset target schemas %s, restore pre-data", run_id, s.schemas
+            )
+            ctx.lock.assert_held(run_id)
+            schema.reset_target(tgt, s.schemas)
+            schema.restore(s, archive, "pre-data", 1, source_version)
+    finally:
+        tgt.close()
+    ctx.progress.set_state(
+        run_id,
+        "running",
+        unit_names=[u.name for u in units],
+        tables=sorted({f"{u.schema}.{u.table}" for u in units}),
+        subset=subset,
+        source_version=source_version,
+    )
+    for u in units:
+        ctx.progress.unit(run_id, u.name, state="queued", table=f"{u.schema}.{u.table}")
+    log.info("STEP prepare %s: %d units planned", run_id, len(units))
+    return units
+
+
+def copy(ctx: Context, run_id: str, unit: plan.Unit, worker: str) -> CopyResult:
+    """Copy one unit inside the run's snapshot, refusing to commit without the run lock."""
+    record = ctx.record(run_id)
+    if record.get("state") in TERMINAL:
+        raise ReplicationError(
+            f"run {run_id} is already {record['state']}; copy of {unit.name} dropped"
+        )
+    if record.get("cancel_requested"):
+        raise ReplicationError(f"run {run_id} was cancelled")
+    snapshot_id = ctx.redis.hget(run_key(run_id), "snapshot")
+    if not snapshot_id:
+        raise SnapshotLost(
+            f"run {run_id} has no snapshot (its holder never started or Redis lost it)"
+        )
+    ctx.progress.unit(run_id, unit.name, state="running", worker=worker)
+    result = copy_unit(
+        ctx.s, run_id, unit, snapshot_id.decode(), lambda: ctx.lock.assert_held(run_id)
+    )
+    ctx.progress.unit(
+        run_id,
+        unit.name,
+        state="done",
+        rows=result.rows,
+        bytes=result.bytes,
+        spilled=result.spilled,
+        seconds=result.seconds,
+        worker=worker,
+    )
+    return result
+
+
+def _restore_foreign_keys(cur: psycopg2.extensions.cursor, fkeys: list[list[str]]) -> None:
+    for on_table, name, definition in fkeys:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.SQL(on_table), sql.Identifier(name), sql.SQL(definition)
+            )
+        )
+
+
+def _audit(
+    ctx: Context,
+    run_id: str,
+    record: dict[str, Any],
+    succeeded: bool,
+    error: str | None,
+    detail: list[dict[str, Any]],
+) -> bool:
+    units = record.get("units", {})
+    row = {
+        "run_id": run_id,
+        "started_at": record.get("started_at") or record.get("submitted_at"),
+        "succeeded": succeeded,
+        "tables": len(record.get("tables") or []),
+        "rows": sum(int(u.get("rows", 0)) for u in units.values()),
+        "bytes": sum(int(u.get("bytes", 0)) for u in units.values()),
+        "error": error,
+        "detail": json.dumps(detail),
+    }
+    conn = connect(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}")
+    try:
+        ensure_ledger(conn)
+        with conn.cursor() as cur:
+            cur.execute(sqlfiles.query("replication_audit_insert"), row)
+            inserted = cur.fetchone() is not None
+        conn.commit()
+        return inserted
+    finally:
+        conn.close()
+
+
+def _audited(ctx: Context, run_id: str) -> bool:
+    conn = connect(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}")
+    try:
+        ensure_ledger(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM pagila_support.replication_audit WHERE run_id = %s", (run_id,)
+            )
+            return cur.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def finish(ctx: Context, run_id: str) -> dict[str, Any]:
+    """The chord's callback: post-data, sequences, matviews, verification, audit, lock."""
+    s = ctx.s
+    record = ctx.record(run_id)
+    if record.get("state") in TERMINAL or _audited(ctx, run_id):
+        log.info(
+            "STEP finish %s: already finished (%s); nothing to do", run_id, record.get("state")
+        )
+        ctx.progress.finish_once(run_id, "succeeded")
+        ctx.lock.release(run_id)
+        return {"run_id": run_id, "state": ctx.record(run_id).get("state")}
+    ctx.lock.assert_held(run_id)
+    snapshot_id = (ctx.redis.hget(run_key(run_id), "snapshot") or b"").decode()
+    source_version = int(record.get("source_version") or 0)
+    subset = bool(record.get("subset"))
+    tables = [tuple(t.split(".", 1)) for t in record.get("tables") or []]
+    ctx.progress.set_state(run_id, "running", phase="post-data")
+    if subset:
+        log.info("STEP finish %s: restore foreign keys", run_id)
+        fkeys = json.loads(ctx.redis.hget(run_key(run_id), "foreign_keys") or b"[]")
+        with connection(s.target_dsn, s, f"pagila-finish {run_id}") as tgt:
+            with tgt.cursor() as cur:
+                _restore_foreign_keys(cur, fkeys)
+            ctx.lock.assert_held(run_id)
+            tgt.commit()
+    else:
+        log.info("STEP finish %s: post-data (indexes, constraints, triggers)", run_id)
+        archive = ctx.redis.get(f"{run_key(run_id)}:schema")
+        if archive is None:
+            raise ReplicationError(f"run {run_id}: the schema dump is gone from Redis")
+        schema.restore(s, archive, "post-data", 2, source_version)
+    log.info("STEP finish %s: sequences and materialized views", run_id)
+    ctx.progress.set_state(run_id, "running", phase="verify")
+    with snapshot_cursor(s, snapshot_id, f"pagila-verify {run_id}") as src:
+        seq_values = sequences.read(src, s.schemas)
+        tgt_conn = connect(s.target_dsn, s, f"pagila-finish {run_id}")
+        try:
+            with tgt_conn.cursor() as tgt:
+                sequences.apply(tgt, seq_values)
+                if not subset:
+                    for mschema, mview in catalog.matviews(src, s.schemas, only_populated=True):
+                        tgt.execute(
+                            sql.SQL("REFRESH MATERIALIZED VIEW {}").format(
+                                sql.Identifier(mschema, mview)
+                            )
+                        )
+                ctx.lock.assert_held(run_id)
+                tgt_conn.commit()
+                log.info("STEP finish %s: verify %d tables", run_id, len(tables))
+                checks = verify.compare(src, tgt, tables, s.verify_checksums)
+                target_seqs = sequences.read(tgt, s.schemas)
+            tgt_conn.commit()
+        finally:
+            tgt_conn.close()
+    bad = [c.table for c in checks if not c.ok]
+    bad_seqs = [k for k, v in seq_values.items() if target_seqs.get(k) != v]
+    detail = [asdict(c) | {"ok": c.ok, **_unit_info(record, c.table)} for c in checks]
+    if bad or bad_seqs:
+        raise ReplicationError(
+            "verification failed: "
+            + "; ".join(
+                ([f"tables differ: {', '.join(bad)}"] if bad else [])
+                + ([f"sequences differ: {', '.join(bad_seqs)}"] if bad_seqs else [])
+            )
+        )
+    ctx.lock.assert_held(run_id)
+    _audit(ctx, run_id, ctx.record(run_id), True, None, detail)
+    ctx.progress.set_state(run_id, "running", verification=detail, sequences=len(seq_values))
+    ctx.progress.finish_once(run_id, "succeeded")
+    ctx.lock.release(run_id)
+    log.info("STEP finish %s: succeeded, %d tables verified", run_id, len(checks))
+    return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
+
+
+def _unit_info(record: dict[str, Any], table: str) -> dict[str, Any]:
+    """Bytes, spill, workers and seconds of a table's units, summed for the audit detail."""
+    parts = [u for u in record.get("units", {}).values() if u.get("table") == table]
+    return {
+        "bytes": sum(int(u.get("bytes", 0)) for u in parts),
+        "spilled": any(u.get("spilled") for u in parts),
+        "workers": sorted({u["worker"] for u in parts if u.get("worker")}),
+        "seconds": round(sum(float(u.get("seconds", 0)) for u in parts), 3),
+    }
+
+
+def fail(ctx: Context, run_id: str, reason: str | None = None) -> dict[str, Any]:
+    """The errback: one failed audit row naming the tables and errors, then the lock is freed."""
+    record = ctx.progress.get(run_id) or {"units": {}}
+    if record.get("state") in TERMINAL:
+        return {"run_id": run_id, "state": record.get("state")}
+    failed = {
+        name: u.get("error", "")
+        for name, u in record.get("units", {}).items()
+        if u.get("state") in ("failed", "retrying") and u.get("error")
+    }
+    parts = []
+    if record.get("cancel_requested"):
+        parts.append("cancelled by request")
+    if failed:
+        parts.append("; ".join(f"{name}: {err}" for name, err in sorted(failed.items())))
+    if reason:
+        parts.append(reason)
+    if record.get("error"):
+        parts.append(str(record["error"]))
+    error = ctx.s.scrub(" | ".join(dict.fromkeys(parts)) or "a task failed")
+    state = "cancelled" if record.get("cancel_requested") else "failed"
+    detail = [{"table": name, "error": err} for name, err in sorted(failed.items())]
+    try:
+        _audit(ctx, run_id, record, False, error, detail)
+    except Exception as exc:  # the target may be the thing that broke: still free the lock
+        log.error("run %s: could not write the failed audit row: %s", run_id, ctx.s.scrub(str(exc)))
+        error += f" (audit row not written: {ctx.s.scrub(str(exc))})"
+    ctx.progress.finish_once(run_id, state, error)
+    ctx.lock.release(run_id)
+    log.error("STEP fail %s: %s: %s", run_id, state, error)
+    return {"run_id": run_id, "state": state, "error": error}

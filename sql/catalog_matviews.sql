@@ -1,0 +1,8 @@
+-- Materialized views in the chosen schemas, in creation order (dependencies first).
+-- Parameters: %(schemas)s (text[]), %(only_populated)s (boolean: only those holding data).
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY (%(schemas)s) AND c.relkind = 'm'
+  AND (c.relispopulated OR NOT %(only_populated)s)
+ORDER BY c.oid;

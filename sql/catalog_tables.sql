@@ -1,0 +1,22 @@
+-- Units of work: every ordinary table and every leaf partition in the chosen schemas.
+-- Partitioned parents (relkind 'p') are left out, so no row is copied twice.
+-- Parameters: %(schemas)s (text[]).
+SELECT n.nspname AS schema_name,
+       c.relname AS table_name,
+       c.relispartition AS is_partition,
+       greatest(c.reltuples, 0)::bigint AS estimated_rows,
+       pg_catalog.pg_relation_size(c.oid) AS bytes,
+       coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
+                 FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attgenerated = ''), '{}') AS columns,
+       (SELECT a.attname::text
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
+          AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS int_key
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY (%(schemas)s)
+  AND c.relkind = 'r'
+ORDER BY n.nspname, c.relname;

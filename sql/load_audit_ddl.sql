@@ -1,0 +1,20 @@
+-- The loader's audit ledger, in its own schema so that resetting public leaves it alone.
+-- Parameters: none. Idempotent.
+CREATE SCHEMA IF NOT EXISTS pagila_support;
+CREATE TABLE IF NOT EXISTS pagila_support.pagila_load_audit (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    loaded_at       timestamptz NOT NULL DEFAULT now(),
+    schema_sha256   text,           -- NULL when the file could not be read
+    data_sha256     text,
+    actor_count     integer,
+    film_count      integer,
+    customer_count  integer,
+    rental_count    integer,
+    succeeded       boolean NOT NULL,
+    run_id          text NOT NULL,
+    duration_s      double precision,
+    error           text,
+    table_counts    jsonb
+);
+CREATE INDEX IF NOT EXISTS pagila_load_audit_hashes
+    ON pagila_support.pagila_load_audit (schema_sha256, data_sha256, id DESC);

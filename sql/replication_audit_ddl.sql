@@ -1,0 +1,14 @@
+-- The replication ledger on the target, outside the replicated schemas. Idempotent.
+-- Parameters: none.
+CREATE SCHEMA IF NOT EXISTS pagila_support;
+CREATE TABLE IF NOT EXISTS pagila_support.replication_audit (
+    run_id       text PRIMARY KEY,
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz NOT NULL DEFAULT now(),
+    succeeded    boolean NOT NULL,
+    tables       integer NOT NULL,
+    rows         bigint NOT NULL,
+    bytes        bigint NOT NULL,
+    error        text,
+    detail       jsonb NOT NULL DEFAULT '[]'
+);

@@ -1,0 +1,178 @@
+"""Session servers, worker subprocesses and per-test resets for the whole suite.
+
+Servers: throwaway ones from the stack's own code (two PostgreSQL clusters and a Redis in a
+temporary state folder), or external ones when ``PAGILA_TEST_SOURCE_DSN``,
+``PAGILA_TEST_TARGET_DSN`` and ``PAGILA_TEST_REDIS_URL`` are all set. They are started before
+any test module imports the package, so the one configuration is built from them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import pytest
+import redis
+
+# pytest-celery 1.x shadows Celery's in-process fixtures with Docker-based ones; these imports
+# restore Celery's own (celery/pytest-celery#442), so an in-process worker needs no Docker.
+from celery.contrib.pytest import (  # noqa: F401
+    celery_app,
+    celery_config,
+    celery_enable_logging,
+    celery_includes,
+    celery_parameters,
+    celery_worker,
+    celery_worker_parameters,
+    celery_worker_pool,
+    depends_on_current_app,
+    use_celery_app_trap,
+)
+
+from tests.support import SHARED_PAGILA
+
+TEST_ENV = {
+    "PAGILA_RETRY_DELAY": "0.5",  # tests shorten the delay, never the count
+    "PAGILA_CONNECT_TIMEOUT": "5",
+}
+
+
+@dataclass
+class Servers:
+    """What the suite runs against."""
+
+    source_dsn: str
+    target_dsn: str
+    redis_url: str
+    admin_source: str | None = None
+    admin_target: str | None = None
+    stack: object | None = None
+    state_dir: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_SERVERS: Servers | None = None
+
+
+def _start_servers() -> Servers:
+    names = ("PAGILA_TEST_SOURCE_DSN", "PAGILA_TEST_TARGET_DSN", "PAGILA_TEST_REDIS_URL")
+    if all(os.environ.get(n) for n in names):
+        return Servers(*(os.environ[n] for n in names))
+    from pagila_tasks.stack.stack import Stack
+
+    state = Path(tempfile.mkdtemp(prefix="pagila-test-"))
+    stack = Stack(state, servers=os.environ.get("PAGILA_STACK_SERVERS", "auto"))
+    stack.up(workers=0)
+    env = stack.env()
+    return Servers(
+        env["PAGILA_SOURCE_DSN"], env["PAGILA_TARGET_DSN"], env["PAGILA_REDIS_URL"],
+        stack.admin_dsn("source"), stack.admin_dsn("target"), stack, state,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the servers and point the configuration at them before anything imports it."""
+    global _SERVERS
+    if hasattr(config, "workerinput"):
+        return
+    _SERVERS = _start_servers()
+    os.environ.update(
+        PAGILA_SOURCE_DSN=_SERVERS.source_dsn,
+        PAGILA_TARGET_DSN=_SERVERS.target_dsn,
+        PAGILA_REDIS_URL=_SERVERS.redis_url,
+        **TEST_ENV,
+    )
+    os.environ.setdefault("PAGILA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pagila-cache"))
+    if not os.environ.get("PAGILA_SQL_DIR") and SHARED_PAGILA.is_dir():
+        os.environ["PAGILA_SQL_DIR"] = str(SHARED_PAGILA)
+    # Workers read the files the suite can swap: a working copy of the pinned files.
+    from pagila_tasks import pagila_files
+    from pagila_tasks.config import from_env
+
+    pinned = pagila_files.locate(from_env())
+    work = Path(tempfile.mkdtemp(prefix="pagila-files-"))
+    for path in (pinned.schema, pinned.data):
+        shutil.copy(path, work / path.name)
+    os.environ["PAGILA_PINNED_DIR"] = str(pinned.schema.parent)
+    os.environ["PAGILA_SQL_DIR"] = str(work)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop every server and worker the session started."""
+    if _SERVERS is not None and _SERVERS.stack is not None:
+        _SERVERS.stack.down(purge=True)  # type: ignore[attr-defined]
+        if _SERVERS.state_dir is not None:
+            shutil.rmtree(_SERVERS.state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def servers() -> Servers:
+    """The session's servers."""
+    assert _SERVERS is not None
+    return _SERVERS
+
+
+def reset_database(dsn: str, schemas: tuple[str, ...]) -> None:
+    """Drop the given schemas (and recreate public) as the database owner."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND usename = current_user"
+            )
+            for (pid,) in cur.fetchall():
+                cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            cur.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%%' "
+                "AND nspname <> 'information_schema' AND nspowner = "
+                "(SELECT oid FROM pg_roles WHERE rolname = current_user) "
+                "OR nspname = ANY(%s)",
+                (list(schemas),),
+            )
+            for (name,) in cur.fetchall():
+                cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            cur.execute("CREATE SCHEMA IF NOT EXISTS public")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset(servers: Servers) -> Iterator[None]:
+    """Every test starts with empty databases and an empty Redis database."""
+    redis.Redis.from_url(servers.redis_url).flushdb()
+    reset_database(servers.source_dsn, ("public", "pagila_support"))
+    reset_database(servers.target_dsn, ("public", "pagila_support"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def workers(servers: Servers) -> Iterator[list[int]]:
+    """Two real worker processes (``celery -A pagila_tasks worker``), w1 and w2."""
+    from tests.workers import WorkerPool
+
+    pool = WorkerPool(servers, prefix="w")
+    pool.start(2)
+    yield pool.pids
+    pool.stop()
+
+
+@pytest.fixture(scope="session")
+def pagila_dir() -> Path:
+    """The folder with the pinned, unmodified Pagila files."""
+    return Path(os.environ["PAGILA_PINNED_DIR"])
+
+
+@pytest.fixture
+def workers_files(pagila_dir: Path) -> Iterator[Path]:
+    """The folder the workers load from (PAGILA_SQL_DIR); restored to the pinned files after."""
+    work = Path(os.environ["PAGILA_SQL_DIR"])
+    yield work
+    for name in ("pagila-schema.sql", "pagila-data.sql"):
+        shutil.copy(pagila_dir / name, work / name)

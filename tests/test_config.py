@@ -1,0 +1,102 @@
+"""The one configuration: defaults, validation, masking, and the retry policy of every task."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pagila_tasks.config import (
+    DEFAULT_REDIS_URL,
+    DEFAULT_SOURCE_DSN,
+    DEFAULT_TARGET_DSN,
+    MIN_RETRIES,
+    from_env,
+    mask_dsn,
+)
+from pagila_tasks.errors import ConfigError
+
+
+def test_defaults_match_the_airflow_containers() -> None:
+    """With nothing set, the settings point at the two database containers and local Redis."""
+    s = from_env({})
+    assert s.source_dsn == DEFAULT_SOURCE_DSN == "postgresql://pagila:pagila_pw@localhost:5433/pagila"
+    assert s.target_dsn == DEFAULT_TARGET_DSN
+    assert "localhost:5444" in s.target_dsn
+    assert s.redis_url == DEFAULT_REDIS_URL == "redis://localhost:6379/0"
+    assert s.spool_max_bytes == 134217728
+    assert s.schemas == ("public",)
+    assert s.sql_dir is None
+    assert s.retry_max >= MIN_RETRIES and s.retry_delay == 60
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PAGILA_SPOOL_MAX_BYTES": "lots"}, "PAGILA_SPOOL_MAX_BYTES"),
+        ({"PAGILA_SOURCE_DSN": "mysql://x@y/z"}, "PAGILA_SOURCE_DSN"),
+        ({"PAGILA_TARGET_DSN": "postgresql://u:p@h:notaport/db"}, "PAGILA_TARGET_DSN"),
+        ({"PAGILA_REDIS_URL": "http://localhost"}, "PAGILA_REDIS_URL"),
+        ({"PAGILA_RETRY_MAX": "1"}, "PAGILA_RETRY_MAX"),
+        ({"PAGILA_SQL_DIR": "/no/such/folder"}, "PAGILA_SQL_DIR"),
+        ({"PAGILA_SCHEMAS": " , "}, "PAGILA_SCHEMAS"),
+        ({"PAGILA_TASK_TIME_LIMIT": "100", "PAGILA_VISIBILITY_TIMEOUT": "50"},
+         "PAGILA_VISIBILITY_TIMEOUT"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    """Each malformed variable raises a ConfigError whose message starts with its name."""
+    with pytest.raises(ConfigError) as info:
+        from_env(env)
+    assert info.value.variable == variable
+    assert str(info.value).startswith(variable)
+
+
+def test_settings_are_frozen_and_repr_masks_passwords() -> None:
+    """Settings cannot be changed after build, and their repr never shows a password."""
+    s = from_env({"PAGILA_SOURCE_DSN": "postgresql://u:s3cret-pw@h:1/db"})
+    with pytest.raises(AttributeError):
+        s.spool_max_bytes = 1  # type: ignore[misc]
+    assert "s3cret-pw" not in repr(s)
+    assert "s3cret-pw" not in s.scrub("connection to postgresql://u:s3cret-pw@h:1/db failed s3cret-pw")
+
+
+def test_mask_dsn_forms() -> None:
+    """Both URL and key=value DSNs lose their password."""
+    assert mask_dsn("postgresql://a:b@c:1/d") == "postgresql://a:***@c:1/d"
+    assert "xyz" not in mask_dsn("host=h password=xyz dbname=d")
+    assert mask_dsn("redis://localhost:6379/0") == "redis://localhost:6379/0"
+
+
+def test_bad_configuration_exits_2_with_one_line() -> None:
+    """A command given a bad variable exits 2 with one line naming it, and no traceback."""
+    env = {**os.environ, "PAGILA_SPOOL_MAX_BYTES": "-5"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pagila_tasks.cli.submit", "history"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "PAGILA_SPOOL_MAX_BYTES" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_task_retries_at_least_twice_with_backoff() -> None:
+    """Every registered pagila task retries at least 2 times, with the configured delay."""
+    from pagila_tasks.app import app
+    from pagila_tasks.config import settings
+
+    app.loader.import_default_modules()
+    tasks = {name: t for name, t in app.tasks.items() if name.startswith("pagila.")}
+    assert {"pagila.load", "pagila.replicate", "pagila.copy_table",
+            "pagila.finish_replication", "pagila.fail_replication"} <= set(tasks)
+    for name, task in tasks.items():
+        assert task.max_retries is not None and task.max_retries >= MIN_RETRIES, name
+        assert task.autoretry_for, name
+        assert task.retry_backoff == settings().retry_delay, name
+        assert task.default_retry_delay == settings().retry_delay, name
+    # the default delay, with nothing set, is the Airflow design's 60 s
+    assert from_env({}).retry_delay == 60

@@ -1,0 +1,47 @@
+"""The run lock on a real Redis: one holder, token-checked extend and release, fencing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pagila_tasks.errors import LockHeld, LockLost
+from pagila_tasks.lock import Heartbeat, RunLock
+from tests.support import redis_client
+
+
+def test_one_holder_and_a_named_refusal() -> None:
+    """The second taker gets LockHeld naming the holding run, its kind and since when."""
+    lock = RunLock(redis_client(), ttl=30)
+    lock.acquire("run-a", "load")
+    with pytest.raises(LockHeld) as info:
+        lock.acquire("run-b", "replicate")
+    assert "run-a" in str(info.value) and "load" in str(info.value) and "since" in str(info.value)
+    assert lock.release("run-a")
+    lock.acquire("run-b", "replicate")
+
+
+def test_stale_holder_cannot_release_extend_or_write() -> None:
+    """A run whose lock expired cannot free, extend or commit under the next run's lock."""
+    lock = RunLock(redis_client(), ttl=1)
+    lock.acquire("old", "replicate")
+    time.sleep(1.2)
+    lock.acquire("new", "replicate")
+    assert lock.release("old") is False
+    assert lock.extend("old") is False
+    with pytest.raises(LockLost, match="new holds it now"):
+        lock.assert_held("old")
+    assert lock.holder()["run_id"] == "new"
+    lock.assert_held("new")
+
+
+def test_heartbeat_keeps_the_lock_past_its_ttl() -> None:
+    """While a heartbeat runs, the lock outlives its TTL; after it stops, the lock expires."""
+    lock = RunLock(redis_client(), ttl=1)
+    lock.acquire("beating", "load")
+    with Heartbeat(lock, "beating"):
+        time.sleep(2.0)
+        assert lock.held_by("beating")
+    time.sleep(1.3)
+    assert lock.holder() is None

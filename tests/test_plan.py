@@ -1,0 +1,73 @@
+"""Pure planning: units, splits, order and the refusal of names that are not tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from pagila_tasks.errors import UsageError
+from pagila_tasks.plan import (
+    Table,
+    Unit,
+    parse_table_list,
+    plan_units,
+    resolve_selection,
+    split_ranges,
+)
+
+
+def t(name: str, rows: int = 10, size: int = 100, key: str | None = "id") -> Table:
+    return Table("public", name, False, rows, size, ("id", "v"), key)
+
+
+def test_one_unit_per_table_largest_first() -> None:
+    """Small tables are one unit each, the biggest first."""
+    units = plan_units([t("a", size=1), t("b", size=50), t("c", size=10)], split_rows=1000)
+    assert [u.table for u in units] == ["b", "c", "a"]
+    assert all(u.part is None and u.key is None for u in units)
+
+
+def test_large_table_splits_into_covering_ranges() -> None:
+    """A table over the split threshold becomes key ranges that cover every key, open at both ends."""
+    units = plan_units([t("big", rows=1000, size=9)], split_rows=300, key_spans={"public.big": (1, 1000)})
+    assert len(units) == 4
+    assert units[0].lo is None and units[-1].hi is None
+    for a, b in zip(units, units[1:], strict=False):
+        assert a.hi == b.lo
+    assert [u.name for u in units][0] == "public.big#1of4"
+    for key in (-5, 1, 250, 251, 999, 1000, 10**9):
+        assert sum(1 for u in units if (u.lo is None or key >= u.lo) and (u.hi is None or key < u.hi)) == 1
+
+
+def test_no_split_without_integer_key_or_when_disabled() -> None:
+    """Tables without a single integer key, or with splitting off, stay whole."""
+    assert len(plan_units([t("nokey", rows=10**6, key=None)], split_rows=10)) == 1
+    assert len(plan_units([t("big", rows=10**6)], split_rows=0, key_spans={"public.big": (1, 10)})) == 1
+    assert split_ranges(5, 5, 4) == [(None, None)]
+
+
+def test_unit_round_trips_through_task_arguments() -> None:
+    """A unit survives the JSON-friendly form carried in task arguments."""
+    u = Unit("s", "t", ("a", "b"), 1, 3, "a", 10, 20)
+    assert Unit.from_args(u.as_args()) == u
+
+
+def test_selection_refuses_what_is_not_a_plain_table() -> None:
+    """Unknown names, views and sequences are refused; a partitioned parent means its leaves."""
+    kinds = {("public", "rental"): "r", ("public", "payment"): "p", ("public", "film_list"): "v",
+             ("public", "payment_p1"): "r", ("public", "actor_actor_id_seq"): "S"}
+    leaves = {("public", "payment"): [("public", "payment_p1")]}
+    assert resolve_selection(["rental", "public.payment"], ("public",), kinds, leaves) == [
+        ("public", "rental"), ("public", "payment_p1")]
+    for bad, words in (("nope", "unknown table"), ("film_list", "a view"),
+                       ("actor_actor_id_seq", "a sequence"), ("other.rental", "unknown table")):
+        with pytest.raises(UsageError, match=words):
+            resolve_selection([bad], ("public",), kinds, leaves)
+
+
+def test_table_list_parsing() -> None:
+    """--tables: None means all; an empty list or an empty name is refused."""
+    assert parse_table_list(None) is None
+    assert parse_table_list("a, b") == ["a", "b"]
+    for bad in ("", ",", "a,,b", " "):
+        with pytest.raises(UsageError):
+            parse_table_list(bad)

@@ -1,0 +1,66 @@
+"""Real worker processes for the tests: ``celery -A pagila_tasks worker`` subprocesses."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from pagila_tasks.stack.processes import pid_alive, spawn, terminate, worker_argv
+from tests.support import ROOT
+
+
+class WorkerPool:
+    """Named worker subprocesses with their own logs; started and stopped by a test or fixture."""
+
+    def __init__(self, servers: object, prefix: str = "w", extra_env: dict[str, str] | None = None,
+                 queues: str = "copy,control") -> None:
+        self.prefix = prefix
+        self.queues = queues
+        self.extra_env = extra_env or {}
+        self.logs = Path(tempfile.mkdtemp(prefix=f"pagila-workers-{prefix}-"))
+        self.pids: list[int] = []
+        self.names: list[str] = []
+
+    def start(self, n: int, wait: bool = True) -> list[int]:
+        """Start ``n`` workers (each one process slot) and wait until they answer a ping."""
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        for i in range(1, n + 1):
+            name = f"{self.prefix}{i}"
+            pid = spawn(worker_argv(name, self.queues), self.logs / f"{name}.log", env, cwd=ROOT)
+            self.pids.append(pid)
+            self.names.append(name)
+        if wait:
+            self.wait_ready()
+        return self.pids
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until every worker has registered with the broker."""
+        from pagila_tasks.app import app
+
+        end = time.monotonic() + timeout
+        want = set(self.names)
+        while time.monotonic() < end:
+            dead = [p for p in self.pids if not pid_alive(p)]
+            if dead:
+                raise AssertionError(f"worker died at start; logs in {self.logs}: {self.log_tail()}")
+            replies = app.control.inspect(timeout=1.0).ping() or {}
+            seen = {node.split("@", 1)[0] for node in replies}
+            if want <= seen:
+                return
+        raise AssertionError(f"workers {want} did not answer a ping; logs in {self.logs}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of every worker's log, for failure messages."""
+        out = []
+        for log in sorted(self.logs.glob("*.log")):
+            out.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        """Warm-stop every worker (SIGKILL of its group if it will not stop)."""
+        for pid in self.pids:
+            terminate(pid, "celery", timeout=15)
+        self.pids.clear()
+        self.names.clear()
