@@ -4,5 +4,9 @@ from __future__ import annotations
 
 from celery import Celery
 
+from pagila_tasks.flower_guard import guard
+
+guard()  # `celery -A pagila_tasks flower` refuses to start without authentication
+
 app = Celery("pagila_tasks", include=["pagila_tasks.tasks"])
 app.config_from_object("celeryconfig")

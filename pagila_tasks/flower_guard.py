@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 MIN_PASSWORD_CHARS = 12
 EXIT_USAGE = 2
@@ -88,15 +89,22 @@ def check_flower_auth(argv: Sequence[str], environ: Mapping[str, str]) -> str | 
     )
 
 
+def is_celery(program: str) -> bool:
+    """True for the ``celery`` script and for ``python -m celery`` (``.../celery/__main__.py``)."""
+    path = Path(program)
+    return path.name == "celery" or (path.name == "__main__.py" and path.parent.name == "celery")
+
+
 def guard(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
     """Exit with status 2 and one line on stderr when this process is an unauthenticated Flower.
 
-    Called when the app is imported; any other command (worker, inspect, pagila-submit) passes.
+    ``argv`` is a whole command line, program first (default ``sys.argv``). Called when the app
+    is imported; any other program or Celery command (worker, inspect, pytest) passes.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if subcommand(args) != "flower":
+    args = list(sys.argv if argv is None else argv)
+    if not args or not is_celery(args[0]) or subcommand(args[1:]) != "flower":
         return
-    options = args[args.index("flower") + 1 :]
+    options = args[args.index("flower", 1) + 1 :]
     error = check_flower_auth(options, os.environ if environ is None else environ)
     if error is not None:
         print(f"flower: {error}", file=sys.stderr, flush=True)

@@ -80,14 +80,17 @@ def plan_units(
 
     A table above ``split_rows`` estimated rows with a single integer primary key (and a span
     in ``key_spans``) becomes several key-range units; ``split_rows = 0`` disables splitting.
+    A table never analyzed (estimate -1) is sized by its key span instead.
     """
     key_spans = key_spans or {}
     units: list[Unit] = []
     for t in sorted(tables, key=lambda t: (-t.bytes, t.schema, t.name)):
         span = key_spans.get(t.qualified)
         parts = 1
-        if split_rows and t.int_key and span and t.estimated_rows > split_rows:
-            parts = min(MAX_PARTS, math.ceil(t.estimated_rows / split_rows))
+        if split_rows and t.int_key and span:
+            rows = t.estimated_rows if t.estimated_rows >= 0 else span[1] - span[0] + 1
+            if rows > split_rows:
+                parts = min(MAX_PARTS, math.ceil(rows / split_rows))
         if parts == 1 or span is None:
             units.append(Unit(t.schema, t.name, t.columns))
             continue
@@ -101,7 +104,9 @@ def tables_to_split(tables: list[Table], split_rows: int) -> list[Table]:
     """The tables whose key span the catalog must fetch before :func:`plan_units`."""
     if not split_rows:
         return []
-    return [t for t in tables if t.int_key and t.estimated_rows > split_rows]
+    return [
+        t for t in tables if t.int_key and (t.estimated_rows > split_rows or t.estimated_rows < 0)
+    ]
 
 
 def parse_table_list(raw: str | None) -> list[str] | None:

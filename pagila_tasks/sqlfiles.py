@@ -10,6 +10,11 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 @cache
 def query(name: str) -> str:
-    """Return the text of ``sql/<name>.sql`` (comments included: PostgreSQL ignores them)."""
+    """Return the SQL of ``sql/<name>.sql`` without its whole-line comments.
+
+    The header comments document the parameters; they are dropped so that a placeholder written
+    in a comment can never be filled with a value (a value with a newline would escape it).
+    """
     path = SQL_DIR / f"{name}.sql"
-    return path.read_text(encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(ln for ln in lines if not ln.lstrip().startswith("--")).strip() + "\n"

@@ -1,5 +1,5 @@
 -- Materialized views in the chosen schemas, in creation order (dependencies first).
--- Parameters: %(schemas)s (text[]), %(only_populated)s (boolean: only those holding data).
+-- Parameters: :schemas (text[]), :only_populated (boolean: only those holding data).
 SELECT n.nspname, c.relname
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -1,5 +1,5 @@
 -- Every relation name in the chosen schemas with its kind, to refuse names that are not tables.
--- Parameters: %(schemas)s (text[]).
+-- Parameters: :schemas (text[]).
 SELECT n.nspname, c.relname, c.relkind
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -1,5 +1,5 @@
 -- Every sequence in the chosen schemas (owned, identity and free-standing ones).
--- Parameters: %(schemas)s (text[]).
+-- Parameters: :schemas (text[]).
 SELECT n.nspname, c.relname
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

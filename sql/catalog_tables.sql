@@ -1,10 +1,10 @@
 -- Units of work: every ordinary table and every leaf partition in the chosen schemas.
 -- Partitioned parents (relkind 'p') are left out, so no row is copied twice.
--- Parameters: %(schemas)s (text[]).
+-- Parameters: :schemas (text[]).
 SELECT n.nspname AS schema_name,
        c.relname AS table_name,
        c.relispartition AS is_partition,
-       greatest(c.reltuples, 0)::bigint AS estimated_rows,
+       c.reltuples::bigint AS estimated_rows,  -- -1: never analyzed
        pg_catalog.pg_relation_size(c.oid) AS bytes,
        coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
                  FROM pg_catalog.pg_attribute a

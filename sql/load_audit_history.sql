@@ -1,5 +1,5 @@
 -- The newest rows of the loader's ledger, for `pagila-submit history`.
--- Parameters: %(limit)s.
+-- Parameters: :limit.
 SELECT id, loaded_at, run_id, succeeded, duration_s, actor_count, film_count, customer_count,
        rental_count, error
 FROM pagila_support.pagila_load_audit

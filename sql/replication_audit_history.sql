@@ -1,5 +1,5 @@
 -- The newest rows of the replication ledger, for `pagila-submit history`.
--- Parameters: %(limit)s.
+-- Parameters: :limit.
 SELECT run_id, started_at, finished_at, succeeded, tables, rows, bytes, error
 FROM pagila_support.replication_audit
 ORDER BY finished_at DESC

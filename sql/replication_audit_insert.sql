@@ -1,6 +1,6 @@
 -- One row per run: a second callback or errback for the same run changes nothing.
--- Parameters: %(run_id)s, %(started_at)s, %(succeeded)s, %(tables)s, %(rows)s, %(bytes)s,
--- %(error)s, %(detail)s (jsonb text).
+-- Parameters: :run_id, :started_at, :succeeded, :tables, :rows, :bytes,
+-- :error, :detail (jsonb text).
 INSERT INTO pagila_support.replication_audit
     (run_id, started_at, succeeded, tables, rows, bytes, error, detail)
 VALUES

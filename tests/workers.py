@@ -37,8 +37,10 @@ class WorkerPool:
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait until every worker has registered with the broker."""
-        from pagila_tasks.app import app
+        from celery import Celery
 
+        url = self.extra_env.get("PAGILA_REDIS_URL") or os.environ["PAGILA_REDIS_URL"]
+        app = Celery(broker=url, set_as_current=False)
         end = time.monotonic() + timeout
         want = set(self.names)
         while time.monotonic() < end:
@@ -48,7 +50,9 @@ class WorkerPool:
             replies = app.control.inspect(timeout=1.0).ping() or {}
             seen = {node.split("@", 1)[0] for node in replies}
             if want <= seen:
+                app.close()
                 return
+        app.close()
         raise AssertionError(f"workers {want} did not answer a ping; logs in {self.logs}")
 
     def log_tail(self, lines: int = 30) -> str:

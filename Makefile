@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` runs the main job, `make test` runs the checks.
+# Both create .venv when missing and install the locked dependencies first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PAGILA_STACK_DIR ?= $(CURDIR)/.stack
+
+.PHONY: demo test lint bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+## demo: stack up, load Pagila, replicate it, print the verification table, stack down (KEEP=1 keeps it)
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## test: ruff, then the whole pytest suite against throwaway servers
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## bench: the speed/memory benchmark (see docs/benchmarks.md)
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+lock:
+	rm -rf /tmp/pagila-lock-venv && $(PYTHON) -m venv /tmp/pagila-lock-venv
+	/tmp/pagila-lock-venv/bin/pip install -q '.[test,embedded]'
+	/tmp/pagila-lock-venv/bin/pip freeze --exclude pagila-tasks > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	-$(BIN)/pagila-stack down --purge
+	rm -rf $(VENV) .stack
