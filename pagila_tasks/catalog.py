@@ -50,9 +50,7 @@ def sequences(cur: Cursor, schemas: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(s, n) for s, n in cur.fetchall()]
 
 
-def matviews(
-    cur: Cursor, schemas: tuple[str, ...], only_populated: bool
-) -> list[tuple[str, str]]:
+def matviews(cur: Cursor, schemas: tuple[str, ...], only_populated: bool) -> list[tuple[str, str]]:
     """Materialized views (all, or those holding data on this server), dependencies first."""
     cur.execute(
         sqlfiles.query("catalog_matviews"),

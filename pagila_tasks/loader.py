@@ -199,7 +199,10 @@ def _sequences(cur: psycopg2.extensions.cursor) -> dict[str, int]:
 def record_unreadable(s: Settings, run_id: str, error: InputError, hashes: dict[str, str]) -> None:
     """Write the failed ledger row of a load whose files could not even be fingerprinted."""
     result = LoadResult(
-        run_id, "failed", hashes.get("pagila-schema.sql"), hashes.get("pagila-data.sql"),
+        run_id,
+        "failed",
+        hashes.get("pagila-schema.sql"),
+        hashes.get("pagila-data.sql"),
         error=s.scrub(str(error)),
     )
     conn = connect(s.source_dsn, s, f"pagila-load {run_id}")

@@ -18,8 +18,10 @@ RUNS_KEY = "pagila:runs"
 RECORD_TTL = 30 * 24 * 3600
 TERMINAL = ("succeeded", "failed", "cancelled", "skipped")
 _PLAIN = frozenset(
-    ("run_id", "kind", "state", "submitted_at", "started_at", "finished_at", "error", "deadline")
-    + ("snapshot", "snapshot_holder", "snapshot_error")
+    (
+        *("run_id", "kind", "state", "submitted_at", "started_at", "finished_at", "error"),
+        *("deadline", "snapshot", "snapshot_holder", "snapshot_error"),
+    )
 )
 
 

@@ -22,19 +22,25 @@ def main() -> int:
     shared = ROOT.parent / "shared" / "pagila"
     if not os.environ.get("PAGILA_SQL_DIR") and shared.is_dir():
         os.environ["PAGILA_SQL_DIR"] = str(shared)  # else the workers download the pinned files
-    up = subprocess.run([*stack, "up", "--workers", "2", "--flower", "--state", str(state)], check=False)
+    up = subprocess.run(
+        [*stack, "up", "--workers", "2", "--flower", "--state", str(state)], check=False
+    )
     if up.returncode != 0:
         return up.returncode
     try:
         from pagila_tasks.stack.stack import Stack
 
         env = {**os.environ, **Stack(state).env()}
-        run = subprocess.run([sys.executable, "-m", "pagila_tasks.cli.submit", "run"], env=env, check=False)
+        run = subprocess.run(
+            [sys.executable, "-m", "pagila_tasks.cli.submit", "run"], env=env, check=False
+        )
         return run.returncode
     finally:
         if keep:
-            print(f"KEEP=1: the stack keeps running; `pagila-stack status --state {state}`, "
-                  f"`pagila-stack down --state {state}` to stop it.")
+            print(
+                f"KEEP=1: the stack keeps running; `pagila-stack status --state {state}`, "
+                f"`pagila-stack down --state {state}` to stop it."
+            )
         else:
             subprocess.run([*stack, "down", "--state", str(state)], check=False)
 

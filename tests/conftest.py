@@ -70,8 +70,13 @@ def _start_servers() -> Servers:
     stack.up(workers=0)
     env = stack.env()
     return Servers(
-        env["PAGILA_SOURCE_DSN"], env["PAGILA_TARGET_DSN"], env["PAGILA_REDIS_URL"],
-        stack.admin_dsn("source"), stack.admin_dsn("target"), stack, state,
+        env["PAGILA_SOURCE_DSN"],
+        env["PAGILA_TARGET_DSN"],
+        env["PAGILA_REDIS_URL"],
+        stack.admin_dsn("source"),
+        stack.admin_dsn("target"),
+        stack,
+        state,
     )
 
 

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAGILA = ROOT.parent / "shared" / "pagila"
 
 
-def submit(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def submit(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run ``pagila-submit`` as a user would (a subprocess), capturing its output."""
     return subprocess.run(
         [sys.executable, "-m", "pagila_tasks.cli.submit", *args],
@@ -30,7 +32,9 @@ def submit(*args: str, env: dict[str, str] | None = None, timeout: float = 300) 
     )
 
 
-def submit_json(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, dict[str, Any]]:
+def submit_json(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> tuple[int, dict[str, Any]]:
     """``pagila-submit ... --json``: exit code and the parsed summary object."""
     proc = submit(*args, "--json", env=env, timeout=timeout)
     try:

@@ -22,7 +22,9 @@ from pagila_tasks.errors import ConfigError
 def test_defaults_match_the_airflow_containers() -> None:
     """With nothing set, the settings point at the two database containers and local Redis."""
     s = from_env({})
-    assert s.source_dsn == DEFAULT_SOURCE_DSN == "postgresql://pagila:pagila_pw@localhost:5433/pagila"
+    assert (
+        s.source_dsn == DEFAULT_SOURCE_DSN == "postgresql://pagila:pagila_pw@localhost:5433/pagila"
+    )
     assert s.target_dsn == DEFAULT_TARGET_DSN
     assert "localhost:5444" in s.target_dsn
     assert s.redis_url == DEFAULT_REDIS_URL == "redis://localhost:6379/0"
@@ -42,8 +44,10 @@ def test_defaults_match_the_airflow_containers() -> None:
         ({"PAGILA_RETRY_MAX": "1"}, "PAGILA_RETRY_MAX"),
         ({"PAGILA_SQL_DIR": "/no/such/folder"}, "PAGILA_SQL_DIR"),
         ({"PAGILA_SCHEMAS": " , "}, "PAGILA_SCHEMAS"),
-        ({"PAGILA_TASK_TIME_LIMIT": "100", "PAGILA_VISIBILITY_TIMEOUT": "50"},
-         "PAGILA_VISIBILITY_TIMEOUT"),
+        (
+            {"PAGILA_TASK_TIME_LIMIT": "100", "PAGILA_VISIBILITY_TIMEOUT": "50"},
+            "PAGILA_VISIBILITY_TIMEOUT",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -60,7 +64,9 @@ def test_settings_are_frozen_and_repr_masks_passwords() -> None:
     with pytest.raises(AttributeError):
         s.spool_max_bytes = 1  # type: ignore[misc]
     assert "s3cret-pw" not in repr(s)
-    assert "s3cret-pw" not in s.scrub("connection to postgresql://u:s3cret-pw@h:1/db failed s3cret-pw")
+    assert "s3cret-pw" not in s.scrub(
+        "connection to postgresql://u:s3cret-pw@h:1/db failed s3cret-pw"
+    )
 
 
 def test_mask_dsn_forms() -> None:
@@ -75,7 +81,11 @@ def test_bad_configuration_exits_2_with_one_line() -> None:
     env = {**os.environ, "PAGILA_SPOOL_MAX_BYTES": "-5"}
     proc = subprocess.run(
         [sys.executable, "-m", "pagila_tasks.cli.submit", "history"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -91,8 +101,13 @@ def test_every_task_retries_at_least_twice_with_backoff() -> None:
 
     app.loader.import_default_modules()
     tasks = {name: t for name, t in app.tasks.items() if name.startswith("pagila.")}
-    assert {"pagila.load", "pagila.replicate", "pagila.copy_table",
-            "pagila.finish_replication", "pagila.fail_replication"} <= set(tasks)
+    assert {
+        "pagila.load",
+        "pagila.replicate",
+        "pagila.copy_table",
+        "pagila.finish_replication",
+        "pagila.fail_replication",
+    } <= set(tasks)
     for name, task in tasks.items():
         assert task.max_retries is not None and task.max_retries >= MIN_RETRIES, name
         assert task.autoretry_for, name

@@ -12,14 +12,28 @@ from tests.support import query, scalar, submit, submit_json
 
 pytestmark = pytest.mark.e2e
 
-EXPECTED = {"actor": 200, "film": 1000, "customer": 599, "rental": 16044, "payment": 16049,
-            "language": 6}
+EXPECTED = {
+    "actor": 200,
+    "film": 1000,
+    "customer": 599,
+    "rental": 16044,
+    "payment": 16049,
+    "language": 6,
+}
 SEQUENCES = {
-    "actor_actor_id_seq": 200, "address_address_id_seq": 605, "category_category_id_seq": 16,
-    "city_city_id_seq": 600, "country_country_id_seq": 109, "customer_customer_id_seq": 599,
-    "film_film_id_seq": 1000, "inventory_inventory_id_seq": 4581,
-    "language_language_id_seq": 6, "payment_payment_id_seq": 32098,
-    "rental_rental_id_seq": 16049, "staff_staff_id_seq": 1500, "store_store_id_seq": 500,
+    "actor_actor_id_seq": 200,
+    "address_address_id_seq": 605,
+    "category_category_id_seq": 16,
+    "city_city_id_seq": 600,
+    "country_country_id_seq": 109,
+    "customer_customer_id_seq": 599,
+    "film_film_id_seq": 1000,
+    "inventory_inventory_id_seq": 4581,
+    "language_language_id_seq": 6,
+    "payment_payment_id_seq": 32098,
+    "rental_rental_id_seq": 16049,
+    "staff_staff_id_seq": 1500,
+    "store_store_id_seq": 500,
 }
 
 
@@ -28,8 +42,11 @@ def counts(dsn: str) -> dict[str, int]:
 
 
 def audit_rows(dsn: str) -> list[tuple]:
-    return query(dsn, "SELECT succeeded, error, rental_count, run_id FROM "
-                      "pagila_support.pagila_load_audit ORDER BY id")
+    return query(
+        dsn,
+        "SELECT succeeded, error, rental_count, run_id FROM "
+        "pagila_support.pagila_load_audit ORDER BY id",
+    )
 
 
 def test_first_load_second_skip_and_force(workers: list[int], servers) -> None:
@@ -38,11 +55,18 @@ def test_first_load_second_skip_and_force(workers: list[int], servers) -> None:
     assert code == 0, out
     assert out["state"] == "succeeded"
     assert counts(servers.source_dsn) == EXPECTED
-    seqs = dict(query(servers.source_dsn, "SELECT sequencename, last_value FROM pg_sequences "
-                                          "WHERE schemaname = 'public'"))
+    seqs = dict(
+        query(
+            servers.source_dsn,
+            "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'",
+        )
+    )
     assert seqs == SEQUENCES
     assert scalar(servers.source_dsn, "SELECT count(*) FROM public.rental_by_category") > 0
-    assert scalar(servers.source_dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
+    assert (
+        scalar(servers.source_dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        is False
+    )
 
     proc = submit("load")
     assert proc.returncode == 0, proc.stderr
@@ -55,12 +79,10 @@ def test_first_load_second_skip_and_force(workers: list[int], servers) -> None:
     assert all(r[2] == 16044 for r in rows)
 
 
-
-
 def _drop_terminator(data: bytes) -> bytes:
     i = data.index(b"COPY public.rental ")
     j = data.index(b"\n\\.\n", i)
-    return data[:j + 1] + data[j + 4:]
+    return data[: j + 1] + data[j + 4 :]
 
 
 def _wrong_columns(data: bytes) -> bytes:
@@ -95,8 +117,11 @@ def test_bad_input_keeps_the_earlier_load(
     if edit is None:
         data.unlink()
     elif edit == "schema":
-        schema.write_bytes(schema.read_bytes().replace(
-            b"CREATE TABLE public.inventory (", b"CREATE TABLE public.inventory (("))
+        schema.write_bytes(
+            schema.read_bytes().replace(
+                b"CREATE TABLE public.inventory (", b"CREATE TABLE public.inventory (("
+            )
+        )
     else:
         data.write_bytes(edit(data.read_bytes()))
     code, out = submit_json("load")
@@ -119,7 +144,7 @@ def test_failed_hash_loads_again_instead_of_skipping(workers: list[int], servers
     assert out["result"]["status"] == "loaded"
 
 
-class servers_conn:  # noqa: N801 - reads as a context manager at the call site
+class servers_conn:
     """A committed cursor on a DSN."""
 
     def __init__(self, dsn: str) -> None:
@@ -157,6 +182,9 @@ def test_concurrent_loads_one_runs_one_exit_3(workers: list[int]) -> None:
 
 def test_load_runs_as_plain_database_owner(servers) -> None:
     """The test roles own their databases and are neither superuser nor CREATEROLE."""
-    row = query(servers.source_dsn, "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+    row = query(
+        servers.source_dsn,
+        "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user",
+    )
     assert row == [(False, False)]
     assert os.environ["PAGILA_SOURCE_DSN"] == servers.source_dsn

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pagila_tasks.errors import UsageError
@@ -27,21 +29,29 @@ def test_one_unit_per_table_largest_first() -> None:
 
 
 def test_large_table_splits_into_covering_ranges() -> None:
-    """A table over the split threshold becomes key ranges that cover every key, open at both ends."""
-    units = plan_units([t("big", rows=1000, size=9)], split_rows=300, key_spans={"public.big": (1, 1000)})
+    """A table over the threshold becomes key ranges covering every key, open at both ends."""
+    units = plan_units(
+        [t("big", rows=1000, size=9)], split_rows=300, key_spans={"public.big": (1, 1000)}
+    )
     assert len(units) == 4
     assert units[0].lo is None and units[-1].hi is None
-    for a, b in zip(units, units[1:], strict=False):
+    for a, b in itertools.pairwise(units):
         assert a.hi == b.lo
-    assert [u.name for u in units][0] == "public.big#1of4"
+    assert units[0].name == "public.big#1of4"
     for key in (-5, 1, 250, 251, 999, 1000, 10**9):
-        assert sum(1 for u in units if (u.lo is None or key >= u.lo) and (u.hi is None or key < u.hi)) == 1
+        assert (
+            sum(1 for u in units if (u.lo is None or key >= u.lo) and (u.hi is None or key < u.hi))
+            == 1
+        )
 
 
 def test_no_split_without_integer_key_or_when_disabled() -> None:
     """Tables without a single integer key, or with splitting off, stay whole."""
     assert len(plan_units([t("nokey", rows=10**6, key=None)], split_rows=10)) == 1
-    assert len(plan_units([t("big", rows=10**6)], split_rows=0, key_spans={"public.big": (1, 10)})) == 1
+    assert (
+        len(plan_units([t("big", rows=10**6)], split_rows=0, key_spans={"public.big": (1, 10)}))
+        == 1
+    )
     assert split_ranges(5, 5, 4) == [(None, None)]
 
 
@@ -53,13 +63,24 @@ def test_unit_round_trips_through_task_arguments() -> None:
 
 def test_selection_refuses_what_is_not_a_plain_table() -> None:
     """Unknown names, views and sequences are refused; a partitioned parent means its leaves."""
-    kinds = {("public", "rental"): "r", ("public", "payment"): "p", ("public", "film_list"): "v",
-             ("public", "payment_p1"): "r", ("public", "actor_actor_id_seq"): "S"}
+    kinds = {
+        ("public", "rental"): "r",
+        ("public", "payment"): "p",
+        ("public", "film_list"): "v",
+        ("public", "payment_p1"): "r",
+        ("public", "actor_actor_id_seq"): "S",
+    }
     leaves = {("public", "payment"): [("public", "payment_p1")]}
     assert resolve_selection(["rental", "public.payment"], ("public",), kinds, leaves) == [
-        ("public", "rental"), ("public", "payment_p1")]
-    for bad, words in (("nope", "unknown table"), ("film_list", "a view"),
-                       ("actor_actor_id_seq", "a sequence"), ("other.rental", "unknown table")):
+        ("public", "rental"),
+        ("public", "payment_p1"),
+    ]
+    for bad, words in (
+        ("nope", "unknown table"),
+        ("film_list", "a view"),
+        ("actor_actor_id_seq", "a sequence"),
+        ("other.rental", "unknown table"),
+    ):
         with pytest.raises(UsageError, match=words):
             resolve_selection([bad], ("public",), kinds, leaves)
 

@@ -14,14 +14,20 @@ from tests.support import query, scalar, submit, submit_json
 
 pytestmark = pytest.mark.e2e
 
-CHECKSUM = ("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
-            "FROM ONLY {} AS t")
+CHECKSUM = (
+    "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
+    "FROM ONLY {} AS t"
+)
 
 
 def tables(dsn: str, schemas: tuple[str, ...] = ("public",)) -> list[str]:
-    rows = query(dsn, "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN "
-                      "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND "
-                      "n.nspname = ANY(%s) ORDER BY 1", (list(schemas),))
+    rows = query(
+        dsn,
+        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN "
+        "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND "
+        "n.nspname = ANY(%s) ORDER BY 1",
+        (list(schemas),),
+    )
     return [r[0] for r in rows]
 
 
@@ -34,8 +40,12 @@ def checksums(dsn: str, names: list[str]) -> dict[str, tuple]:
 
 
 def sequences(dsn: str, schemas: tuple[str, ...] = ("public",)) -> dict[str, tuple]:
-    names = query(dsn, "SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences "
-                       "WHERE schemaname = ANY(%s)", (list(schemas),))
+    names = query(
+        dsn,
+        "SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences "
+        "WHERE schemaname = ANY(%s)",
+        (list(schemas),),
+    )
     return {n: query(dsn, f"SELECT last_value, is_called FROM {n}")[0] for (n,) in names}
 
 
@@ -46,7 +56,9 @@ def schema_ddl(dsn: str, schemas: tuple[str, ...] = ("public",)) -> str:
     args = [str(pg_dump), "--schema-only", "--no-owner", "--no-privileges", "-d", conninfo]
     args += [f"--schema={s}" for s in schemas]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    return "\n".join(ln for ln in out.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
+    return "\n".join(
+        ln for ln in out.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict"))
+    )
 
 
 def assert_replica(src: str, tgt: str, schemas: tuple[str, ...] = ("public",)) -> None:
@@ -58,7 +70,7 @@ def assert_replica(src: str, tgt: str, schemas: tuple[str, ...] = ("public",)) -
 
 
 def test_run_replicates_pagila_on_both_workers(workers: list[int], servers) -> None:
-    """run = load + replicate: equal rows, checksums, sequences and DDL; copies used both workers."""
+    """run = load + replicate: equal rows, checksums, sequences, DDL; copies on both workers."""
     code, out = submit_json("run")
     assert code == 0, out
     assert out["kind"] == "replicate" and out["state"] == "succeeded"
@@ -66,29 +78,44 @@ def test_run_replicates_pagila_on_both_workers(workers: list[int], servers) -> N
     assert_replica(servers.source_dsn, servers.target_dsn)
     assert scalar(servers.target_dsn, "SELECT count(*) FROM public.payment") == 16049
     assert scalar(servers.target_dsn, "SELECT count(*) FROM public.rental_by_category") == scalar(
-        servers.source_dsn, "SELECT count(*) FROM public.rental_by_category")
+        servers.source_dsn, "SELECT count(*) FROM public.rental_by_category"
+    )
     used = {u["worker"].split("@")[0] for u in out["units"].values()}
     assert used == {"w1", "w2"}, used
     assert all(c["ok"] for c in out["verification"])
-    audit = query(servers.target_dsn, "SELECT run_id, succeeded, tables, rows FROM "
-                                      "pagila_support.replication_audit")
+    audit = query(
+        servers.target_dsn,
+        "SELECT run_id, succeeded, tables, rows FROM pagila_support.replication_audit",
+    )
     assert audit == [(out["run_id"], True, 21, sum(u["rows"] for u in out["units"].values()))]
-    assert scalar(servers.target_dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
+    assert (
+        scalar(servers.target_dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        is False
+    )
 
     proc = submit("replicate")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"public\.rental\s+16044\s+16044\s+.*ok", proc.stdout), proc.stdout
     assert_replica(servers.source_dsn, servers.target_dsn)
-    assert scalar(servers.target_dsn, "SELECT count(*) FROM pagila_support.replication_audit "
-                                      "WHERE succeeded") == 2
+    assert (
+        scalar(
+            servers.target_dsn,
+            "SELECT count(*) FROM pagila_support.replication_audit WHERE succeeded",
+        )
+        == 2
+    )
     assert scalar(servers.target_dsn, "SELECT count(*) FROM public.rental") == 16044
 
 
 def test_bad_table_lists_are_refused_before_the_lock(workers: list[int], servers) -> None:
     """Unknown tables, empty lists and views exit 2 and leave the lock free."""
     assert submit("load").returncode == 0
-    for tables_arg, words in (("nope", "unknown table"), ("", "empty"), ("film_list", "a view"),
-                              ("rental,", "empty")):
+    for tables_arg, words in (
+        ("nope", "unknown table"),
+        ("", "empty"),
+        ("film_list", "a view"),
+        ("rental,", "empty"),
+    ):
         proc = submit("replicate", "--tables", tables_arg)
         assert proc.returncode == 2, proc.stderr
         assert words in proc.stderr
@@ -108,8 +135,11 @@ def test_a_table_failing_every_time_fails_the_run_cleanly(workers: list[int], se
     assert code == 1, out
     assert out["state"] == "failed"
     assert "public.language" in out["error"]
-    rows = query(tgt, "SELECT succeeded, error FROM pagila_support.replication_audit "
-                      "WHERE run_id = %s", (out["run_id"],))
+    rows = query(
+        tgt,
+        "SELECT succeeded, error FROM pagila_support.replication_audit WHERE run_id = %s",
+        (out["run_id"],),
+    )
     assert len(rows) == 1 and rows[0][0] is False and "public.language" in rows[0][1], out["error"]
     assert scalar(tgt, "SELECT count(*) FROM public.language") == 0  # nothing half-written
     assert scalar(tgt, "SELECT count(*) FROM public.actor") == before_actor
@@ -143,8 +173,8 @@ INSERT INTO public.ident (v) SELECT 'row ' || g FROM generate_series(1, 500) g;
 INSERT INTO public.composite VALUES (1, 'a', '{"k": [1, 2]}'), (1, 'b', NULL), (2, 'a', 'null');
 INSERT INTO public."MixedCase" VALUES (1, E'tab\there'), (2, E'new\nline'), (3, E'back\\slash');
 INSERT INTO public."order" VALUES (1, 'from'), (2, NULL);
-INSERT INTO public.nokey VALUES (1, ARRAY['a', NULL, 'c"q'], '\x00ff10'), (1, ARRAY['a'], '\x00ff10'),
-    (NULL, NULL, NULL);
+INSERT INTO public.nokey VALUES (1, ARRAY['a', NULL, 'c"q'], '\x00ff10'),
+    (1, ARRAY['a'], '\x00ff10'), (NULL, NULL, NULL);
 INSERT INTO public.listed SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g * 1.5
     FROM generate_series(1, 200) g;
 INSERT INTO public.hashed SELECT g, md5(g::text) FROM generate_series(1, 300) g;
@@ -156,7 +186,7 @@ SELECT nextval('other.free_standing'), nextval('other.free_standing');
 
 
 def test_generality_beyond_pagila(servers, tmp_path: Path) -> None:
-    """A source with identity, composite keys, quoted names, partitions and odd data replicates exactly."""
+    """A source with identities, composite keys, quoted names, partitions and odd data copies."""
     if servers.admin_source is None:
         pytest.skip("needs the stack's admin access to create a second source database")
     from tests.workers import WorkerPool

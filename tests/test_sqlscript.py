@@ -73,8 +73,11 @@ def test_copy_block_reads_in_bounded_chunks() -> None:
         (b"COPY t (a, b) FROM stdin;\n1\tx\n2\n\\.\n", 3, "has 1 columns, expected 2"),
         (b"COPY t (a, b) FROM stdin;\n1\tx\n2\t\xff\xfe\n\\.\n", 3, "not UTF-8"),
         (b"SELECT 1;\nSELECT '\xc3\x28';\n", 2, "not UTF-8"),
-        (b"COPY t (a, b) FROM stdin;\n1\tx\n\nSELECT pg_catalog.setval('s', 1);\n", 1,
-         "no terminating"),
+        (
+            b"COPY t (a, b) FROM stdin;\n1\tx\n\nSELECT pg_catalog.setval('s', 1);\n",
+            1,
+            "no terminating",
+        ),
         (b"SELECT 1;\nSELECT 2\n", 2, "not terminated"),
     ],
 )

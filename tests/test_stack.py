@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
-from pagila_tasks.stack import StackError
-from pagila_tasks.stack import cli as stack_cli
 from pagila_tasks.errors import ReplicationError
 from pagila_tasks.pgtools import find_tool
+from pagila_tasks.stack import StackError
+from pagila_tasks.stack import cli as stack_cli
 from pagila_tasks.stack.binaries import find_servers, tool_version
 from pagila_tasks.stack.processes import pid_alive
 from pagila_tasks.stack.redis_server import RedisServer

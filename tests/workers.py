@@ -14,8 +14,13 @@ from tests.support import ROOT
 class WorkerPool:
     """Named worker subprocesses with their own logs; started and stopped by a test or fixture."""
 
-    def __init__(self, servers: object, prefix: str = "w", extra_env: dict[str, str] | None = None,
-                 queues: str = "copy,control") -> None:
+    def __init__(
+        self,
+        servers: object,
+        prefix: str = "w",
+        extra_env: dict[str, str] | None = None,
+        queues: str = "copy,control",
+    ) -> None:
         self.prefix = prefix
         self.queues = queues
         self.extra_env = extra_env or {}
@@ -46,7 +51,9 @@ class WorkerPool:
         while time.monotonic() < end:
             dead = [p for p in self.pids if not pid_alive(p)]
             if dead:
-                raise AssertionError(f"worker died at start; logs in {self.logs}: {self.log_tail()}")
+                raise AssertionError(
+                    f"worker died at start; logs in {self.logs}: {self.log_tail()}"
+                )
             replies = app.control.inspect(timeout=1.0).ping() or {}
             seen = {node.split("@", 1)[0] for node in replies}
             if want <= seen:
@@ -59,7 +66,10 @@ class WorkerPool:
         """The last lines of every worker's log, for failure messages."""
         out = []
         for log in sorted(self.logs.glob("*.log")):
-            out.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+            out.append(
+                f"--- {log.name}\n"
+                + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            )
         return "\n".join(out)
 
     def stop(self) -> None:
