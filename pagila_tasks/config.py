@@ -113,6 +113,7 @@ class Settings:
     retry_max: int
     retry_delay: float
     lock_ttl: int
+    lock_start_grace: int
     max_run_seconds: int
     task_time_limit: int
     visibility_timeout: int
@@ -121,6 +122,7 @@ class Settings:
     statement_timeout_ms: int
     connect_timeout: int
     keepalive_idle: int
+    stall_timeout: float
     verify_checksums: bool
 
     def __repr__(self) -> str:
@@ -181,6 +183,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         retry_max=_int(env, "PAGILA_RETRY_MAX", 3, minimum=MIN_RETRIES),
         retry_delay=_float(env, "PAGILA_RETRY_DELAY", 60.0, minimum=0.0),
         lock_ttl=_int(env, "PAGILA_LOCK_TTL", 120, minimum=2),
+        lock_start_grace=_int(env, "PAGILA_LOCK_START_GRACE", 600, minimum=0),
         max_run_seconds=max_run,
         task_time_limit=task_time_limit,
         visibility_timeout=visibility,
@@ -189,6 +192,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         statement_timeout_ms=_int(env, "PAGILA_STATEMENT_TIMEOUT_MS", 0, minimum=0),
         connect_timeout=_int(env, "PAGILA_CONNECT_TIMEOUT", 10, minimum=1),
         keepalive_idle=_int(env, "PAGILA_KEEPALIVE_IDLE", 10, minimum=1),
+        stall_timeout=_float(env, "PAGILA_STALL_TIMEOUT", 120.0, minimum=1.0),
         verify_checksums=checks in ("1", "true", "yes"),
     )
 

@@ -23,6 +23,7 @@ from pagila_tasks.config import Settings
 from pagila_tasks.db import connect
 from pagila_tasks.errors import SnapshotLost
 from pagila_tasks.plan import Unit
+from pagila_tasks.watchdog import Watchdog, Watched
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ def copy_unit(
                 query = sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
                     cols, table, where, _options(fmt)
                 )
-                cur.copy_expert(query, spool, size=1 << 20)
+                watched = Watched(spool)
+                with Watchdog(src, watched, s.stall_timeout, f"source COPY of {unit.name}"):
+                    cur.copy_expert(query, watched, size=1 << 20)
                 source_rows = cur.rowcount
             src.rollback()
         finally:
@@ -105,7 +108,9 @@ def copy_unit(
                 query = sql.SQL("COPY {} ({}) FROM STDIN WITH {}").format(
                     table, cols, _options(fmt, freeze=whole)
                 )
-                cur.copy_expert(query, spool, size=1 << 20)
+                watched = Watched(spool)
+                with Watchdog(tgt, watched, s.stall_timeout, f"target COPY of {unit.name}"):
+                    cur.copy_expert(query, watched, size=1 << 20)
                 target_rows = cur.rowcount
             if target_rows != source_rows:
                 raise RuntimeError(

@@ -31,16 +31,21 @@ _RELEASE = _OWNED + "redis.call('DEL', KEYS[1]) return 1"
 class RunLock:
     """The shared run lock, bound to one Redis client and a time-to-live in seconds."""
 
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, start_grace: int = 0) -> None:
         self.client = client
         self.ttl_ms = ttl * 1000
+        self.start_ms = max(ttl, start_grace) * 1000
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
 
     def acquire(self, run_id: str, kind: str) -> dict[str, str]:
-        """Take the lock for ``run_id`` or raise :class:`LockHeld` naming the holder."""
+        """Take the lock for ``run_id`` or raise :class:`LockHeld` naming the holder.
+
+        The first expiry is ``start_grace``: the run's first task may wait in the queue before
+        anything can extend the lock; once work runs it is extended by one TTL at a time.
+        """
         value = {"run_id": run_id, "kind": kind, "since": datetime.now(UTC).isoformat()}
-        if self.client.set(LOCK_KEY, json.dumps(value), nx=True, px=self.ttl_ms):
+        if self.client.set(LOCK_KEY, json.dumps(value), nx=True, px=self.start_ms):
             return value
         holder = self.holder()
         raise LockHeld(holder or {"run_id": "?", "kind": "?", "since": "just now"})

@@ -61,7 +61,7 @@ class Progress:
         """Move the run to ``state``; terminal states get a finish time."""
         mapping: dict[str, str] = {"state": state}
         if state == "running":
-            mapping["started_at"] = _now()
+            self.client.hsetnx(run_key(run_id), "started_at", _now())
         if state in TERMINAL:
             mapping["finished_at"] = _now()
         if error is not None:
@@ -80,6 +80,10 @@ class Progress:
             "return 1"
         )
         return int(script(keys=[run_key(run_id)], args=[state, _now(), error or ""])) == 1
+
+    def request_cancel(self, run_id: str) -> None:
+        """Flag the run so copies not yet started refuse to run (``pagila-submit cancel``)."""
+        self.client.hset(run_key(run_id), "cancel_requested", json.dumps(True))
 
     def unit(self, run_id: str, name: str, **info: Any) -> None:
         """Merge ``info`` into one unit's progress entry (state, rows, bytes, worker, ...)."""

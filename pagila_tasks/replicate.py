@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2.extensions
@@ -262,7 +264,9 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     source_version = int(record.get("source_version") or 0)
     subset = bool(record.get("subset"))
     tables = [tuple(t.split(".", 1)) for t in record.get("tables") or []]
-    ctx.progress.set_state(run_id, "running", phase="post-data")
+    ctx.progress.set_state(
+        run_id, "running", phase="post-data", finish_started_at=datetime.now(UTC).isoformat()
+    )
     if subset:
         log.info("STEP finish %s: restore foreign keys", run_id)
         fkeys = json.loads(ctx.redis.hget(run_key(run_id), "foreign_keys") or b"[]")
@@ -277,29 +281,19 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
         if archive is None:
             raise ReplicationError(f"run {run_id}: the schema dump is gone from Redis")
         schema.restore(s, archive, "post-data", 2, source_version)
-    log.info("STEP finish %s: sequences and materialized views", run_id)
+    log.info("STEP finish %s: sequences, materialized views and verification", run_id)
     ctx.progress.set_state(run_id, "running", phase="verify")
-    with snapshot_cursor(s, snapshot_id, f"pagila-verify {run_id}") as src:
+    with snapshot_cursor(s, snapshot_id, f"pagila-finish {run_id}") as src:
         seq_values = sequences.read(src, s.schemas)
-        tgt_conn = connect(s.target_dsn, s, f"pagila-finish {run_id}")
-        try:
-            with tgt_conn.cursor() as tgt:
-                sequences.apply(tgt, seq_values)
-                if not subset:
-                    for mschema, mview in catalog.matviews(src, s.schemas, only_populated=True):
-                        tgt.execute(
-                            sql.SQL("REFRESH MATERIALIZED VIEW {}").format(
-                                sql.Identifier(mschema, mview)
-                            )
-                        )
-                ctx.lock.assert_held(run_id)
-                tgt_conn.commit()
-                log.info("STEP finish %s: verify %d tables", run_id, len(tables))
-                checks = verify.compare(src, tgt, tables, s.verify_checksums)
-                target_seqs = sequences.read(tgt, s.schemas)
-            tgt_conn.commit()
-        finally:
-            tgt_conn.close()
+        matviews = [] if subset else catalog.matviews(src, s.schemas, only_populated=True)
+    # Three connections at once: the source and target measures and the target's own work run
+    # side by side instead of one after the other (each query is single-threaded).
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"finish-{run_id}") as pool:
+        fixed = pool.submit(_sequences_and_matviews, ctx, run_id, seq_values, matviews)
+        src_measures = pool.submit(_measure_source, s, snapshot_id, run_id, tables)
+        tgt_measures = pool.submit(_measure_target, s, run_id, tables)
+        target_seqs = fixed.result()
+        checks = verify.combine(src_measures.result(), tgt_measures.result())
     bad = [c.table for c in checks if not c.ok]
     bad_seqs = [k for k, v in seq_values.items() if target_seqs.get(k) != v]
     detail = [asdict(c) | {"ok": c.ok, **_unit_info(record, c.table)} for c in checks]
@@ -318,6 +312,42 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     ctx.lock.release(run_id)
     log.info("STEP finish %s: succeeded, %d tables verified", run_id, len(checks))
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
+
+
+def _sequences_and_matviews(
+    ctx: Context,
+    run_id: str,
+    seq_values: dict[str, tuple[int, bool]],
+    matviews: list[tuple[str, str]],
+) -> dict[str, tuple[int, bool]]:
+    """Set the target's sequences, refresh its materialized views; the sequences read back."""
+    s = ctx.s
+    with connection(s.target_dsn, s, f"pagila-finish {run_id}") as conn:
+        with conn.cursor() as cur:
+            sequences.apply(cur, seq_values)
+            for mschema, mview in matviews:
+                cur.execute(
+                    sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(mschema, mview))
+                )
+            ctx.lock.assert_held(run_id)
+            conn.commit()
+            target = sequences.read(cur, s.schemas)
+        conn.commit()
+    return target
+
+
+def _measure_source(
+    s: Settings, snapshot_id: str, run_id: str, tables: list[tuple[str, str]]
+) -> dict[str, tuple[int, str | None]]:
+    with snapshot_cursor(s, snapshot_id, f"pagila-verify-src {run_id}") as cur:
+        return verify.measure_all(cur, tables, s.verify_checksums)
+
+
+def _measure_target(
+    s: Settings, run_id: str, tables: list[tuple[str, str]]
+) -> dict[str, tuple[int, str | None]]:
+    with connection(s.target_dsn, s, f"pagila-verify-tgt {run_id}") as conn, conn.cursor() as cur:
+        return verify.measure_all(cur, tables, s.verify_checksums)
 
 
 def _unit_info(record: dict[str, Any], table: str) -> dict[str, Any]:
@@ -358,7 +388,11 @@ def fail(ctx: Context, run_id: str, reason: str | None = None) -> dict[str, Any]
     except Exception as exc:  # the target may be the thing that broke: still free the lock
         log.error("run %s: could not write the failed audit row: %s", run_id, ctx.s.scrub(str(exc)))
         error += f" (audit row not written: {ctx.s.scrub(str(exc))})"
-    ctx.progress.finish_once(run_id, state, error)
+    if ctx.progress.finish_once(run_id, state, error):
+        for name, u in record.get("units", {}).items():
+            if u.get("state") in ("queued", "running"):
+                left = "not run" if u["state"] == "queued" else "abandoned"
+                ctx.progress.unit(run_id, name, state=left if state == "failed" else state)
     ctx.lock.release(run_id)
     log.error("STEP fail %s: %s: %s", run_id, state, error)
     return {"run_id": run_id, "state": state, "error": error}

@@ -48,6 +48,7 @@ def hold(run_id: str) -> int:
         return 1
     holder = f"{socket.gethostname()}:{os.getpid()}"
     client.hset(key, mapping={"snapshot": snapshot_id, "snapshot_holder": holder})
+    lock.extend(run_id)  # from here the lock lives one TTL at a time, not the start grace
     log.info("run %s: snapshot %s held by %s", run_id, snapshot_id, holder)
     interval = min(max(s.lock_ttl / 3, 0.5), 5.0)
     deadline = time.monotonic() + s.max_run_seconds

@@ -42,13 +42,20 @@ def measure(cur: Cursor, schema: str, table: str, checksums: bool) -> tuple[int,
     return int(cur.fetchone()[0]), None
 
 
-def compare(
-    src: Cursor, tgt: Cursor, tables: list[tuple[str, str]], checksums: bool
+def measure_all(
+    cur: Cursor, tables: list[tuple[str, str]], checksums: bool
+) -> dict[str, tuple[int, str | None]]:
+    """Measure every table on one side (one connection, so both sides can run at once)."""
+    return {f"{schema}.{table}": measure(cur, schema, table, checksums) for schema, table in tables}
+
+
+def combine(
+    source: dict[str, tuple[int, str | None]], target: dict[str, tuple[int, str | None]]
 ) -> list[TableCheck]:
-    """Measure every table on both sides."""
-    checks = []
-    for schema, table in tables:
-        s_rows, s_sum = measure(src, schema, table, checksums)
-        t_rows, t_sum = measure(tgt, schema, table, checksums)
-        checks.append(TableCheck(f"{schema}.{table}", s_rows, t_rows, s_sum, t_sum))
-    return checks
+    """Pair the two sides' measures into verdicts (a table missing on the target: 0 rows)."""
+    return [
+        TableCheck(
+            name, rows, target.get(name, (0, None))[0], checksum, target.get(name, (0, None))[1]
+        )
+        for name, (rows, checksum) in source.items()
+    ]

@@ -27,13 +27,17 @@ class WorkerPool:
         self.logs = Path(tempfile.mkdtemp(prefix=f"pagila-workers-{prefix}-"))
         self.pids: list[int] = []
         self.names: list[str] = []
+        self.argv: list[str] | None = None  # a custom worker command (node args are appended)
 
     def start(self, n: int, wait: bool = True) -> list[int]:
         """Start ``n`` workers (each one process slot) and wait until they answer a ping."""
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         for i in range(1, n + 1):
             name = f"{self.prefix}{i}"
-            pid = spawn(worker_argv(name, self.queues), self.logs / f"{name}.log", env, cwd=ROOT)
+            argv = worker_argv(name, self.queues)
+            if self.argv is not None:
+                argv = [*self.argv, *argv[argv.index("worker") + 1 :]]
+            pid = spawn(argv, self.logs / f"{name}.log", env, cwd=ROOT)
             self.pids.append(pid)
             self.names.append(name)
         if wait:
@@ -54,7 +58,11 @@ class WorkerPool:
                 raise AssertionError(
                     f"worker died at start; logs in {self.logs}: {self.log_tail()}"
                 )
-            replies = app.control.inspect(timeout=1.0).ping() or {}
+            try:
+                replies = app.control.inspect(timeout=1.0).ping() or {}
+            except Exception:  # the broker may be restarting: ask again
+                time.sleep(0.5)
+                continue
             seen = {node.split("@", 1)[0] for node in replies}
             if want <= seen:
                 app.close()

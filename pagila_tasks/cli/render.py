@@ -23,7 +23,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(out)
+    return "\n".join(ln.rstrip() for ln in out)
 
 
 def unit_line(name: str, u: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ class Submitter:
         self.s = s
         self.as_json = as_json
         self.redis = redis.Redis.from_url(s.redis_url)
-        self.lock = RunLock(self.redis, s.lock_ttl)
+        self.lock = RunLock(self.redis, s.lock_ttl, s.lock_start_grace)
         self.progress = Progress(self.redis)
 
     def say(self, text: str) -> None:
@@ -70,7 +70,7 @@ class Submitter:
                 view.update(record)
             if record.get("state") in TERMINAL:
                 return record
-            time.sleep(0.3)
+            time.sleep(0.1)
 
 
 def _validate_tables(s: Settings, raw: str | None) -> list[str] | None:
@@ -269,7 +269,8 @@ def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
     if record.get("state") in TERMINAL:
         sub.say(f"run {args.run_id} already {record['state']}")
         return EXIT_OK
-    sub.progress.set_state(args.run_id, record.get("state", "running"), cancel_requested=True)
+    # Only the flag: rewriting the state here could undo a finish that lands meanwhile.
+    sub.progress.request_cancel(args.run_id)
     ids = sub.progress.task_ids(args.run_id)
     if ids:
         app.control.revoke(ids, terminate=record.get("kind") == "load", signal="SIGTERM")
@@ -295,6 +296,16 @@ def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
     return EXIT_OK if state in TERMINAL else EXIT_FAILED
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {raw!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pagila-submit", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -317,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
     sp = common(sub.add_parser("status", help="show one run"))
     sp.add_argument("run_id")
     sp = common(sub.add_parser("history", help="recent runs and both audit ledgers"))
-    sp.add_argument("--limit", type=int, default=10)
+    sp.add_argument("--limit", type=_positive_int, default=10, help="rows per list (1+)")
     sp = common(sub.add_parser("cancel", help="cancel a run"))
     sp.add_argument("run_id")
     return p

@@ -1,0 +1,31 @@
+"""A real worker that dies (SIGKILL of its pool process) whenever it copies one chosen table.
+
+``python -m tests.crashing_worker TABLE <celery worker args>``: the poison-message fault. The crash
+is injected here, in the test's worker process, not in the package.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from pagila_tasks import replicate
+from pagila_tasks.app import app
+
+
+def main() -> None:
+    poison = sys.argv[1]
+    original = replicate.copy_unit
+
+    def crashing(s, run_id, unit, snapshot_id, before_commit):  # type: ignore[no-untyped-def]
+        if f"{unit.schema}.{unit.table}" == poison:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(s, run_id, unit, snapshot_id, before_commit)
+
+    replicate.copy_unit = crashing
+    app.worker_main(["worker", *sys.argv[2:]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""A real Flower for the tests: ``celery -A pagila_tasks flower`` on a free port, basic auth on."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pagila_tasks.stack.processes import flower_argv, pid_alive, spawn, terminate
+from tests.support import ROOT, wait_for
+
+FLOWER_USER = "user"
+FLOWER_PASSWORD = secrets.token_hex(12)  # 24 characters, fresh per session
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Flower:
+    """One running Flower: its URL, credentials, pid and log."""
+
+    port: int
+    pid: int
+    log: Path
+    user: str = FLOWER_USER
+    password: str = FLOWER_PASSWORD
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, auth: bool = True, timeout: float = 10) -> tuple[int, str]:
+        """GET ``path``: status code and body (an HTTP error status is returned, not raised)."""
+        request = urllib.request.Request(self.url + path)  # noqa: S310 - local http URL
+        if auth:
+            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - local
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` with credentials and parse the JSON body (fails on a non-200 answer)."""
+        status, body = self.get(path)
+        assert status == 200, (path, status, body[:500])
+        return json.loads(body)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of Flower's log, for failure messages."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def alive_workers(self) -> set[str]:
+        """Node names Flower has seen alive through events (not through inspect)."""
+        try:
+            status, body = self.get("/api/workers?status=1", timeout=5)
+        except OSError:
+            return set()
+        if status != 200:
+            return set()
+        return {name for name, alive in json.loads(body).items() if alive}
+
+
+@contextmanager
+def running_flower(
+    worker_prefixes: tuple[str, ...] = ("w1", "w2"), env: dict[str, str] | None = None
+) -> Iterator[Flower]:
+    """Flower started with the test session's environment; ready once it sees the workers alive.
+
+    Flower gets events only from the moment it connects, so a test starts it before submitting
+    and waits here until every named worker's heartbeat has reached it.
+    """
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="pagila-flower-")) / "flower.log"
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    pid = spawn(flower_argv(port), log, full_env, cwd=ROOT)
+    flower = Flower(port, pid, log)
+    try:
+
+        def ready() -> bool:
+            assert pid_alive(pid), f"flower exited at start: {flower.log_tail()}"
+            seen = {name.split("@", 1)[0] for name in flower.alive_workers()}
+            return set(worker_prefixes) <= seen
+
+        wait_for(ready, 60, f"flower to see workers {worker_prefixes}", interval=0.5)
+        yield flower
+    finally:
+        terminate(pid, "flower", timeout=10)
