@@ -45,6 +45,5 @@ result_expires = visibility_timeout + 7 * 24 * 3600
 task_default_queue = "control"
 task_routes = {
     "pagila.copy_table": {"queue": "copy"},
-    "pagila.build_index": {"queue": "copy"},
 }
 worker_hijack_root_logger = False
