@@ -81,6 +81,14 @@ class Progress:
         )
         return int(script(keys=[run_key(run_id)], args=[state, _now(), error or ""])) == 1
 
+    def note_error(self, run_id: str, error: str) -> None:
+        """Remember the latest error of a known run (the errback reports it); never creates one."""
+        script = self.client.register_script(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then "
+            "redis.call('HSET', KEYS[1], 'error', ARGV[1]) end"
+        )
+        script(keys=[run_key(run_id)], args=[error])
+
     def request_cancel(self, run_id: str) -> None:
         """Flag the run so copies not yet started refuse to run (``pagila-submit cancel``)."""
         self.client.hset(run_key(run_id), "cancel_requested", json.dumps(True))

@@ -149,7 +149,7 @@ def finish_replication(self: PagilaTask, run_id: str) -> dict[str, Any]:
     try:
         return finish(self.ctx, run_id)
     except Exception as exc:
-        self.ctx.progress.set_state(run_id, "running", error=self.ctx.s.scrub(str(exc)))
+        self.ctx.progress.note_error(run_id, self.ctx.s.scrub(str(exc)))
         raise
 
 

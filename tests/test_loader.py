@@ -188,3 +188,36 @@ def test_load_runs_as_plain_database_owner(servers) -> None:
     )
     assert row == [(False, False)]
     assert os.environ["PAGILA_SOURCE_DSN"] == servers.source_dsn
+
+
+BLOCK_ROWS = 20_480
+PAYLOAD = 10_240  # 20,480 rows x 10 KiB = 200 MiB in one COPY block
+
+
+@pytest.mark.slow
+def test_a_200_mb_block_streams_with_flat_memory(servers, workers_files: Path) -> None:
+    """A data file with a 200 MB COPY block loads with the worker's peak RSS far below 200 MB."""
+    from tests.isolated import Isolated
+    from tests.support import children, peak_rss_kib
+
+    schema = workers_files / "pagila-schema.sql"
+    data = workers_files / "pagila-data.sql"
+    schema.write_bytes(
+        schema.read_bytes() + b"\nCREATE TABLE public.big_block (id integer, payload text);\n"
+    )
+    with data.open("ab") as out:
+        out.write(b"\nCOPY public.big_block (id, payload) FROM stdin;\n")
+        for i in range(BLOCK_ROWS):
+            out.write(b"%d\t" % i + (b"%08d" % i) * (PAYLOAD // 8) + b"\n")
+        out.write(b"\\.\n")
+    assert data.stat().st_size > 200 * 1024 * 1024
+    with Isolated(servers, {}) as iso:
+        pool = iso.pool(1, prefix="mem", queues="control")
+        code, out = iso.submit_json("load", timeout=600)
+        assert code == 0, out
+        assert out["result"]["counts"]["big_block"] == BLOCK_ROWS
+        pids = [pool.pids[0], *children(pool.pids[0])]
+        peak_mib = max(peak_rss_kib(p) for p in pids) / 1024
+    assert scalar(servers.source_dsn, "SELECT count(*) FROM public.big_block") == BLOCK_ROWS
+    print(f"peak worker RSS while loading a 200 MiB block: {peak_mib:.0f} MiB")
+    assert peak_mib < 150, f"worker peaked at {peak_mib:.0f} MiB: the block was buffered"
