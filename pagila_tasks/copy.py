@@ -15,14 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psycopg2
-import psycopg2.errors
 from psycopg2 import sql
 
 from pagila_tasks.config import Settings
 from pagila_tasks.db import connect
-from pagila_tasks.errors import SnapshotLost
 from pagila_tasks.plan import Unit
+from pagila_tasks.snapshot import snapshot_cursor
 from pagila_tasks.watchdog import Watchdog, Watched
 
 log = logging.getLogger(__name__)
@@ -61,7 +59,6 @@ def _options(fmt: str, freeze: bool = False) -> sql.Composable:
 
 def copy_unit(
     s: Settings,
-    run_id: str,
     unit: Unit,
     snapshot_id: str,
     before_commit: Callable[[], None],
@@ -73,27 +70,14 @@ def copy_unit(
     where = _range_filter(unit)
     fmt = s.copy_format
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
-        src = connect(s.source_dsn, s, f"pagila-copy-src {unit.name}")
-        try:
-            src.set_session(isolation_level="REPEATABLE READ", readonly=True)
-            with src.cursor() as cur:
-                try:
-                    cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
-                except psycopg2.Error as exc:
-                    raise SnapshotLost(
-                        f"snapshot {snapshot_id} of run {run_id} is gone (its holder died?): "
-                        f"{(exc.diag.message_primary or str(exc)).strip()}"
-                    ) from None
-                query = sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
-                    cols, table, where, _options(fmt)
-                )
-                watched = Watched(spool)
-                with Watchdog(src, watched, s.stall_timeout, f"source COPY of {unit.name}"):
-                    cur.copy_expert(query, watched, size=1 << 20)
-                source_rows = cur.rowcount
-            src.rollback()
-        finally:
-            src.close()
+        with snapshot_cursor(s, snapshot_id, f"pagila-copy-src {unit.name}") as cur:
+            query = sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
+                cols, table, where, _options(fmt)
+            )
+            watched = Watched(spool)
+            with Watchdog(cur.connection, watched, s.stall_timeout, f"source COPY of {unit.name}"):
+                cur.copy_expert(query, watched, size=1 << 20)
+            source_rows = cur.rowcount
         size = spool.tell()
         spilled = bool(getattr(spool, "_rolled", False))
         spool.seek(0)

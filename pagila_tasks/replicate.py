@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +25,7 @@ from pagila_tasks.db import connect, connection
 from pagila_tasks.errors import ReplicationError, SnapshotLost, UsageError
 from pagila_tasks.lock import RunLock
 from pagila_tasks.progress import RECORD_TTL, TERMINAL, Progress, run_key
+from pagila_tasks.snapshot import snapshot_cursor
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +44,6 @@ class Context:
         if rec is None:
             raise ReplicationError(f"run {run_id} has no progress record (Redis lost it?)")
         return rec
-
-
-@contextmanager
-def snapshot_cursor(
-    s: Settings, snapshot_id: str, name: str
-) -> Iterator[psycopg2.extensions.cursor]:
-    """A read-only source cursor that sees the run's snapshot."""
-    conn = connect(s.source_dsn, s, name)
-    try:
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        with conn.cursor() as cur:
-            try:
-                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
-            except psycopg2.Error as exc:
-                raise SnapshotLost(
-                    f"snapshot {snapshot_id} is gone (its holder died?): "
-                    f"{(exc.diag.message_primary or str(exc)).strip()}"
-                ) from None
-            yield cur
-    finally:
-        conn.close()
 
 
 def select_tables(
@@ -179,9 +157,7 @@ def copy(ctx: Context, run_id: str, unit: plan.Unit, worker: str) -> CopyResult:
             f"run {run_id} has no snapshot (its holder never started or Redis lost it)"
         )
     ctx.progress.unit(run_id, unit.name, state="running", worker=worker)
-    result = copy_unit(
-        ctx.s, run_id, unit, snapshot_id.decode(), lambda: ctx.lock.assert_held(run_id)
-    )
+    result = copy_unit(ctx.s, unit, snapshot_id.decode(), lambda: ctx.lock.assert_held(run_id))
     ctx.progress.unit(
         run_id,
         unit.name,

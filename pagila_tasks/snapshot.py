@@ -19,12 +19,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psycopg2
+import psycopg2.extensions
 import redis
 
-from pagila_tasks.config import settings
+from pagila_tasks.config import Settings, settings
 from pagila_tasks.db import connect
-from pagila_tasks.errors import ReplicationError
+from pagila_tasks.errors import ReplicationError, SnapshotLost
 from pagila_tasks.lock import RunLock
 from pagila_tasks.progress import TERMINAL, run_key
 
@@ -72,6 +76,27 @@ def hold(run_id: str) -> int:
             client.hset(key, "snapshot_error", message)
         log.error("run %s: %s", run_id, message)
         return 1
+    finally:
+        conn.close()
+
+
+@contextmanager
+def snapshot_cursor(
+    s: Settings, snapshot_id: str, name: str
+) -> Iterator[psycopg2.extensions.cursor]:
+    """A read-only source cursor that sees the run's snapshot."""
+    conn = connect(s.source_dsn, s, name)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
+            except psycopg2.Error as exc:
+                raise SnapshotLost(
+                    f"snapshot {snapshot_id} is gone (its holder died?): "
+                    f"{(exc.diag.message_primary or str(exc)).strip()}"
+                ) from None
+            yield cur
     finally:
         conn.close()
 

@@ -18,10 +18,10 @@ def main() -> None:
     poison = sys.argv[1]
     original = replicate.copy_unit
 
-    def crashing(s, run_id, unit, snapshot_id, before_commit):  # type: ignore[no-untyped-def]
+    def crashing(s, unit, snapshot_id, before_commit):  # type: ignore[no-untyped-def]
         if f"{unit.schema}.{unit.table}" == poison:
             os.kill(os.getpid(), signal.SIGKILL)
-        return original(s, run_id, unit, snapshot_id, before_commit)
+        return original(s, unit, snapshot_id, before_commit)
 
     replicate.copy_unit = crashing
     app.worker_main(["worker", *sys.argv[2:]])
