@@ -108,7 +108,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Stop every server and worker the session started."""
+    """Stop every server and worker the session started; remove the working copy of the files."""
+    work = os.environ.get("PAGILA_SQL_DIR", "")
+    if Path(work).name.startswith("pagila-files-"):
+        shutil.rmtree(work, ignore_errors=True)
     if _SERVERS is not None and _SERVERS.stack is not None:
         _SERVERS.stack.down(purge=True)  # type: ignore[attr-defined]
         if _SERVERS.state_dir is not None:
