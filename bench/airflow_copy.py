@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pgschema
 import psycopg2
+from pgschema import conninfo
 from psycopg2 import sql
-from psycopg2.extensions import make_dsn, parse_dsn
 
 SPOOL_MAX_BYTES = 128 * 1024 * 1024
 
@@ -47,12 +47,6 @@ JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
 WHERE s.relnamespace = 'public'::regnamespace AND d.deptype IN ('a', 'i')
 ORDER BY s.relname
 """
-
-
-def conninfo(dsn: str) -> str:
-    params = parse_dsn(dsn)
-    params.pop("password", None)
-    return make_dsn(**params)
 
 
 def fk_order(cur: psycopg2.extensions.cursor) -> list[str]:
@@ -95,34 +89,8 @@ def main() -> int:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-airflow-") as tmp:
         dump = Path(tmp) / "schema.dump"
-        common = ["--no-owner", "--no-privileges"]
-        subprocess.run(
-            [
-                args.pg_dump,
-                "--schema-only",
-                "-n",
-                "public",
-                *common,
-                "-Fc",
-                "-f",
-                str(dump),
-                "-d",
-                conninfo(src_dsn),
-            ],
-            check=True,
-        )
-        subprocess.run(
-            [
-                args.pg_restore,
-                *common,
-                "--single-transaction",
-                "--exit-on-error",
-                "-d",
-                conninfo(tgt_dsn),
-                str(dump),
-            ],
-            check=True,
-        )
+        pgschema.dump_schema(args.pg_dump, conninfo(src_dsn), dump)
+        pgschema.restore(args.pg_restore, conninfo(tgt_dsn), dump, "--single-transaction")
     phases["schema"] = time.monotonic() - t0
 
     t1 = time.monotonic()

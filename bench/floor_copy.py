@@ -24,9 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pgschema
 import psycopg2
+from pgschema import conninfo
 from psycopg2 import sql
-from psycopg2.extensions import make_dsn, parse_dsn
 
 TABLES = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -36,12 +37,6 @@ ORDER BY pg_relation_size(c.oid) DESC, c.relname
 SEQUENCES = """
 SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'
 """
-
-
-def conninfo(dsn: str) -> str:
-    params = parse_dsn(dsn)
-    params.pop("password", None)
-    return make_dsn(**params)
 
 
 def pipe_table(psql: str, src: str, tgt: str, name: str, fmt: str) -> None:
@@ -93,38 +88,13 @@ def main() -> int:
     args = parser.parse_args()
     src_dsn, tgt_dsn = os.environ["BENCH_SOURCE_DSN"], os.environ["BENCH_TARGET_DSN"]
     src_ci, tgt_ci = conninfo(src_dsn), conninfo(tgt_dsn)
-    common = ["--no-owner", "--no-privileges"]
     phases: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         dump = Path(tmp) / "schema.dump"
         t = time.monotonic()
-        subprocess.run(
-            [
-                args.pg_dump,
-                "--schema-only",
-                "-n",
-                "public",
-                *common,
-                "-Fc",
-                "-f",
-                str(dump),
-                "-d",
-                src_ci,
-            ],
-            check=True,
-        )
-        subprocess.run(
-            [
-                args.pg_restore,
-                *common,
-                "--section=pre-data",
-                "--single-transaction",
-                "--exit-on-error",
-                "-d",
-                tgt_ci,
-                str(dump),
-            ],
-            check=True,
+        pgschema.dump_schema(args.pg_dump, src_ci, dump)
+        pgschema.restore(
+            args.pg_restore, tgt_ci, dump, "--section=pre-data", "--single-transaction"
         )
         phases["pre-data"] = time.monotonic() - t
 
@@ -154,18 +124,8 @@ def main() -> int:
         phases["sequences"] = time.monotonic() - t
 
         t = time.monotonic()
-        subprocess.run(
-            [
-                args.pg_restore,
-                *common,
-                "--section=post-data",
-                f"--jobs={args.jobs}",
-                "--exit-on-error",
-                "-d",
-                tgt_ci,
-                str(dump),
-            ],
-            check=True,
+        pgschema.restore(
+            args.pg_restore, tgt_ci, dump, "--section=post-data", f"--jobs={args.jobs}"
         )
         phases["post-data"] = time.monotonic() - t
     print(

@@ -647,10 +647,12 @@ class Bench:
             {"peaks": r["peaks"]},
         )
 
-    def m_airflow(self, dataset: str) -> Result:
+    def _script(self, method: str, dataset: str, script: str, *options: str) -> Result:
+        """Run one of the plain-script methods measured, and read its JSON summary."""
         argv = [
             sys.executable,
-            str(BENCH / "airflow_copy.py"),
+            str(BENCH / script),
+            *options,
             "--pg-dump",
             self.tools["pg_dump"],
             "--pg-restore",
@@ -658,45 +660,32 @@ class Bench:
         ]
         r = run_measured(argv, self.env)
         if r["rc"] != 0:
-            raise RunFailed(f"airflow: {last_line(r['stderr'])}")
+            raise RunFailed(f"{method}: {last_line(r['stderr'])}")
         info = json.loads(last_line(r["stdout"]))
         return Result(
-            "airflow",
+            method,
             dataset,
             r["seconds"],
             r["peak_rss"],
             r["peak_proc"],
-            info["spilled_bytes"],
+            info.get("spilled_bytes", 0),
             {"phases": info["phases"], "peaks": r["peaks"]},
         )
 
+    def m_airflow(self, dataset: str) -> Result:
+        return self._script("airflow", dataset, "airflow_copy.py")
+
     def m_floor(self, fmt: str, dataset: str) -> Result:
-        argv = [
-            sys.executable,
-            str(BENCH / "floor_copy.py"),
+        return self._script(
+            f"floor-{fmt}",
+            dataset,
+            "floor_copy.py",
             "--format",
             fmt,
             "--jobs",
             "2",
-            "--pg-dump",
-            self.tools["pg_dump"],
-            "--pg-restore",
-            self.tools["pg_restore"],
             "--psql",
             self.tools["psql"],
-        ]
-        r = run_measured(argv, self.env)
-        if r["rc"] != 0:
-            raise RunFailed(f"floor-{fmt}: {last_line(r['stderr'])}")
-        info = json.loads(last_line(r["stdout"]))
-        return Result(
-            f"floor-{fmt}",
-            dataset,
-            r["seconds"],
-            r["peak_rss"],
-            r["peak_proc"],
-            0,
-            {"phases": info["phases"], "peaks": r["peaks"]},
         )
 
     def run_method(self, method: str, dataset: str) -> Result:
