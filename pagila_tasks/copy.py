@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from pagila_tasks.config import Settings
-from pagila_tasks.db import connect
+from pagila_tasks.db import connection
 from pagila_tasks.plan import Unit
 from pagila_tasks.snapshot import snapshot_cursor
 from pagila_tasks.watchdog import Watchdog, Watched
@@ -81,8 +81,7 @@ def copy_unit(
         size = spool.tell()
         spilled = bool(getattr(spool, "_rolled", False))
         spool.seek(0)
-        tgt = connect(s.target_dsn, s, f"pagila-copy-tgt {unit.name}")
-        try:
+        with connection(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
             with tgt.cursor() as cur:
                 whole = unit.key is None or (unit.lo is None and unit.hi is None)
                 if whole:
@@ -102,8 +101,6 @@ def copy_unit(
                 )
             before_commit()
             tgt.commit()
-        finally:
-            tgt.close()
     seconds = round(time.monotonic() - started, 3)
     log.info(
         "copied %s: %d rows, %d bytes, spilled=%s, %.2f s",

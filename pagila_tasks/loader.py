@@ -23,7 +23,7 @@ from psycopg2 import sql
 
 from pagila_tasks import catalog, sqlfiles
 from pagila_tasks.config import Settings
-from pagila_tasks.db import connect
+from pagila_tasks.db import connect, connection
 from pagila_tasks.errors import InputError, PagilaError
 from pagila_tasks.pagila_files import PagilaFiles
 from pagila_tasks.sqlscript import CopyBlock, Statement, parse_file
@@ -205,12 +205,9 @@ def record_unreadable(s: Settings, run_id: str, error: InputError, hashes: dict[
         hashes.get("pagila-data.sql"),
         error=s.scrub(str(error)),
     )
-    conn = connect(s.source_dsn, s, f"pagila-load {run_id}")
-    try:
+    with connection(s.source_dsn, s, f"pagila-load {run_id}") as conn:
         ensure_ledger(conn)
         _write_audit(conn, result)
-    finally:
-        conn.close()
 
 
 def load(

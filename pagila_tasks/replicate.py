@@ -199,29 +199,23 @@ def _audit(
         "error": error,
         "detail": json.dumps(detail),
     }
-    conn = connect(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}")
-    try:
+    with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
         ensure_ledger(conn)
         with conn.cursor() as cur:
             cur.execute(sqlfiles.query("replication_audit_insert"), row)
             inserted = cur.fetchone() is not None
         conn.commit()
         return inserted
-    finally:
-        conn.close()
 
 
 def _audited(ctx: Context, run_id: str) -> bool:
-    conn = connect(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}")
-    try:
+    with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
         ensure_ledger(conn)
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT 1 FROM pagila_support.replication_audit WHERE run_id = %s", (run_id,)
             )
             return cur.fetchone() is not None
-    finally:
-        conn.close()
 
 
 def finish(ctx: Context, run_id: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import psycopg2.extensions
 import redis
 
 from pagila_tasks.config import Settings, settings
-from pagila_tasks.db import connect
+from pagila_tasks.db import connect, connection
 from pagila_tasks.errors import ReplicationError, SnapshotLost
 from pagila_tasks.lock import RunLock
 from pagila_tasks.progress import TERMINAL, run_key
@@ -85,8 +85,7 @@ def snapshot_cursor(
     s: Settings, snapshot_id: str, name: str
 ) -> Iterator[psycopg2.extensions.cursor]:
     """A read-only source cursor that sees the run's snapshot."""
-    conn = connect(s.source_dsn, s, name)
-    try:
+    with connection(s.source_dsn, s, name) as conn:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             try:
@@ -97,8 +96,6 @@ def snapshot_cursor(
                     f"{(exc.diag.message_primary or str(exc)).strip()}"
                 ) from None
             yield cur
-    finally:
-        conn.close()
 
 
 def start_holder(run_id: str, client: redis.Redis, timeout: float = 30.0) -> str:
