@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from pagila_tasks.config import (
@@ -17,6 +13,7 @@ from pagila_tasks.config import (
     mask_dsn,
 )
 from pagila_tasks.errors import ConfigError
+from tests.support import submit
 
 
 def test_defaults_match_the_airflow_containers() -> None:
@@ -78,15 +75,7 @@ def test_mask_dsn_forms() -> None:
 
 def test_bad_configuration_exits_2_with_one_line() -> None:
     """A command given a bad variable exits 2 with one line naming it, and no traceback."""
-    env = {**os.environ, "PAGILA_SPOOL_MAX_BYTES": "-5"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pagila_tasks.cli.submit", "history"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = submit("history", env={"PAGILA_SPOOL_MAX_BYTES": "-5"}, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

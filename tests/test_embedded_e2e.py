@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import scalar
+from tests.support import scalar, submit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,15 +27,8 @@ def test_stack_up_run_down_on_embedded_servers(tmp_path: Path) -> None:
     try:
         status = stack.status()
         pids = [s["pid"] for s in status["services"].values() if s.get("pid")]
-        env = {**os.environ, **stack.env()}
-        proc = subprocess.run(
-            [sys.executable, "-m", "pagila_tasks.cli.submit", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        env = stack.env()
+        proc = submit("run", env=env, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "succeeded" in proc.stdout
         tgt = env["PAGILA_TARGET_DSN"]
