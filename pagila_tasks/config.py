@@ -124,6 +124,8 @@ class Settings:
     keepalive_idle: int
     stall_timeout: float
     verify_checksums: bool
+    warm_connections: bool
+    maintenance_work_mem: str | None
 
     def __repr__(self) -> str:
         shown = []
@@ -149,6 +151,10 @@ class Settings:
         return mask_secrets(text, self.passwords)
 
 
+_TRUE = ("1", "true", "yes")
+_BOOLS = (*_TRUE, "0", "false", "no")
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings from ``env`` (default ``os.environ``)."""
     env = os.environ if env is None else env
@@ -161,8 +167,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     if copy_format not in ("binary", "text"):
         raise ConfigError("PAGILA_COPY_FORMAT", f"must be binary or text, got {copy_format!r}")
     checks = (env.get("PAGILA_VERIFY_CHECKSUMS") or "1").lower()
-    if checks not in ("0", "1", "true", "false", "yes", "no"):
+    if checks not in _BOOLS:
         raise ConfigError("PAGILA_VERIFY_CHECKSUMS", f"must be 1 or 0, got {checks!r}")
+    warm = (env.get("PAGILA_WARM_CONNECTIONS") or "1").lower()
+    if warm not in _BOOLS:
+        raise ConfigError("PAGILA_WARM_CONNECTIONS", f"must be 1 or 0, got {warm!r}")
+    mwm = env.get("PAGILA_MAINTENANCE_WORK_MEM", "512MB").strip()
+    if mwm and not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)?", mwm):
+        raise ConfigError(
+            "PAGILA_MAINTENANCE_WORK_MEM", f"must be a size like 512MB (or empty), got {mwm!r}"
+        )
     task_time_limit = _int(env, "PAGILA_TASK_TIME_LIMIT", 3600, minimum=10)
     max_run = _int(env, "PAGILA_MAX_RUN_SECONDS", 4 * 3600, minimum=10)
     visibility = _int(env, "PAGILA_VISIBILITY_TIMEOUT", task_time_limit + 600, minimum=10)
@@ -193,7 +207,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         connect_timeout=_int(env, "PAGILA_CONNECT_TIMEOUT", 10, minimum=1),
         keepalive_idle=_int(env, "PAGILA_KEEPALIVE_IDLE", 10, minimum=1),
         stall_timeout=_float(env, "PAGILA_STALL_TIMEOUT", 120.0, minimum=1.0),
-        verify_checksums=checks in ("1", "true", "yes"),
+        verify_checksums=checks in _TRUE,
+        warm_connections=warm in _TRUE,
+        maintenance_work_mem=mwm or None,
     )
 
 

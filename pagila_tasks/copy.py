@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from pagila_tasks import warm
 from pagila_tasks.config import Settings
-from pagila_tasks.db import connection
 from pagila_tasks.plan import Unit
 from pagila_tasks.snapshot import snapshot_cursor
 from pagila_tasks.watchdog import Watchdog, Watched
@@ -81,7 +81,7 @@ def copy_unit(
         size = spool.tell()
         spilled = bool(getattr(spool, "_rolled", False))
         spool.seek(0)
-        with connection(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
+        with warm.connection(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
             with tgt.cursor() as cur:
                 whole = unit.key is None or (unit.lo is None and unit.hi is None)
                 if whole:

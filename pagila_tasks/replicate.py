@@ -18,7 +18,7 @@ import psycopg2.extensions
 import redis
 from psycopg2 import sql
 
-from pagila_tasks import catalog, plan, schema, sequences, snapshot, sqlfiles, verify
+from pagila_tasks import catalog, fkeys, plan, schema, sequences, snapshot, sqlfiles, verify
 from pagila_tasks.config import Settings
 from pagila_tasks.copy import CopyResult, copy_unit
 from pagila_tasks.db import connect, connection
@@ -106,16 +106,12 @@ def prepare(ctx: Context, run_id: str, requested: list[str] | None) -> list[plan
                 log.info("STEP prepare %s: drop foreign keys touching the chosen tables", run_id)
                 names = [sql.Identifier(t.schema, t.name).as_string(cur) for t in tables]
                 cur.execute(sqlfiles.query("foreign_keys_touching"), {"tables": names})
-                fkeys = [list(r) for r in cur.fetchall()]
-                ctx.redis.hset(run_key(run_id), "foreign_keys", json.dumps(fkeys))
-                ctx.lock.assert_held(run_id)
-                for on_table, name, _ in fkeys:
-                    cur.execute(
-                        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                            sql.SQL(on_table), sql.Identifier(name)
-                        )
-                    )
-            tgt.commit()
+                touching = [fkeys.ForeignKey(*row) for row in cur.fetchall()]
+            ctx.redis.hset(
+                run_key(run_id), "foreign_keys", json.dumps([fk.as_list() for fk in touching])
+            )
+            ctx.lock.assert_held(run_id)
+            fkeys.drop(tgt, touching)
         else:
             log.info("STEP prepare %s: dump the source schema", run_id)
             archive = schema.dump(s, snapshot_id, source_version)
@@ -169,15 +165,6 @@ def copy(ctx: Context, run_id: str, unit: plan.Unit, worker: str) -> CopyResult:
         worker=worker,
     )
     return result
-
-
-def _restore_foreign_keys(cur: psycopg2.extensions.cursor, fkeys: list[list[str]]) -> None:
-    for on_table, name, definition in fkeys:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                sql.SQL(on_table), sql.Identifier(name), sql.SQL(definition)
-            )
-        )
 
 
 def _audit(
@@ -235,35 +222,38 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     subset = bool(record.get("subset"))
     tables = [tuple(t.split(".", 1)) for t in record.get("tables") or []]
     ctx.progress.set_state(
-        run_id, "running", phase="post-data", finish_started_at=datetime.now(UTC).isoformat()
+        run_id, "running", phase="finish", finish_started_at=datetime.now(UTC).isoformat()
     )
-    if subset:
-        log.info("STEP finish %s: restore foreign keys", run_id)
-        fkeys = json.loads(ctx.redis.hget(run_key(run_id), "foreign_keys") or b"[]")
-        with connection(s.target_dsn, s, f"pagila-finish {run_id}") as tgt:
-            with tgt.cursor() as cur:
-                _restore_foreign_keys(cur, fkeys)
-            ctx.lock.assert_held(run_id)
-            tgt.commit()
-    else:
-        log.info("STEP finish %s: post-data (indexes, constraints, triggers)", run_id)
-        archive = ctx.redis.get(f"{run_key(run_id)}:schema")
-        if archive is None:
-            raise ReplicationError(f"run {run_id}: the schema dump is gone from Redis")
-        schema.restore(s, archive, "post-data", 2, source_version)
-    log.info("STEP finish %s: sequences, materialized views and verification", run_id)
-    ctx.progress.set_state(run_id, "running", phase="verify")
     with snapshot_cursor(s, snapshot_id, f"pagila-finish {run_id}") as src:
         seq_values = sequences.read(src, s.schemas)
         matviews = [] if subset else catalog.matviews(src, s.schemas, only_populated=True)
-    # Three connections at once: the source and target measures and the target's own work run
-    # side by side instead of one after the other (each query is single-threaded).
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"finish-{run_id}") as pool:
-        fixed = pool.submit(_sequences_and_matviews, ctx, run_id, seq_values, matviews)
+        if subset:
+            stored = json.loads(ctx.redis.hget(run_key(run_id), "foreign_keys") or b"[]")
+            foreign = [fkeys.ForeignKey(*row) for row in stored]
+        else:
+            foreign = fkeys.read(src, s.schemas)
+    log.info("STEP finish %s: verification (checksums of both sides)", run_id)
+    # Ordered by what each step needs (measured in docs/benchmarks.md): the target's rows are
+    # final once the chord fires, so they are measured first, before post-data's ALTER TABLEs
+    # would queue behind (and in front of) these reads. The source is measured in the run's
+    # snapshot on its own server, so that thread runs on into post-data. Foreign keys come last,
+    # validated side by side (pagila_tasks.fkeys) beside the materialized-view refresh, which
+    # needs the indexes, not the foreign keys.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"finish-{run_id}") as pool:
         src_measures = pool.submit(_measure_source, s, snapshot_id, run_id, tables)
-        tgt_measures = pool.submit(_measure_target, s, run_id, tables)
-        target_seqs = fixed.result()
-        checks = verify.combine(src_measures.result(), tgt_measures.result())
+        target_measures = _measure_target(s, run_id, tables)
+        if not subset:
+            log.info("STEP finish %s: post-data but foreign keys (pg_restore -j2)", run_id)
+            _post_data(ctx, run_id, source_version)
+        log.info(
+            "STEP finish %s: %d foreign keys validated side by side; sequences, materialized views",
+            run_id,
+            len(foreign),
+        )
+        foreign_done = pool.submit(_foreign_keys, ctx, run_id, foreign)
+        target_seqs = _sequences_and_matviews(ctx, run_id, seq_values, matviews)
+        foreign_done.result()
+        checks = verify.combine(src_measures.result(), target_measures)
     bad = [c.table for c in checks if not c.ok]
     bad_seqs = [k for k, v in seq_values.items() if target_seqs.get(k) != v]
     detail = [asdict(c) | {"ok": c.ok, **_unit_info(record, c.table)} for c in checks]
@@ -282,6 +272,30 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     ctx.lock.release(run_id)
     log.info("STEP finish %s: succeeded, %d tables verified", run_id, len(checks))
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
+
+
+def _post_data(ctx: Context, run_id: str, source_version: int) -> None:
+    """Indexes, constraints and triggers: the post-data section without its foreign keys."""
+    s = ctx.s
+    archive = ctx.redis.get(f"{run_key(run_id)}:schema")
+    if archive is None:
+        raise ReplicationError(f"run {run_id}: the schema dump is gone from Redis")
+    with connection(s.target_dsn, s, f"pagila-finish {run_id}") as tgt:
+        with tgt.cursor() as cur:
+            earlier = fkeys.read(cur, s.schemas)
+        if earlier:  # a redelivered callback: --clean cannot drop keys these depend on
+            ctx.lock.assert_held(run_id)
+            fkeys.drop(tgt, earlier)
+    schema.restore(s, archive, "post-data", 2, source_version, foreign_keys=False)
+
+
+def _foreign_keys(ctx: Context, run_id: str, foreign: list[fkeys.ForeignKey]) -> None:
+    """Add the run's foreign keys NOT VALID, then validate them two at a time."""
+    s = ctx.s
+    with connection(s.target_dsn, s, f"pagila-finish {run_id}") as tgt:
+        ctx.lock.assert_held(run_id)
+        pending = fkeys.add(tgt, foreign)
+    fkeys.validate(s, pending, 2, f"pagila-fk {run_id}")
 
 
 def _sequences_and_matviews(
@@ -316,8 +330,14 @@ def _measure_source(
 def _measure_target(
     s: Settings, run_id: str, tables: list[tuple[str, str]]
 ) -> dict[str, tuple[int, str | None]]:
+    measures = {}
     with connection(s.target_dsn, s, f"pagila-verify-tgt {run_id}") as conn, conn.cursor() as cur:
-        return verify.measure_all(cur, tables, s.verify_checksums)
+        for schema_name, table in tables:
+            measures[f"{schema_name}.{table}"] = verify.measure(
+                cur, schema_name, table, s.verify_checksums
+            )
+            conn.commit()  # hold no table's lock longer than its own measure
+    return measures
 
 
 def _unit_info(record: dict[str, Any], table: str) -> dict[str, Any]:

@@ -61,14 +61,39 @@ def reset_target(conn: psycopg2.extensions.connection, schemas: tuple[str, ...])
     conn.commit()
 
 
-def restore(s: Settings, archive: bytes, section: str, jobs: int, source_version: int) -> None:
+def without_foreign_keys(toc: str) -> str:
+    """A ``pg_restore -l`` listing minus its foreign keys (see :mod:`pagila_tasks.fkeys`)."""
+    kept = [
+        line
+        for line in toc.splitlines()
+        if line.strip()
+        and not line.startswith(";")
+        and " FK CONSTRAINT " not in line.split(";", 1)[-1]
+    ]
+    return "\n".join(kept) + "\n"
+
+
+def restore(
+    s: Settings,
+    archive: bytes,
+    section: str,
+    jobs: int,
+    source_version: int,
+    foreign_keys: bool = True,
+) -> None:
     """Restore one section of a :func:`dump` archive into the target.
 
     Pre-data goes in one transaction (all or nothing); post-data runs ``jobs`` connections in
-    parallel, which cannot share one transaction.
+    parallel, which cannot share one transaction. ``foreign_keys=False`` leaves the section's
+    foreign keys out (:mod:`pagila_tasks.fkeys` adds them).
     """
     _, pg_restore = tools(s, source_version)
     conninfo, env = pgtools.conninfo_and_env(s.target_dsn)
+    if section == "post-data" and s.maintenance_work_mem:
+        # Index builds and foreign-key checks size their sorts and hashes by this setting, which
+        # any user may raise for their own session (the server's default is 64MB).
+        options = env.get("PGOPTIONS", "")
+        env["PGOPTIONS"] = f"{options} -c maintenance_work_mem={s.maintenance_work_mem}".strip()
     with tempfile.TemporaryDirectory(prefix="pagila-restore-") as tmp:
         path = Path(tmp) / "schema.dump"
         path.write_bytes(archive)
@@ -81,6 +106,13 @@ def restore(s: Settings, archive: bytes, section: str, jobs: int, source_version
             "-d",
             conninfo,
         ]
+        what = f"pg_restore --section={section}"
+        if not foreign_keys:
+            toc = pgtools.run([str(pg_restore), "-l", str(path)], env, "pg_restore -l", s.scrub)
+            listing = Path(tmp) / "entries.list"
+            listing.write_text(without_foreign_keys(toc))
+            args += ["-L", str(listing)]
+            what += " (without foreign keys)"
         if section == "post-data":
             args += ["--clean", "--if-exists"]  # a redelivered callback can run it again
         if jobs > 1:
@@ -88,4 +120,4 @@ def restore(s: Settings, archive: bytes, section: str, jobs: int, source_version
         else:
             args.append("--single-transaction")
         args.append(str(path))
-        pgtools.run(args, env, f"pg_restore --section={section}", s.scrub)
+        pgtools.run(args, env, what, s.scrub)

@@ -2,12 +2,14 @@
 
 Who holds the snapshot: the ``prepare`` task starts this process (``python -m
 pagila_tasks.snapshot RUN_ID``) on the worker host that runs it, in its own session so that a
-worker crash does not take it down. It opens a REPEATABLE READ transaction on the source, exports
-its snapshot (``pg_export_snapshot()``), publishes the id in the run record and then waits,
-extending the run lock, until the run reaches a terminal state, loses its lock or passes its
-deadline. Every copy does ``SET TRANSACTION SNAPSHOT`` with that id, so all of them read the
-source at one instant. If this process or its connection dies, the id becomes invalid and every
-later copy fails with :class:`~pagila_tasks.errors.SnapshotLost`: snapshots are never mixed.
+worker crash does not take it down; each worker process keeps one spare started ahead (imports
+done, waiting for a run id on its stdin), so a run does not wait for an interpreter to start. The
+holder opens a REPEATABLE READ transaction on the source, exports its snapshot
+(``pg_export_snapshot()``), publishes the id in the run record and then waits, extending the run
+lock, until the run reaches a terminal state, loses its lock or passes its deadline. Every copy
+does ``SET TRANSACTION SNAPSHOT`` with that id, so all of them read the source at one instant. If
+this process or its connection dies, the id becomes invalid and every later copy fails with
+:class:`~pagila_tasks.errors.SnapshotLost`: snapshots are never mixed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,8 +29,9 @@ import psycopg2
 import psycopg2.extensions
 import redis
 
+from pagila_tasks import warm
 from pagila_tasks.config import Settings, settings
-from pagila_tasks.db import connect, connection
+from pagila_tasks.db import connect
 from pagila_tasks.errors import ReplicationError, SnapshotLost
 from pagila_tasks.lock import RunLock
 from pagila_tasks.progress import TERMINAL, run_key
@@ -84,8 +88,8 @@ def hold(run_id: str) -> int:
 def snapshot_cursor(
     s: Settings, snapshot_id: str, name: str
 ) -> Iterator[psycopg2.extensions.cursor]:
-    """A read-only source cursor that sees the run's snapshot."""
-    with connection(s.source_dsn, s, name) as conn:
+    """A read-only source cursor that sees the run's snapshot (on a warm connection)."""
+    with warm.connection(s.source_dsn, s, name) as conn:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             try:
@@ -98,17 +102,52 @@ def snapshot_cursor(
             yield cur
 
 
-def start_holder(run_id: str, client: redis.Redis, timeout: float = 30.0) -> str:
-    """Start the holder for ``run_id`` and return the snapshot id once it is published."""
-    key = run_key(run_id)
-    client.hdel(key, "snapshot", "snapshot_error")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pagila_tasks.snapshot", run_id],
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
+_spare: subprocess.Popen[bytes] | None = None
+
+
+def _spawn(run_id: str | None) -> subprocess.Popen[bytes]:
+    """A holder process for ``run_id``, or (None) a spare one that waits for its run id."""
+    nice = shutil.which("nice")
+    prefix = [nice, "-n", "10"] if run_id is None and nice else []
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "pagila_tasks.snapshot", *([run_id] if run_id else [])],
+        start_new_session=True,  # a worker crash must not take the snapshot down
+        stdin=subprocess.PIPE if run_id is None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # never hold the caller's pipes open: errors go to Redis
         stderr=subprocess.DEVNULL,
     )
+
+
+def prestart() -> None:
+    """Keep one spare holder per worker process, its imports done, so a run does not wait on them.
+
+    The spare starts at low priority (it competes with nothing urgent), reads one run id from
+    its stdin and becomes that run's holder; if this process exits first, it reads end of file
+    and exits too.
+    """
+    global _spare
+    if _spare is None or _spare.poll() is not None:
+        _spare = _spawn(None)
+
+
+def _hand_to_spare(run_id: str) -> subprocess.Popen[bytes] | None:
+    global _spare
+    spare, _spare = _spare, None
+    if spare is None or spare.poll() is not None or spare.stdin is None:
+        return None
+    try:
+        spare.stdin.write(f"{run_id}\n".encode())
+        spare.stdin.close()
+    except OSError:
+        return None
+    return spare
+
+
+def start_holder(run_id: str, client: redis.Redis, timeout: float = 30.0) -> str:
+    """Start the holder for ``run_id`` (a spare if one waits) and return its snapshot id."""
+    key = run_key(run_id)
+    client.hdel(key, "snapshot", "snapshot_error")
+    proc = _hand_to_spare(run_id) or _spawn(run_id)
     client.hset(key, "snapshot_pid", str(proc.pid))
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -117,7 +156,7 @@ def start_holder(run_id: str, client: redis.Redis, timeout: float = 30.0) -> str
             return snap.decode()
         if err or proc.poll() is not None:
             raise ReplicationError((err or b"snapshot holder exited before exporting").decode())
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.kill()
     raise ReplicationError(f"snapshot holder did not export a snapshot within {timeout:.0f} s")
 
@@ -125,10 +164,13 @@ def start_holder(run_id: str, client: redis.Redis, timeout: float = 30.0) -> str
 def main() -> int:
     """Entry point of the holder process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if len(sys.argv) != 2:
-        print("usage: python -m pagila_tasks.snapshot RUN_ID", file=sys.stderr)
-        return 2
-    return hold(sys.argv[1])
+    if len(sys.argv) == 2:
+        return hold(sys.argv[1])
+    if len(sys.argv) == 1:  # a spare: its run id comes on stdin, or end of file when not needed
+        run_id = sys.stdin.readline().strip()
+        return hold(run_id) if run_id else 0
+    print("usage: python -m pagila_tasks.snapshot [RUN_ID]  (no RUN_ID: read it from stdin)")
+    return 2
 
 
 if __name__ == "__main__":

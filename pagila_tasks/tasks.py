@@ -14,8 +14,9 @@ from typing import Any
 
 import redis
 from celery import Task, chord
+from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
 
-from pagila_tasks import loader, pagila_files
+from pagila_tasks import loader, pagila_files, snapshot, warm
 from pagila_tasks.app import app
 from pagila_tasks.config import settings
 from pagila_tasks.errors import InputError, LockLost, ReplicationError, SnapshotLost, UsageError
@@ -157,6 +158,19 @@ def finish_replication(self: PagilaTask, run_id: str) -> dict[str, Any]:
 def fail_replication(self: PagilaTask, run_id: str, reason: str | None = None) -> dict[str, Any]:
     """The errback: records the failure once and frees the lock."""
     return fail(self.ctx, run_id, reason)
+
+
+@worker_process_init.connect
+@task_postrun.connect
+def _keep_a_spare_holder(**_: Any) -> None:
+    """A spare snapshot holder per worker process (see :func:`pagila_tasks.snapshot.prestart`)."""
+    snapshot.prestart()
+
+
+@worker_process_shutdown.connect
+def _close_warm_connections(**_: Any) -> None:
+    """Say goodbye to the servers instead of leaving them a dropped socket."""
+    warm.close_all()
 
 
 def redis_client() -> redis.Redis:

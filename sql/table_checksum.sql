@@ -1,5 +1,6 @@
 -- Row count and an order-independent content checksum of one table (without its partitions).
--- Each row's text form is hashed; the sum is exact (numeric), so equal tables give equal sums.
+-- Each row's text form is hashed; the sum is exact (sum(bigint) is numeric), so equal tables
+-- give equal sums.
 -- Template: {table} is a psycopg2.sql-quoted schema.table. Run with TimeZone=UTC on both sides.
-SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text
+SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text
 FROM ONLY {table} AS t;

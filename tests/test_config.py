@@ -29,6 +29,9 @@ def test_defaults_match_the_airflow_containers() -> None:
     assert s.schemas == ("public",)
     assert s.sql_dir is None
     assert s.retry_max >= MIN_RETRIES and s.retry_delay == 60
+    assert s.warm_connections and s.maintenance_work_mem == "512MB"
+    assert from_env({"PAGILA_MAINTENANCE_WORK_MEM": ""}).maintenance_work_mem is None
+    assert not from_env({"PAGILA_WARM_CONNECTIONS": "0"}).warm_connections
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,8 @@ def test_defaults_match_the_airflow_containers() -> None:
         ({"PAGILA_RETRY_MAX": "1"}, "PAGILA_RETRY_MAX"),
         ({"PAGILA_SQL_DIR": "/no/such/folder"}, "PAGILA_SQL_DIR"),
         ({"PAGILA_SCHEMAS": " , "}, "PAGILA_SCHEMAS"),
+        ({"PAGILA_WARM_CONNECTIONS": "maybe"}, "PAGILA_WARM_CONNECTIONS"),
+        ({"PAGILA_MAINTENANCE_WORK_MEM": "1 TB please"}, "PAGILA_MAINTENANCE_WORK_MEM"),
         (
             {"PAGILA_TASK_TIME_LIMIT": "100", "PAGILA_VISIBILITY_TIMEOUT": "50"},
             "PAGILA_VISIBILITY_TIMEOUT",

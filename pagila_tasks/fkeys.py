@@ -1,0 +1,118 @@
+"""Foreign keys on the target: added NOT VALID, then validated several at a time.
+
+``ALTER TABLE ... ADD FOREIGN KEY`` checks every row while holding SHARE ROW EXCLUSIVE on both
+tables, a lock that conflicts with itself: the seven foreign keys that point at ``rental`` are
+checked one after another, on one core (measured in docs/benchmarks.md). Added ``NOT VALID``
+(no check, a brief lock) and then ``VALIDATE CONSTRAINT`` (SHARE UPDATE EXCLUSIVE on the
+referencing table, ROW SHARE on the referenced one), the same checks run side by side and end
+exactly as the source's: the same definitions, validated. A foreign key on a partitioned table
+cannot be added NOT VALID before PostgreSQL 18; those are added checked, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg2.extensions
+from psycopg2 import sql
+
+from pagila_tasks import sqlfiles, warm
+from pagila_tasks.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """One foreign key: its table (a regclass text), name and ``pg_get_constraintdef``."""
+
+    table: str
+    name: str
+    definition: str
+
+    def as_list(self) -> list[str]:
+        """JSON-friendly form (kept in the run record between prepare and finish)."""
+        return [self.table, self.name, self.definition]
+
+
+def read(cur: psycopg2.extensions.cursor, schemas: tuple[str, ...]) -> list[ForeignKey]:
+    """The foreign keys defined in ``schemas`` (on the server ``cur`` reads)."""
+    cur.execute(sqlfiles.query("foreign_keys_in_schemas"), {"schemas": list(schemas)})
+    return [ForeignKey(*row) for row in cur.fetchall()]
+
+
+def drop(conn: psycopg2.extensions.connection, fkeys: list[ForeignKey]) -> None:
+    """Drop these foreign keys where they exist (an earlier attempt's), in one transaction."""
+    with conn.cursor() as cur:
+        for fk in fkeys:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                    sql.SQL(fk.table), sql.Identifier(fk.name)
+                )
+            )
+    conn.commit()
+
+
+def add(conn: psycopg2.extensions.connection, fkeys: list[ForeignKey]) -> list[ForeignKey]:
+    """Add the missing ones in one transaction; returns those left to validate."""
+    pending = []
+    with conn.cursor() as cur:
+        for fk in fkeys:
+            cur.execute(
+                "SELECT con.convalidated, rel.relkind FROM pg_catalog.pg_class rel "
+                "LEFT JOIN pg_catalog.pg_constraint con "
+                "ON con.conrelid = rel.oid AND con.conname = %s AND con.contype = 'f' "
+                "WHERE rel.oid = %s::regclass",
+                (fk.name, fk.table),
+            )
+            validated, relkind = cur.fetchone()
+            if validated is None:
+                deferred = relkind != "p"  # partitioned: NOT VALID only from PostgreSQL 18
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}{}").format(
+                        sql.SQL(fk.table),
+                        sql.Identifier(fk.name),
+                        sql.SQL(fk.definition),
+                        sql.SQL(" NOT VALID" if deferred else ""),
+                    )
+                )
+                validated = not deferred
+            if not validated:
+                pending.append(fk)
+    conn.commit()
+    return pending
+
+
+def interleaved(fkeys: list[ForeignKey]) -> list[ForeignKey]:
+    """The keys ordered so that neighbours are on different tables.
+
+    VALIDATE CONSTRAINT locks its own table against another validation of the same table, so
+    two keys of one table taken side by side would run one after the other.
+    """
+    by_table: dict[str, list[ForeignKey]] = {}
+    for fk in fkeys:
+        by_table.setdefault(fk.table, []).append(fk)
+    groups = sorted(by_table.values(), key=len, reverse=True)
+    return [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
+
+
+def validate(s: Settings, fkeys: list[ForeignKey], jobs: int, name: str) -> None:
+    """``VALIDATE CONSTRAINT`` each, ``jobs`` at a time, each in its own transaction."""
+
+    def one(fk: ForeignKey) -> None:
+        with warm.connection(s.target_dsn, s, name) as conn, conn.cursor() as cur:
+            if s.maintenance_work_mem:  # the check's hash table is sized by it
+                cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
+            cur.execute(
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                    sql.SQL(fk.table), sql.Identifier(fk.name)
+                )
+            )
+            conn.commit()
+
+    with ThreadPoolExecutor(max_workers=max(jobs, 1), thread_name_prefix="fk") as pool:
+        for done in [pool.submit(one, fk) for fk in interleaved(fkeys)]:
+            done.result()
+    log.info("validated %d foreign keys, %d at a time", len(fkeys), jobs)

@@ -1,0 +1,95 @@
+"""Warm connections and the spare snapshot holder, against the session's real servers."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from pagila_tasks import config, snapshot, warm
+from tests.support import query, redis_client, wait_for
+
+
+@pytest.fixture
+def settings() -> Iterator[config.Settings]:
+    warm.close_all()
+    yield config.from_env()
+    warm.close_all()
+
+
+def _backend(s: config.Settings, name: str) -> int:
+    with warm.connection(s.target_dsn, s, name) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid(), current_setting('application_name')")
+        pid, app = cur.fetchone()
+        assert app == name  # renamed for its new user on reuse
+        return pid
+
+
+def test_a_kept_connection_is_reused_and_renamed(settings) -> None:
+    first = _backend(settings, "pagila-test one")
+    assert _backend(settings, "pagila-test two") == first
+
+
+def test_a_terminated_connection_is_replaced_not_reused(servers, settings) -> None:
+    first = _backend(settings, "pagila-test one")
+    query(servers.target_dsn, "SELECT pg_terminate_backend(%s)", (first,))
+    gone = "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+    wait_for(lambda: not query(servers.target_dsn, gone, (first,)), 10, "the backend to go")
+    second = _backend(settings, "pagila-test two")
+    assert second != first
+
+
+def test_a_connection_that_raised_is_closed(settings) -> None:
+    with (
+        pytest.raises(RuntimeError),
+        warm.connection(settings.target_dsn, settings, "pagila-test fail") as conn,
+    ):
+        raised = conn
+        raise RuntimeError("boom")
+    assert raised.closed
+    with warm.connection(settings.target_dsn, settings, "pagila-test next") as conn:
+        assert conn is not raised
+
+
+def test_an_open_transaction_is_rolled_back_before_reuse(settings) -> None:
+    s = settings
+    with warm.connection(s.target_dsn, s, "pagila-test a") as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE pagila_warm_probe (x int)")  # never committed
+    with warm.connection(s.target_dsn, s, "pagila-test b") as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('pg_temp.pagila_warm_probe')")
+        assert cur.fetchone()[0] is None
+
+
+def test_turned_off_every_use_gets_a_new_backend(settings) -> None:
+    cold = dataclasses.replace(settings, warm_connections=False)
+    assert _backend(cold, "pagila-test one") != _backend(cold, "pagila-test two")
+
+
+def test_a_spare_holder_takes_a_run_and_exits_without_one() -> None:
+    """The spare becomes the run's holder (its pid recorded); a spare nobody needs just exits."""
+    client = redis_client()
+    snapshot.prestart()
+    spare = snapshot._spare
+    assert spare is not None and spare.poll() is None
+    run_id = "replicate-test-spare"
+    client.hset(f"pagila:run:{run_id}", mapping={"state": "running"})
+    try:
+        snap = snapshot.start_holder(run_id, client)
+        assert snap
+        assert int(client.hget(f"pagila:run:{run_id}", "snapshot_pid")) == spare.pid
+        client.hset(f"pagila:run:{run_id}", "state", "succeeded")
+        assert spare.wait(timeout=30) == 0  # it leaves once the run is over
+    finally:
+        client.delete(f"pagila:run:{run_id}")
+    snapshot.prestart()
+    idle = snapshot._spare
+    assert idle is not None and idle.pid != spare.pid
+    snapshot._spare = None
+    idle.stdin.close()  # what its worker's exit looks like to it
+    try:
+        assert idle.wait(timeout=30) == 0
+    except subprocess.TimeoutExpired:
+        idle.kill()
+        raise
