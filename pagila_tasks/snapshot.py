@@ -169,7 +169,10 @@ def main() -> int:
     if len(sys.argv) == 1:  # a spare: its run id comes on stdin, or end of file when not needed
         run_id = sys.stdin.readline().strip()
         return hold(run_id) if run_id else 0
-    print("usage: python -m pagila_tasks.snapshot [RUN_ID]  (no RUN_ID: read it from stdin)")
+    print(
+        "usage: python -m pagila_tasks.snapshot [RUN_ID]  (no RUN_ID: read it from stdin)",
+        file=sys.stderr,
+    )
     return 2
 
 
