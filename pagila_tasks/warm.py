@@ -18,8 +18,8 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.extensions
 
+from pagila_tasks import db
 from pagila_tasks.config import Settings
-from pagila_tasks.db import connect
 
 #: At most this many idle connections per server and process (finish uses a few at once).
 MAX_IDLE = 3
@@ -74,14 +74,11 @@ def connection(
 ) -> Iterator[psycopg2.extensions.connection]:
     """A connection to ``dsn`` (a kept one if it still answers); kept again on a clean exit."""
     if not s.warm_connections:
-        conn = connect(dsn, s, application_name)
-        try:
+        with db.connection(dsn, s, application_name) as conn:
             yield conn
-        finally:
-            conn.close()
         return
     key = (os.getpid(), dsn)  # a forked child never shares its parent's sockets
-    conn = _checkout(key, application_name) or connect(dsn, s, application_name)
+    conn = _checkout(key, application_name) or db.connect(dsn, s, application_name)
     try:
         yield conn
     except BaseException:
