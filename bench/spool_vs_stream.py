@@ -19,51 +19,31 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from psycopg2 import sql
-
 from pagila_tasks import catalog, config, plan, schema, warm
-from pagila_tasks.copy import _options, _range_filter, copy_unit
+from pagila_tasks.copy import copy_unit, statements
 from pagila_tasks.db import connection
 from pagila_tasks.snapshot import snapshot_cursor
 
 
 def stream_unit(s: config.Settings, unit: plan.Unit, snapshot_id: str) -> int:
     """Copy ``unit`` with the source COPY writing into a pipe the target COPY reads at once."""
-    table = sql.Identifier(unit.schema, unit.table)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
-    where = _range_filter(unit)
+    st = statements(unit, s.copy_format)
     read_fd, write_fd = os.pipe()
     errors: list[BaseException] = []
 
     def produce() -> None:
         try:
             with os.fdopen(write_fd, "wb") as out, snapshot_cursor(s, snapshot_id, "x") as cur:
-                cur.copy_expert(
-                    sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
-                        cols, table, where, _options(s.copy_format)
-                    ),
-                    out,
-                    size=1 << 20,
-                )
+                cur.copy_expert(st.copy_out, out, size=1 << 20)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
     producer = threading.Thread(target=produce)
     producer.start()
-    whole = unit.key is None or (unit.lo is None and unit.hi is None)
     with os.fdopen(read_fd, "rb") as src, warm.connection(s.target_dsn, s, "x") as tgt:
         with tgt.cursor() as cur:
-            if whole:
-                cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
-            else:
-                cur.execute(sql.SQL("DELETE FROM ONLY {}{}").format(table, where))
-            cur.copy_expert(
-                sql.SQL("COPY {} ({}) FROM STDIN WITH {}").format(
-                    table, cols, _options(s.copy_format, freeze=whole)
-                ),
-                src,
-                size=1 << 20,
-            )
+            cur.execute(st.empty)
+            cur.copy_expert(st.copy_in, src, size=1 << 20)
             rows = cur.rowcount
         tgt.commit()
     producer.join()

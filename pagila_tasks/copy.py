@@ -57,6 +57,37 @@ def _options(fmt: str, freeze: bool = False) -> sql.Composable:
     return sql.SQL("(") + sql.SQL(", ").join(opts) + sql.SQL(")")
 
 
+@dataclass(frozen=True)
+class Statements:
+    """A unit's copy as SQL: read it from the source, empty its place on the target, write it."""
+
+    copy_out: sql.Composable
+    empty: sql.Composable
+    copy_in: sql.Composable
+
+
+def statements(unit: Unit, fmt: str) -> Statements:
+    """The statements of ``unit``'s copy: TRUNCATE (and COPY FREEZE) for a whole table, DELETE of
+    the key range for a part, so that a retried copy never duplicates rows."""
+    table = sql.Identifier(unit.schema, unit.table)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
+    where = _range_filter(unit)
+    whole = unit.key is None or (unit.lo is None and unit.hi is None)
+    return Statements(
+        copy_out=sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
+            cols, table, where, _options(fmt)
+        ),
+        empty=(
+            sql.SQL("TRUNCATE ONLY {}").format(table)
+            if whole
+            else sql.SQL("DELETE FROM ONLY {}{}").format(table, where)
+        ),
+        copy_in=sql.SQL("COPY {} ({}) FROM STDIN WITH {}").format(
+            table, cols, _options(fmt, freeze=whole)
+        ),
+    )
+
+
 def copy_unit(
     s: Settings,
     unit: Unit,
@@ -65,35 +96,22 @@ def copy_unit(
 ) -> CopyResult:
     """Copy ``unit`` inside ``snapshot_id``; ``before_commit`` runs just before the commit."""
     started = time.monotonic()
-    table = sql.Identifier(unit.schema, unit.table)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
-    where = _range_filter(unit)
-    fmt = s.copy_format
+    st = statements(unit, s.copy_format)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-copy-src {unit.name}") as cur:
-            query = sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
-                cols, table, where, _options(fmt)
-            )
             watched = Watched(spool)
             with Watchdog(cur.connection, watched, s.stall_timeout, f"source COPY of {unit.name}"):
-                cur.copy_expert(query, watched, size=1 << 20)
+                cur.copy_expert(st.copy_out, watched, size=1 << 20)
             source_rows = cur.rowcount
         size = spool.tell()
         spilled = bool(getattr(spool, "_rolled", False))
         spool.seek(0)
         with warm.connection(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
             with tgt.cursor() as cur:
-                whole = unit.key is None or (unit.lo is None and unit.hi is None)
-                if whole:
-                    cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
-                else:
-                    cur.execute(sql.SQL("DELETE FROM ONLY {}{}").format(table, where))
-                query = sql.SQL("COPY {} ({}) FROM STDIN WITH {}").format(
-                    table, cols, _options(fmt, freeze=whole)
-                )
+                cur.execute(st.empty)
                 watched = Watched(spool)
                 with Watchdog(tgt, watched, s.stall_timeout, f"target COPY of {unit.name}"):
-                    cur.copy_expert(query, watched, size=1 << 20)
+                    cur.copy_expert(st.copy_in, watched, size=1 << 20)
                 target_rows = cur.rowcount
             if target_rows != source_rows:
                 raise RuntimeError(
