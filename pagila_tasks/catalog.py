@@ -6,7 +6,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from pagila_tasks import sqlfiles
-from pagila_tasks.plan import Table
+from pagila_tasks.plan import Table, resolve_selection
 
 Cursor = psycopg2.extensions.cursor
 
@@ -57,3 +57,20 @@ def matviews(cur: Cursor, schemas: tuple[str, ...], only_populated: bool) -> lis
         {"schemas": list(schemas), "only_populated": only_populated},
     )
     return [(s, n) for s, n in cur.fetchall()]
+
+
+def select_tables(
+    cur: Cursor, schemas: tuple[str, ...], requested: list[str] | None
+) -> list[Table]:
+    """The tables a run copies: every one, or those ``requested`` (refusing what is no table).
+
+    The one selection rule, used by ``pagila-submit`` (to refuse bad names before taking the
+    lock) and by ``prepare`` (to plan the run).
+    """
+    found = tables(cur, schemas)
+    if requested is None:
+        return found
+    kinds = relation_kinds(cur, schemas)
+    leaves = {k: partition_leaves(cur, *k) for k, kind in kinds.items() if kind == "p"}
+    chosen = set(resolve_selection(requested, schemas, kinds, leaves))
+    return [t for t in found if (t.schema, t.name) in chosen]

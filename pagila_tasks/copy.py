@@ -88,7 +88,7 @@ def statements(unit: Unit, fmt: str) -> Statements:
     )
 
 
-def copy_unit(
+def copy_table(
     s: Settings,
     unit: Unit,
     snapshot_id: str,
@@ -106,7 +106,7 @@ def copy_unit(
         size = spool.tell()
         spilled = bool(getattr(spool, "_rolled", False))
         spool.seek(0)
-        with warm.connection(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
+        with warm.borrow(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
             with tgt.cursor() as cur:
                 cur.execute(st.empty)
                 watched = Watched(spool)

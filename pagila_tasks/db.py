@@ -48,8 +48,3 @@ def connection(
         yield conn
     finally:
         conn.close()
-
-
-def server_version(conn: psycopg2.extensions.connection) -> int:
-    """The server's ``server_version_num`` (150004 for 15.4)."""
-    return int(conn.server_version)

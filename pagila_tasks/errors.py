@@ -50,3 +50,7 @@ class ReplicationError(PagilaError):
 
 class SnapshotLost(ReplicationError):
     """The exported snapshot is gone (its holder died); the run cannot go on consistently."""
+
+
+class PoisonMessage(ReplicationError):
+    """A unit was delivered more often than any retry policy allows (its worker keeps dying)."""

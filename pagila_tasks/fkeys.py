@@ -60,13 +60,7 @@ def add(conn: psycopg2.extensions.connection, fkeys: list[ForeignKey]) -> list[F
     pending = []
     with conn.cursor() as cur:
         for fk in fkeys:
-            cur.execute(
-                "SELECT con.convalidated, rel.relkind FROM pg_catalog.pg_class rel "
-                "LEFT JOIN pg_catalog.pg_constraint con "
-                "ON con.conrelid = rel.oid AND con.conname = %s AND con.contype = 'f' "
-                "WHERE rel.oid = %s::regclass",
-                (fk.name, fk.table),
-            )
+            cur.execute(sqlfiles.query("foreign_key_state"), {"name": fk.name, "table": fk.table})
             validated, relkind = cur.fetchone()
             if validated is None:
                 deferred = relkind != "p"  # partitioned: NOT VALID only from PostgreSQL 18
@@ -102,7 +96,7 @@ def validate(s: Settings, fkeys: list[ForeignKey], jobs: int, name: str) -> None
     """``VALIDATE CONSTRAINT`` each, ``jobs`` at a time, each in its own transaction."""
 
     def one(fk: ForeignKey) -> None:
-        with warm.connection(s.target_dsn, s, name) as conn, conn.cursor() as cur:
+        with warm.borrow(s.target_dsn, s, name) as conn, conn.cursor() as cur:
             if s.maintenance_work_mem:  # the check's hash table is sized by it
                 cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
             cur.execute(

@@ -13,7 +13,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,12 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import catalog, sqlfiles
+from pagila_tasks import audit, catalog, pagila_files, sqlfiles
 from pagila_tasks.config import Settings
+from pagila_tasks.context import Context
 from pagila_tasks.db import connect, connection
 from pagila_tasks.errors import InputError, PagilaError
+from pagila_tasks.lock import Heartbeat
 from pagila_tasks.pagila_files import PagilaFiles
 from pagila_tasks.sqlscript import CopyBlock, Statement, parse_file
 
@@ -52,6 +53,19 @@ class LoadResult:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def ledger_row(self) -> dict[str, Any]:
+        """The load ledger row that records this result (see :func:`audit.insert_load`)."""
+        return {
+            "schema_sha256": self.schema_sha256,
+            "data_sha256": self.data_sha256,
+            **{name: self.counts.get(name) for name in AUDITED},
+            "succeeded": self.status == "loaded",
+            "run_id": self.run_id,
+            "duration": self.duration_s,
+            "error": self.error,
+            "table_counts": json.dumps(self.counts) if self.counts else None,
+        }
+
 
 def split_qualified(name: str) -> tuple[str, str]:
     """Split ``schema.table`` (either part possibly double-quoted) into its unquoted parts."""
@@ -62,47 +76,6 @@ def split_qualified(name: str) -> tuple[str, str]:
     if len(names) != 2:
         raise ValueError(f"not a table name: {name!r}")
     return names[0], names[1]
-
-
-def ensure_ledger(conn: psycopg2.extensions.connection) -> None:
-    """Create ``pagila_support.pagila_load_audit`` if missing, committed on its own."""
-    with conn.cursor() as cur:
-        cur.execute(sqlfiles.query("load_audit_ddl"))
-    conn.commit()
-
-
-def latest_load(conn: psycopg2.extensions.connection, files: PagilaFiles) -> dict[str, Any] | None:
-    """The newest ledger row for these fingerprints, or None."""
-    with conn.cursor() as cur:
-        cur.execute(
-            sqlfiles.query("load_audit_latest"),
-            {"schema_sha256": files.schema_sha256, "data_sha256": files.data_sha256},
-        )
-        row = cur.fetchone()
-    conn.commit()
-    if row is None:
-        return None
-    return {"id": row[0], "loaded_at": row[1].isoformat(), "succeeded": row[2], "run_id": row[3]}
-
-
-def _write_audit(conn: psycopg2.extensions.connection, result: LoadResult) -> datetime:
-    with conn.cursor() as cur:
-        cur.execute(
-            sqlfiles.query("load_audit_insert"),
-            {
-                "schema_sha256": result.schema_sha256,
-                "data_sha256": result.data_sha256,
-                **{name: result.counts.get(name) for name in AUDITED},
-                "succeeded": result.status == "loaded",
-                "run_id": result.run_id,
-                "duration": result.duration_s,
-                "error": result.error,
-                "table_counts": json.dumps(result.counts) if result.counts else None,
-            },
-        )
-        loaded_at = cur.fetchone()[1]
-    conn.commit()
-    return loaded_at
 
 
 class _Applier:
@@ -122,11 +95,7 @@ class _Applier:
         the ownership statement is skipped and the objects stay owned by the loading user.
         """
         if role not in self._may_own:
-            self.cur.execute(
-                "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = %s) "
-                "AND pg_has_role(current_user, %s, 'MEMBER')",
-                (role, role),
-            )
+            self.cur.execute(sqlfiles.query("role_may_own"), {"role": role})
             self._may_own[role] = bool(self.cur.fetchone()[0])
         return self._may_own[role]
 
@@ -206,8 +175,27 @@ def record_unreadable(s: Settings, run_id: str, error: InputError, hashes: dict[
         error=s.scrub(str(error)),
     )
     with connection(s.source_dsn, s, f"pagila-load {run_id}") as conn:
-        ensure_ledger(conn)
-        _write_audit(conn, result)
+        audit.ensure(conn, "load")
+        audit.insert_load(conn, result.ledger_row())
+        conn.commit()
+
+
+def run(ctx: Context, run_id: str, force: bool, worker: str) -> dict[str, Any]:
+    """The load task's whole job: locate the files, load them under the lock, record the end."""
+    ctx.progress.set_state(run_id, "running", worker=worker)
+    try:
+        files = pagila_files.locate(ctx.s)
+    except InputError as exc:
+        record_unreadable(ctx.s, run_id, exc, pagila_files.hashes_present(ctx.s))
+        raise
+    with Heartbeat(ctx.lock, run_id):
+        result = load(
+            ctx.s, files, run_id, force, before_commit=lambda: ctx.lock.assert_held(run_id)
+        )
+    ctx.progress.set_state(run_id, "running", result=result.as_dict())
+    ctx.progress.finish_once(run_id, "skipped" if result.status == "skipped" else "succeeded")
+    ctx.lock.release(run_id)
+    return result.as_dict()
 
 
 def load(
@@ -227,8 +215,8 @@ def load(
     started = time.monotonic()
     conn = connect(s.source_dsn, s, f"pagila-load {run_id}")
     try:
-        ensure_ledger(conn)
-        latest = latest_load(conn, files)
+        audit.ensure(conn, "load")
+        latest = audit.latest_load(conn, files.schema_sha256, files.data_sha256)
         if latest and latest["succeeded"] and not force:
             result.status, result.loaded_at = "skipped", latest["loaded_at"]
             log.info(
@@ -265,11 +253,13 @@ def load(
             result.counts = {}
             result.error = s.scrub(str(exc))
             result.duration_s = round(time.monotonic() - started, 3)
-            _write_audit(conn, result)
+            audit.insert_load(conn, result.ledger_row())
+            conn.commit()
             log.error("STEP load %s: failed, source left as it was: %s", run_id, result.error)
             raise
         result.duration_s = round(time.monotonic() - started, 3)
-        result.loaded_at = _write_audit(conn, result).isoformat()
+        result.loaded_at = audit.insert_load(conn, result.ledger_row()).isoformat()
+        conn.commit()
         log.info("STEP load %s: done in %.2f s %s", run_id, result.duration_s, result.counts)
         return result
     finally:

@@ -144,3 +144,35 @@ class Progress:
     def recent(self, limit: int) -> list[str]:
         """The most recent run ids, newest first."""
         return [v.decode() for v in self.client.lrange(RUNS_KEY, 0, limit - 1)]
+
+
+def table_totals(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per table, its units summed: rows, bytes, spill, workers, seconds and states.
+
+    A table split in key ranges has several units; the audit detail and the summary table both
+    speak per table.
+    """
+    totals: dict[str, dict[str, Any]] = {}
+    for u in record.get("units", {}).values():
+        t = totals.setdefault(
+            u.get("table", "?"),
+            {
+                "rows": 0,
+                "bytes": 0,
+                "spilled": False,
+                "workers": set(),
+                "seconds": 0.0,
+                "states": [],
+            },
+        )
+        t["rows"] += int(u.get("rows", 0))
+        t["bytes"] += int(u.get("bytes", 0))
+        t["spilled"] = t["spilled"] or bool(u.get("spilled"))
+        if u.get("worker"):
+            t["workers"].add(str(u["worker"]))
+        t["seconds"] += float(u.get("seconds", 0))
+        t["states"].append(u.get("state"))
+    for t in totals.values():
+        t["workers"] = sorted(t["workers"])
+        t["seconds"] = round(t["seconds"], 3)
+    return totals

@@ -1,7 +1,8 @@
 """Replication phases, called by the thin tasks in :mod:`pagila_tasks.tasks`.
 
-``prepare``: snapshot, catalog, plan, target schema (pre-data). ``copy``: one unit. ``finish``:
-post-data, sequences, materialized views, verification, audit, lock. ``fail``: the errback.
+``prepare``: snapshot, catalog, plan, target schema (pre-data). ``copy_table``: one unit.
+``finish``: post-data, sequences, materialized views, verification, audit, lock. ``fail``: the
+errback.
 Each phase logs one ``STEP`` line with the run id.
 """
 
@@ -15,55 +16,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2.extensions
-import redis
 from psycopg2 import sql
 
-from pagila_tasks import catalog, fkeys, plan, schema, sequences, snapshot, sqlfiles, verify
+from pagila_tasks import (
+    audit,
+    catalog,
+    copy,
+    fkeys,
+    plan,
+    schema,
+    sequences,
+    snapshot,
+    sqlfiles,
+    verify,
+)
 from pagila_tasks.config import Settings
-from pagila_tasks.copy import CopyResult, copy_unit
+from pagila_tasks.context import Context
 from pagila_tasks.db import connect, connection
-from pagila_tasks.errors import ReplicationError, SnapshotLost, UsageError
-from pagila_tasks.lock import RunLock
-from pagila_tasks.progress import RECORD_TTL, TERMINAL, Progress, run_key
+from pagila_tasks.errors import PoisonMessage, ReplicationError, SnapshotLost, UsageError
+from pagila_tasks.progress import RECORD_TTL, TERMINAL, run_key, table_totals
 from pagila_tasks.snapshot import snapshot_cursor
 
 log = logging.getLogger(__name__)
-
-
-class Context:
-    """The Redis-side objects every phase needs, built from settings."""
-
-    def __init__(self, s: Settings, client: redis.Redis | None = None) -> None:
-        self.s = s
-        self.redis = client or redis.Redis.from_url(s.redis_url)
-        self.lock = RunLock(self.redis, s.lock_ttl)
-        self.progress = Progress(self.redis)
-
-    def record(self, run_id: str) -> dict[str, Any]:
-        rec = self.progress.get(run_id)
-        if rec is None:
-            raise ReplicationError(f"run {run_id} has no progress record (Redis lost it?)")
-        return rec
-
-
-def select_tables(
-    cur: psycopg2.extensions.cursor, schemas: tuple[str, ...], requested: list[str] | None
-) -> list[plan.Table]:
-    """The catalog's tables, narrowed to ``requested`` (refusing anything not a plain table)."""
-    tables = catalog.tables(cur, schemas)
-    if requested is None:
-        return tables
-    kinds = catalog.relation_kinds(cur, schemas)
-    leaves = {k: catalog.partition_leaves(cur, *k) for k, kind in kinds.items() if kind == "p"}
-    chosen = set(plan.resolve_selection(requested, schemas, kinds, leaves))
-    return [t for t in tables if (t.schema, t.name) in chosen]
-
-
-def ensure_ledger(conn: psycopg2.extensions.connection) -> None:
-    """Create the replication ledger on the target if missing."""
-    with conn.cursor() as cur:
-        cur.execute(sqlfiles.query("replication_audit_ddl"))
-    conn.commit()
 
 
 def _target_tables(cur: psycopg2.extensions.cursor, tables: list[plan.Table]) -> list[str]:
@@ -85,7 +59,7 @@ def prepare(ctx: Context, run_id: str, requested: list[str] | None) -> list[plan
     with snapshot_cursor(s, snapshot_id, f"pagila-prepare {run_id}") as cur:
         source_version = int(cur.connection.server_version)
         log.info("STEP prepare %s: read the source catalog", run_id)
-        tables = select_tables(cur, s.schemas, requested)
+        tables = catalog.select_tables(cur, s.schemas, requested)
         spans = {}
         for t in plan.tables_to_split(tables, s.split_rows):
             span = catalog.key_span(cur, t)
@@ -95,7 +69,7 @@ def prepare(ctx: Context, run_id: str, requested: list[str] | None) -> list[plan
     subset = requested is not None
     tgt = connect(s.target_dsn, s, f"pagila-prepare {run_id}")
     try:
-        ensure_ledger(tgt)
+        audit.ensure(tgt, "replication")
         if subset:
             with tgt.cursor() as cur:
                 missing = _target_tables(cur, tables)
@@ -138,8 +112,18 @@ def prepare(ctx: Context, run_id: str, requested: list[str] | None) -> list[plan
     return units
 
 
-def copy(ctx: Context, run_id: str, unit: plan.Unit, worker: str) -> CopyResult:
-    """Copy one unit inside the run's snapshot, refusing to commit without the run lock."""
+def copy_table(ctx: Context, run_id: str, args: dict[str, Any], worker: str) -> dict[str, Any]:
+    """Copy one unit inside the run's snapshot, refusing to commit without the run lock.
+
+    Deliveries are counted per unit: a unit whose worker keeps dying (so no retry policy sees
+    it fail) is given up after ``PAGILA_RETRY_MAX + 3`` deliveries.
+    """
+    unit = plan.Unit.from_args(args)
+    deliveries = ctx.redis.hincrby(run_key(run_id), f"deliveries:{unit.name}", 1)
+    if deliveries > ctx.s.retry_max + 3:
+        error = f"{unit.name} was delivered {deliveries} times (its worker keeps dying); giving up"
+        ctx.progress.unit(run_id, unit.name, state="failed", error=error)
+        raise PoisonMessage(error)
     record = ctx.record(run_id)
     if record.get("state") in TERMINAL:
         raise ReplicationError(
@@ -153,7 +137,8 @@ def copy(ctx: Context, run_id: str, unit: plan.Unit, worker: str) -> CopyResult:
             f"run {run_id} has no snapshot (its holder never started or Redis lost it)"
         )
     ctx.progress.unit(run_id, unit.name, state="running", worker=worker)
-    result = copy_unit(ctx.s, unit, snapshot_id.decode(), lambda: ctx.lock.assert_held(run_id))
+    snapshot_id_text = snapshot_id.decode()
+    result = copy.copy_table(ctx.s, unit, snapshot_id_text, lambda: ctx.lock.assert_held(run_id))
     ctx.progress.unit(
         run_id,
         unit.name,
@@ -164,7 +149,7 @@ def copy(ctx: Context, run_id: str, unit: plan.Unit, worker: str) -> CopyResult:
         seconds=result.seconds,
         worker=worker,
     )
-    return result
+    return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}
 
 
 def _audit(
@@ -187,22 +172,16 @@ def _audit(
         "detail": json.dumps(detail),
     }
     with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
-        ensure_ledger(conn)
-        with conn.cursor() as cur:
-            cur.execute(sqlfiles.query("replication_audit_insert"), row)
-            inserted = cur.fetchone() is not None
+        audit.ensure(conn, "replication")
+        inserted = audit.insert_replication(conn, row)
         conn.commit()
         return inserted
 
 
 def _audited(ctx: Context, run_id: str) -> bool:
     with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
-        ensure_ledger(conn)
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT 1 FROM pagila_support.replication_audit WHERE run_id = %s", (run_id,)
-            )
-            return cur.fetchone() is not None
+        audit.ensure(conn, "replication")
+        return audit.replication_recorded(conn, run_id)
 
 
 def finish(ctx: Context, run_id: str) -> dict[str, Any]:
@@ -256,7 +235,8 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
         checks = verify.combine(src_measures.result(), target_measures)
     bad = [c.table for c in checks if not c.ok]
     bad_seqs = [k for k, v in seq_values.items() if target_seqs.get(k) != v]
-    detail = [asdict(c) | {"ok": c.ok, **_unit_info(record, c.table)} for c in checks]
+    totals = table_totals(record)
+    detail = [asdict(c) | {"ok": c.ok, **_unit_info(totals, c.table)} for c in checks]
     if bad or bad_seqs:
         raise ReplicationError(
             "verification failed: "
@@ -340,15 +320,12 @@ def _measure_target(
     return measures
 
 
-def _unit_info(record: dict[str, Any], table: str) -> dict[str, Any]:
-    """Bytes, spill, workers and seconds of a table's units, summed for the audit detail."""
-    parts = [u for u in record.get("units", {}).values() if u.get("table") == table]
-    return {
-        "bytes": sum(int(u.get("bytes", 0)) for u in parts),
-        "spilled": any(u.get("spilled") for u in parts),
-        "workers": sorted({u["worker"] for u in parts if u.get("worker")}),
-        "seconds": round(sum(float(u.get("seconds", 0)) for u in parts), 3),
-    }
+def _unit_info(totals: dict[str, dict[str, Any]], table: str) -> dict[str, Any]:
+    """Bytes, spill, workers and seconds of a table's units, for the audit detail."""
+    t = totals.get(table, {})
+    keys = ("bytes", "spilled", "workers", "seconds")
+    defaults: dict[str, Any] = {"bytes": 0, "spilled": False, "workers": [], "seconds": 0.0}
+    return {k: t.get(k, defaults[k]) for k in keys}
 
 
 def fail(ctx: Context, run_id: str, reason: str | None = None) -> dict[str, Any]:

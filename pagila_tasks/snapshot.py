@@ -89,7 +89,7 @@ def snapshot_cursor(
     s: Settings, snapshot_id: str, name: str
 ) -> Iterator[psycopg2.extensions.cursor]:
     """A read-only source cursor that sees the run's snapshot (on a warm connection)."""
-    with warm.connection(s.source_dsn, s, name) as conn:
+    with warm.borrow(s.source_dsn, s, name) as conn:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             try:

@@ -69,10 +69,14 @@ def _checkin(key: tuple[int, str], conn: psycopg2.extensions.connection) -> None
 
 
 @contextmanager
-def connection(
+def borrow(
     dsn: str, s: Settings, application_name: str
 ) -> Iterator[psycopg2.extensions.connection]:
-    """A connection to ``dsn`` (a kept one if it still answers); kept again on a clean exit."""
+    """Borrow a connection to ``dsn`` (a kept one if it still answers); kept again on a clean exit.
+
+    Unlike :func:`pagila_tasks.db.connection`, which opens and closes a new one, the connection
+    outlives the ``with`` block unless it raised.
+    """
     if not s.warm_connections:
         with db.connection(dsn, s, application_name) as conn:
             yield conn

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -169,6 +170,28 @@ def workers(servers: Servers) -> Iterator[list[int]]:
     pool.start(2)
     yield pool.pids
     pool.stop()
+
+
+@pytest.fixture
+def isolated(servers: Servers, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """``isolated(env)``: workers and a free Redis database of the test's own, with ``env`` set.
+
+    The one way a test gets settings of its own (a short TTL, another source): its variables
+    reach its workers and its submits, and, through ``monkeypatch``, the test process; its
+    Redis database is found empty and emptied again afterwards.
+    """
+    from tests.isolated import Isolated
+
+    made: list[Isolated] = []
+
+    def make(env: dict[str, str] | None = None) -> Isolated:
+        iso = Isolated(servers, env or {}, monkeypatch)
+        made.append(iso)
+        return iso
+
+    yield make
+    for iso in made:
+        iso.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,20 +10,20 @@ import os
 import signal
 import sys
 
-from pagila_tasks import replicate
+from pagila_tasks import copy
 from pagila_tasks.app import app
 
 
 def main() -> None:
     poison = sys.argv[1]
-    original = replicate.copy_unit
+    original = copy.copy_table
 
     def crashing(s, unit, snapshot_id, before_commit):  # type: ignore[no-untyped-def]
         if f"{unit.schema}.{unit.table}" == poison:
             os.kill(os.getpid(), signal.SIGKILL)
         return original(s, unit, snapshot_id, before_commit)
 
-    replicate.copy_unit = crashing
+    copy.copy_table = crashing
     app.worker_main(["worker", *sys.argv[2:]])
 
 

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import re
+from typing import Any
 
+import pytest
 import redis
 
-from tests.support import submit, submit_json, wait_for
+from tests.support import free_redis_url, submit, submit_json, wait_for
 from tests.workers import WorkerPool
-
-FAULT_DB = 2
 
 
 class Isolated:
-    """Workers and a Redis database of the test's own, with the settings a fault needs."""
+    """Workers, settings and a free Redis database of one test (built by the ``isolated`` fixture).
 
-    def __init__(self, servers, env: dict[str, str]) -> None:
+    ``env`` holds the test's variables; the fixture also sets them in the test process through
+    ``monkeypatch``, so in-process code (a Celery app, a config) sees what the workers see.
+    """
+
+    def __init__(self, servers: Any, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
         self.servers = servers
-        self.env = {"PAGILA_REDIS_URL": re.sub(r"/\d+$", f"/{FAULT_DB}", servers.redis_url), **env}
+        self.env = {"PAGILA_REDIS_URL": free_redis_url(servers.redis_url), **env}
         self.pools: list[WorkerPool] = []
-        self._old: dict[str, str | None] = {}
+        for key, value in self.env.items():
+            monkeypatch.setenv(key, value)
 
     @property
     def redis(self) -> redis.Redis:
@@ -32,8 +35,8 @@ class Isolated:
         pool = WorkerPool(self.servers, prefix=prefix, extra_env=self.env, queues=queues)
         if argv is not None:
             pool.argv = argv
-        pool.start(n, wait=wait)
         self.pools.append(pool)
+        pool.start(n, wait=wait)
         return pool
 
     def submit(self, *args: str, timeout: float = 300):
@@ -64,17 +67,13 @@ class Isolated:
         )
 
     def __enter__(self) -> Isolated:
-        self._old = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        self.redis.flushdb()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the test's workers and empty its Redis database (which frees it)."""
         for pool in self.pools:
             pool.stop()
         self.redis.flushdb()
-        for k, v in self._old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

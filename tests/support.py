@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ from typing import Any
 
 import psycopg2
 import redis
+
+from pagila_tasks import pgtools
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAGILA = ROOT.parent / "shared" / "pagila"
@@ -99,3 +102,87 @@ def peak_rss_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+CLAIM_KEY = "pagila-test:claimed"
+
+
+def free_redis_url(url: str) -> str:
+    """``url`` moved to the first empty database above 0, claimed with a key (as rq's tests do).
+
+    Tests that start workers of their own get a database nobody else uses, so their queues,
+    locks and run records never meet the session workers' (database 0).
+    """
+    for db in range(1, 64):
+        candidate = re.sub(r"/\d+$", f"/{db}", url)
+        client = redis.Redis.from_url(candidate)
+        try:
+            if client.dbsize() == 0 and client.set(CLAIM_KEY, "1", nx=True):
+                return candidate
+        except redis.ResponseError:  # past the server's last database
+            break
+        finally:
+            client.close()
+    raise AssertionError(f"no empty Redis database on {url.rsplit('@', 1)[-1]}")
+
+
+# -- comparing a source with its replica -----------------------------------------------------
+
+CHECKSUM = (
+    "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
+    "FROM ONLY {} AS t"
+)
+
+
+def tables(dsn: str, schemas: tuple[str, ...] = ("public",)) -> list[str]:
+    """Quoted names of the ordinary tables (and leaf partitions) in ``schemas``."""
+    rows = query(
+        dsn,
+        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN "
+        "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND "
+        "n.nspname = ANY(%s) ORDER BY 1",
+        (list(schemas),),
+    )
+    return [r[0] for r in rows]
+
+
+def checksums(dsn: str, names: list[str]) -> dict[str, tuple]:
+    """Per table, its row count and a content checksum computed here, not by the package."""
+    out = {}
+    for name in names:
+        conn_rows = query(f"{dsn}?options=-c%20TimeZone%3DUTC", CHECKSUM.format(name))
+        out[name] = conn_rows[0]
+    return out
+
+
+def sequences(dsn: str, schemas: tuple[str, ...] = ("public",)) -> dict[str, tuple]:
+    """Per sequence, its ``last_value`` and ``is_called``."""
+    names = query(
+        dsn,
+        "SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences "
+        "WHERE schemaname = ANY(%s)",
+        (list(schemas),),
+    )
+    return {n: query(dsn, f"SELECT last_value, is_called FROM {n}")[0] for (n,) in names}
+
+
+def schema_ddl(dsn: str, schemas: tuple[str, ...] = ("public",)) -> str:
+    """``pg_dump --schema-only`` of ``schemas``, without the per-run ``\\restrict`` lines."""
+    version = scalar(dsn, "SHOW server_version_num")
+    pg_dump = pgtools.find_tool("pg_dump", int(version) // 10000)
+    conninfo, env = pgtools.conninfo_and_env(dsn)
+    args = [str(pg_dump), "--schema-only", "--no-owner", "--no-privileges", "-d", conninfo]
+    args += [f"--schema={s}" for s in schemas]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    return "\n".join(
+        ln for ln in out.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict"))
+    )
+
+
+def assert_replica(src: str, tgt: str, schemas: tuple[str, ...] = ("public",)) -> None:
+    """The target holds the source's tables, rows, sequences and DDL, exactly."""
+    names = tables(src, schemas)
+    assert names == tables(tgt, schemas)
+    assert checksums(src, names) == checksums(tgt, names)
+    assert sequences(src, schemas) == sequences(tgt, schemas)
+    assert schema_ddl(src, schemas) == schema_ddl(tgt, schemas)

@@ -18,8 +18,7 @@ import psycopg2
 import pytest
 
 from tests.isolated import Isolated
-from tests.support import children, query, scalar, submit, wait_for
-from tests.test_replication import assert_replica, sequences
+from tests.support import assert_replica, children, query, scalar, sequences, submit, wait_for
 from tests.workers import WorkerPool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.slow]
@@ -76,11 +75,11 @@ def worker_of(unit: dict, pools: list[WorkerPool]) -> int:
     raise AssertionError(f"no worker {node}")
 
 
-def test_kill_worker_child_mid_copy(loaded, servers) -> None:
+def test_kill_worker_child_mid_copy(loaded, servers, isolated) -> None:
     """kill -9 of the pool process copying a table: redelivered, re-copied, no duplicates."""
     from tests.support import children
 
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         iso.pool(2)
         run_id = start_run(iso)
         unit = iso.wait_unit_running(run_id, "public.big")
@@ -92,10 +91,10 @@ def test_kill_worker_child_mid_copy(loaded, servers) -> None:
         assert int(iso.redis.hget(f"pagila:run:{run_id}", "deliveries:public.big")) >= 2
 
 
-def test_kill_whole_worker_mid_copy(loaded, servers) -> None:
+def test_kill_whole_worker_mid_copy(loaded, servers, isolated) -> None:
     """kill -9 of a whole worker: after the visibility timeout the other worker finishes the run."""
     env = {"PAGILA_TASK_TIME_LIMIT": "60", "PAGILA_VISIBILITY_TIMEOUT": "70"}
-    with Isolated(servers, env) as iso:
+    with isolated(env) as iso:
         # the broker's visibility timeout is what brings the message back; shorten it for both
         iso.env["PAGILA_VISIBILITY_TIMEOUT"] = env["PAGILA_VISIBILITY_TIMEOUT"]
         iso.pool(2)
@@ -107,11 +106,11 @@ def test_kill_whole_worker_mid_copy(loaded, servers) -> None:
 
 
 @pytest.mark.parametrize("side", ["source", "target"])
-def test_terminated_backend_is_retried(loaded, servers, side: str) -> None:
+def test_terminated_backend_is_retried(loaded, servers, side: str, isolated) -> None:
     """pg_terminate_backend of the copy's source or target connection: retried, run completes."""
     app_name = f"pagila-copy-{'src' if side == 'source' else 'tgt'} public.big"
     dsn = servers.source_dsn if side == "source" else servers.target_dsn
-    with Isolated(servers, {"PAGILA_SPOOL_MAX_BYTES": str(1 << 20)}) as iso:
+    with isolated({"PAGILA_SPOOL_MAX_BYTES": str(1 << 20)}) as iso:
         iso.pool(2)
         run_id = start_run(iso)
         sql = (
@@ -144,13 +143,13 @@ def assert_retry_then_success(iso: Isolated, servers, run_id: str) -> dict:
     return record
 
 
-def test_paused_source_server_fails_in_bounded_time(loaded, servers) -> None:
+def test_paused_source_server_fails_in_bounded_time(loaded, servers, isolated) -> None:
     """kill -STOP of the source server: the copy fails after the stall timeout, then retries."""
     if servers.stack is None:
         pytest.skip("needs the stack's own servers to pause")
     cluster = servers.stack.cluster("source")
     env = {"PAGILA_STALL_TIMEOUT": "3", "PAGILA_CONNECT_TIMEOUT": "3"}
-    with Isolated(servers, env) as iso:
+    with isolated(env) as iso:
         iso.pool(2)
         run_id = start_run(iso)
         iso.wait_unit_running(run_id, "public.big")
@@ -186,12 +185,12 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def test_redis_restart_mid_run(loaded, servers) -> None:
+def test_redis_restart_mid_run(loaded, servers, isolated) -> None:
     """Redis restarted (AOF kept) mid-run: the run completes, or fails and frees the lock."""
     if servers.stack is None:
         pytest.skip("needs the stack's own Redis to restart")
     rs = servers.stack.redis()
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         iso.pool(2)
         run_id = start_run(iso)
         iso.wait_unit_running(run_id, "public.big")
@@ -210,10 +209,10 @@ def test_redis_restart_mid_run(loaded, servers) -> None:
         assert audit_count(servers, run_id) <= 1
 
 
-def test_redis_state_lost_mid_run(loaded, servers) -> None:
+def test_redis_state_lost_mid_run(loaded, servers, isolated) -> None:
     """FLUSHALL mid-run: no run stays running past its deadline, a new run starts and completes."""
     env = {"PAGILA_MAX_RUN_SECONDS": "20", "PAGILA_LOCK_TTL": "5"}
-    with Isolated(servers, env) as iso:
+    with isolated(env) as iso:
         iso.pool(2)
         run_id = start_run(iso)
         iso.wait_unit_running(run_id, "public.big")
@@ -233,9 +232,9 @@ def test_redis_state_lost_mid_run(loaded, servers) -> None:
         assert_replica(servers.source_dsn, servers.target_dsn)
 
 
-def test_duplicate_copy_message(loaded, servers) -> None:
+def test_duplicate_copy_message(loaded, servers, isolated) -> None:
     """The same copy_table message delivered twice: data correct, callback once and not early."""
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         iso.pool(1, prefix="ctl", queues="control")
         run_id = start_run(iso)
         wait_for(lambda: iso.redis.llen("copy") >= 22, 60, "the copy messages to queue")
@@ -255,11 +254,11 @@ def test_duplicate_copy_message(loaded, servers) -> None:
         assert int(iso.redis.hget(f"pagila:run:{run_id}", "deliveries:public.language")) == 2
 
 
-def test_callback_and_errback_twice(loaded, servers) -> None:
+def test_callback_and_errback_twice(loaded, servers, isolated) -> None:
     """Running the callback or errback again changes neither sequences nor the audit row."""
     from pagila_tasks.app import app
 
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         iso.pool(2)
         code, out = iso.submit_json("replicate")
         assert code == 0, out
@@ -281,9 +280,9 @@ def test_callback_and_errback_twice(loaded, servers) -> None:
         assert iso.redis.get("pagila:lock") is None
 
 
-def test_poison_message_is_capped(loaded, servers) -> None:
+def test_poison_message_is_capped(loaded, servers, isolated) -> None:
     """A worker that dies on every copy of one table: deliveries capped, the run fails clearly."""
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         pool = iso.pool(2, argv=[sys.executable, "-m", "tests.crashing_worker", "public.language"])
         assert pool.pids
         run_id = start_run(iso)
@@ -294,9 +293,9 @@ def test_poison_message_is_capped(loaded, servers) -> None:
         assert iso.redis.get("pagila:lock") is None
 
 
-def test_simultaneous_submits_ten_times(loaded, servers) -> None:
+def test_simultaneous_submits_ten_times(loaded, servers, isolated) -> None:
     """Two replicate submits at the same instant, ten times: one run each time, the other exit 3."""
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         iso.pool(2)
         assert iso.submit("replicate").returncode == 0
 
@@ -315,10 +314,10 @@ def test_simultaneous_submits_ten_times(loaded, servers) -> None:
             assert sorted(r.returncode for r in results) == [0, 3], [r.stderr for r in results]
 
 
-def test_stale_lock_holder_is_fenced(loaded, servers) -> None:
+def test_stale_lock_holder_is_fenced(loaded, servers, isolated) -> None:
     """A run whose lock expired cannot free or take the next run's lock; its writes are refused."""
     env = {"PAGILA_LOCK_TTL": "2", "PAGILA_LOCK_START_GRACE": "60"}
-    with Isolated(servers, env) as iso:
+    with isolated(env) as iso:
         iso.pool(2)
         run_a = start_run(iso)
         unit = iso.wait_unit_running(run_a, "public.big")
@@ -345,7 +344,7 @@ def test_stale_lock_holder_is_fenced(loaded, servers) -> None:
         assert iso.redis.get("pagila:lock") is None
 
 
-def test_source_writes_during_run(loaded, servers) -> None:
+def test_source_writes_during_run(loaded, servers, isolated) -> None:
     """Inserts into rental and payment during a run: the target equals the snapshot, FKs hold."""
     stop = threading.Event()
     inserted = [0]
@@ -369,7 +368,7 @@ def test_source_writes_during_run(loaded, servers) -> None:
         conn.close()
 
     before = scalar(servers.source_dsn, "SELECT count(*) FROM public.rental")
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         iso.pool(2)
         thread = threading.Thread(target=writer, daemon=True)
         thread.start()

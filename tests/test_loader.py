@@ -195,9 +195,8 @@ PAYLOAD = 10_240  # 20,480 rows x 10 KiB = 200 MiB in one COPY block
 
 
 @pytest.mark.slow
-def test_a_200_mb_block_streams_with_flat_memory(servers, workers_files: Path) -> None:
+def test_a_200_mb_block_streams_with_flat_memory(servers, workers_files: Path, isolated) -> None:
     """A data file with a 200 MB COPY block loads with the worker's peak RSS far below 200 MB."""
-    from tests.isolated import Isolated
     from tests.support import children, peak_rss_kib
 
     schema = workers_files / "pagila-schema.sql"
@@ -211,7 +210,7 @@ def test_a_200_mb_block_streams_with_flat_memory(servers, workers_files: Path) -
             out.write(b"%d\t" % i + (b"%08d" % i) * (PAYLOAD // 8) + b"\n")
         out.write(b"\\.\n")
     assert data.stat().st_size > 200 * 1024 * 1024
-    with Isolated(servers, {}) as iso:
+    with isolated({}) as iso:
         pool = iso.pool(1, prefix="mem", queues="control")
         code, out = iso.submit_json("load", timeout=600)
         assert code == 0, out

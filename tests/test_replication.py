@@ -2,71 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from pagila_tasks import pgtools
-from tests.support import query, scalar, submit, submit_json
+from tests.support import assert_replica, query, scalar, submit, submit_json
 
 pytestmark = pytest.mark.e2e
-
-CHECKSUM = (
-    "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
-    "FROM ONLY {} AS t"
-)
-
-
-def tables(dsn: str, schemas: tuple[str, ...] = ("public",)) -> list[str]:
-    rows = query(
-        dsn,
-        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN "
-        "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND "
-        "n.nspname = ANY(%s) ORDER BY 1",
-        (list(schemas),),
-    )
-    return [r[0] for r in rows]
-
-
-def checksums(dsn: str, names: list[str]) -> dict[str, tuple]:
-    out = {}
-    for name in names:
-        conn_rows = query(f"{dsn}?options=-c%20TimeZone%3DUTC", CHECKSUM.format(name))
-        out[name] = conn_rows[0]
-    return out
-
-
-def sequences(dsn: str, schemas: tuple[str, ...] = ("public",)) -> dict[str, tuple]:
-    names = query(
-        dsn,
-        "SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences "
-        "WHERE schemaname = ANY(%s)",
-        (list(schemas),),
-    )
-    return {n: query(dsn, f"SELECT last_value, is_called FROM {n}")[0] for (n,) in names}
-
-
-def schema_ddl(dsn: str, schemas: tuple[str, ...] = ("public",)) -> str:
-    version = scalar(dsn, "SHOW server_version_num")
-    pg_dump = pgtools.find_tool("pg_dump", int(version) // 10000)
-    conninfo, env = pgtools.conninfo_and_env(dsn)
-    args = [str(pg_dump), "--schema-only", "--no-owner", "--no-privileges", "-d", conninfo]
-    args += [f"--schema={s}" for s in schemas]
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    return "\n".join(
-        ln for ln in out.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict"))
-    )
-
-
-def assert_replica(src: str, tgt: str, schemas: tuple[str, ...] = ("public",)) -> None:
-    names = tables(src, schemas)
-    assert names == tables(tgt, schemas)
-    assert checksums(src, names) == checksums(tgt, names)
-    assert sequences(src, schemas) == sequences(tgt, schemas)
-    assert schema_ddl(src, schemas) == schema_ddl(tgt, schemas)
 
 
 def test_run_replicates_pagila_on_both_workers(workers: list[int], servers) -> None:
@@ -185,12 +127,10 @@ SELECT nextval('other.free_standing'), nextval('other.free_standing');
 """
 
 
-def test_generality_beyond_pagila(servers, tmp_path: Path) -> None:
+def test_generality_beyond_pagila(servers, isolated) -> None:
     """A source with identities, composite keys, quoted names, partitions and odd data copies."""
     if servers.admin_source is None:
         pytest.skip("needs the stack's admin access to create a second source database")
-    from tests.workers import WorkerPool
-
     owner = scalar(servers.source_dsn, "SELECT current_user")
     admin = servers.admin_source
     query(admin, "DROP DATABASE IF EXISTS general")
@@ -200,26 +140,17 @@ def test_generality_beyond_pagila(servers, tmp_path: Path) -> None:
     env = {
         "PAGILA_SOURCE_DSN": general,
         "PAGILA_SCHEMAS": "public,other",
-        "PAGILA_REDIS_URL": re.sub(r"/\d+$", "/3", servers.redis_url),
         "PAGILA_SPLIT_ROWS": "100",  # split ident and hashed leaves into key ranges too
     }
-    pool = WorkerPool(servers, prefix="g", extra_env=env)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        pool.start(2)
-        code, out = submit_json("replicate", env=env)
+        iso = isolated(env)
+        pool = iso.pool(2, prefix="g")
+        code, out = iso.submit_json("replicate")
         assert code == 0, (out, pool.log_tail())
         assert any("#" in name for name in out["units"]), out["units"].keys()
         assert_replica(general, servers.target_dsn, ("public", "other"))
         assert scalar(servers.target_dsn, "SELECT last_value FROM other.free_standing") == 8
         assert scalar(servers.target_dsn, "SELECT count(*) FROM public.listed") == 200
     finally:
-        pool.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         query(servers.target_dsn, "DROP SCHEMA IF EXISTS other CASCADE")
         query(admin, "DROP DATABASE IF EXISTS general WITH (FORCE)")

@@ -20,7 +20,7 @@ def settings() -> Iterator[config.Settings]:
 
 
 def _backend(s: config.Settings, name: str) -> int:
-    with warm.connection(s.target_dsn, s, name) as conn, conn.cursor() as cur:
+    with warm.borrow(s.target_dsn, s, name) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_backend_pid(), current_setting('application_name')")
         pid, app = cur.fetchone()
         assert app == name  # renamed for its new user on reuse
@@ -44,20 +44,20 @@ def test_a_terminated_connection_is_replaced_not_reused(servers, settings) -> No
 def test_a_connection_that_raised_is_closed(settings) -> None:
     with (
         pytest.raises(RuntimeError),
-        warm.connection(settings.target_dsn, settings, "pagila-test fail") as conn,
+        warm.borrow(settings.target_dsn, settings, "pagila-test fail") as conn,
     ):
         raised = conn
         raise RuntimeError("boom")
     assert raised.closed
-    with warm.connection(settings.target_dsn, settings, "pagila-test next") as conn:
+    with warm.borrow(settings.target_dsn, settings, "pagila-test next") as conn:
         assert conn is not raised
 
 
 def test_an_open_transaction_is_rolled_back_before_reuse(settings) -> None:
     s = settings
-    with warm.connection(s.target_dsn, s, "pagila-test a") as conn, conn.cursor() as cur:
+    with warm.borrow(s.target_dsn, s, "pagila-test a") as conn, conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE pagila_warm_probe (x int)")  # never committed
-    with warm.connection(s.target_dsn, s, "pagila-test b") as conn, conn.cursor() as cur:
+    with warm.borrow(s.target_dsn, s, "pagila-test b") as conn, conn.cursor() as cur:
         cur.execute("SELECT to_regclass('pg_temp.pagila_warm_probe')")
         assert cur.fetchone()[0] is None
 

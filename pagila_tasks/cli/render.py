@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from pagila_tasks.progress import table_totals
+
 
 def human_bytes(n: int | float) -> str:
     """1536 -> '1.5 KiB'."""
@@ -70,43 +72,27 @@ class LiveView:
 def replication_summary(record: dict[str, Any]) -> str:
     """The end-of-run table: table, rows on both sides, bytes, spill, worker, seconds, verdict."""
     checks = {c["table"]: c for c in record.get("verification") or []}
-    per_table: dict[str, list[dict[str, Any]]] = {}
-    for u in record.get("units", {}).values():
-        per_table.setdefault(u.get("table", "?"), []).append(u)
+    totals = table_totals(record)
+    empty = {"rows": 0, "bytes": 0, "spilled": False, "workers": [], "seconds": 0.0, "states": []}
     rows = []
-    for name in sorted(set(per_table) | set(checks)):
-        parts = per_table.get(name, [])
+    for name in sorted(set(totals) | set(checks)):
+        t = totals.get(name, empty)
         c = checks.get(name)
-        copied = sum(int(p.get("rows", 0)) for p in parts)
-        verdict = (
-            "ok"
-            if c and c["ok"]
-            else (
-                "MISMATCH"
-                if c
-                else ("failed" if any(p.get("state") == "failed" for p in parts) else "-")
-            )
-        )
+        if c:
+            verdict = "ok" if c["ok"] else "MISMATCH"
+        else:
+            verdict = "failed" if "failed" in t["states"] else "-"
         rows.append(
             [
                 name,
-                c["source_rows"] if c else copied,
+                c["source_rows"] if c else t["rows"],
                 c["target_rows"] if c else "-",
-                human_bytes(sum(int(p.get("bytes", 0)) for p in parts)),
-                "yes" if any(p.get("spilled") for p in parts) else "no",
-                ",".join(sorted({str(p["worker"]) for p in parts if p.get("worker")})) or "-",
-                f"{sum(float(p.get('seconds', 0)) for p in parts):.2f}",
+                human_bytes(t["bytes"]),
+                "yes" if t["spilled"] else "no",
+                ",".join(t["workers"]) or "-",
+                f"{t['seconds']:.2f}",
                 verdict,
             ]
         )
-    head = [
-        "table",
-        "source rows",
-        "target rows",
-        "bytes",
-        "spilled",
-        "worker",
-        "seconds",
-        "verdict",
-    ]
-    return table(head, rows)
+    head = ["table", "source rows", "target rows", "bytes", "spilled", "worker", "seconds"]
+    return table([*head, "verdict"], rows)

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg2
 import redis
 
-from pagila_tasks import plan, sqlfiles
+from pagila_tasks import audit, catalog, plan
 from pagila_tasks.cli import render
 from pagila_tasks.config import Settings, settings
 from pagila_tasks.db import connection
@@ -75,15 +75,10 @@ class Submitter:
 
 def _validate_tables(s: Settings, raw: str | None) -> list[str] | None:
     """Refuse an empty list or names that are not plain existing tables, before any lock."""
-    from pagila_tasks import catalog
-
     requested = plan.parse_table_list(raw)
-    if requested is None:
-        return None
-    with connection(s.source_dsn, s, "pagila-submit") as conn, conn.cursor() as cur:
-        kinds = catalog.relation_kinds(cur, s.schemas)
-        leaves = {k: catalog.partition_leaves(cur, *k) for k, kind in kinds.items() if kind == "p"}
-    plan.resolve_selection(requested, s.schemas, kinds, leaves)
+    if requested is not None:
+        with connection(s.source_dsn, s, "pagila-submit") as conn, conn.cursor() as cur:
+            catalog.select_tables(cur, s.schemas, requested)
     return requested
 
 
@@ -178,28 +173,12 @@ def cmd_status(sub: Submitter, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _ledger(s: Settings, dsn: str, query: str, limit: int) -> list[dict[str, Any]]:
-    try:
-        with connection(dsn, s, "pagila-submit") as conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regnamespace('pagila_support') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return []
-            try:
-                cur.execute(sqlfiles.query(query), {"limit": limit})
-            except psycopg2.errors.UndefinedTable:
-                return []
-            names = [d.name for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    except psycopg2.OperationalError as exc:
-        return [{"error": s.scrub(str(exc).strip())}]
-
-
 def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
     s = sub.s
     runs = [sub.progress.get(r) for r in sub.progress.recent(args.limit)]
     runs = [_summary(r) for r in runs if r]
-    loads = _ledger(s, s.source_dsn, "load_audit_history", args.limit)
-    reps = _ledger(s, s.target_dsn, "replication_audit_history", args.limit)
+    loads = audit.history(s, "load", args.limit)
+    reps = audit.history(s, "replication", args.limit)
     if sub.as_json:
         print(
             json.dumps({"runs": runs, "load_audit": loads, "replication_audit": reps}, default=str)
