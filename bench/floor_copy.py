@@ -39,35 +39,19 @@ SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE schemaname =
 """
 
 
+def psql_argv(psql: str, conninfo: str, command: str) -> list[str]:
+    """psql running one ``command`` (no ~/.psqlrc, quiet, stopping at the first error)."""
+    return [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", command]
+
+
 def pipe_table(psql: str, src: str, tgt: str, name: str, fmt: str) -> None:
     """One table through a pipe between two psql processes."""
     ident = '"public".' + '"' + name.replace('"', '""') + '"'
     out = subprocess.Popen(
-        [
-            psql,
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            src,
-            "-c",
-            f"COPY {ident} TO STDOUT (FORMAT {fmt})",
-        ],
-        stdout=subprocess.PIPE,
+        psql_argv(psql, src, f"COPY {ident} TO STDOUT (FORMAT {fmt})"), stdout=subprocess.PIPE
     )
     into = subprocess.run(
-        [
-            psql,
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            tgt,
-            "-c",
-            f"COPY {ident} FROM STDIN (FORMAT {fmt})",
-        ],
+        psql_argv(psql, tgt, f"COPY {ident} FROM STDIN (FORMAT {fmt})"),
         stdin=out.stdout,
         stdout=subprocess.DEVNULL,
         check=False,

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 from pagila_tasks import catalog, config, plan, schema, warm
-from pagila_tasks.copy import copy_unit, statements
+from pagila_tasks.copy import copy_table, statements
 from pagila_tasks.db import connection
 from pagila_tasks.snapshot import snapshot_cursor
 
@@ -40,7 +40,7 @@ def stream_unit(s: config.Settings, unit: plan.Unit, snapshot_id: str) -> int:
 
     producer = threading.Thread(target=produce)
     producer.start()
-    with os.fdopen(read_fd, "rb") as src, warm.connection(s.target_dsn, s, "x") as tgt:
+    with os.fdopen(read_fd, "rb") as src, warm.borrow(s.target_dsn, s, "x") as tgt:
         with tgt.cursor() as cur:
             cur.execute(st.empty)
             cur.copy_expert(st.copy_in, src, size=1 << 20)
@@ -57,7 +57,7 @@ def _one(mode: str, unit_args: dict, snapshot_id: str) -> int:
     unit = plan.Unit.from_args(unit_args)
     if mode == "stream":
         return stream_unit(s, unit, snapshot_id)
-    return copy_unit(s, unit, snapshot_id, lambda: None).rows
+    return copy_table(s, unit, snapshot_id, lambda: None).rows
 
 
 def main() -> None:

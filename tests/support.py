@@ -16,6 +16,7 @@ import psycopg2
 import redis
 
 from pagila_tasks import pgtools
+from pagila_tasks.stack import procfs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAGILA = ROOT.parent / "shared" / "pagila"
@@ -82,26 +83,15 @@ def redis_client() -> redis.Redis:
 
 def children(pid: int) -> list[int]:
     """Direct child pids of ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            found.append(int(entry.name))
-    return found
+    return procfs.children(pid)
 
 
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (peak resident set) of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for pid {pid}")
+    kib = procfs.peak_rss_kib(pid)
+    if kib is None:
+        raise AssertionError(f"no VmHWM for pid {pid} (gone, or a kernel thread)")
+    return kib
 
 
 CLAIM_KEY = "pagila-test:claimed"

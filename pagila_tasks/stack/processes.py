@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pagila_tasks.stack import StackError
+from pagila_tasks.stack import StackError, procfs
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 """Popen objects of processes started by this interpreter, kept so they can be reaped."""
@@ -36,20 +36,12 @@ def _reap(pid: int) -> None:
 
 def _state(pid: int) -> str | None:
     """The one-letter state from ``/proc/<pid>/stat`` (None if gone or not Linux)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[0]
+    return procfs.state(pid)
 
 
 def cmdline(pid: int) -> str:
     """The command line of ``pid`` joined with spaces, or '' when unreadable."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return procfs.cmdline(pid)
 
 
 def pid_alive(pid: int | None, needle: str | None = None) -> bool:
@@ -70,23 +62,13 @@ def pid_alive(pid: int | None, needle: str | None = None) -> bool:
 
 def group_alive(pgid: int) -> bool:
     """True when any non-zombie process is left in process group ``pgid``."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not procfs.available():
         try:
             os.killpg(pgid, 0)
         except (ProcessLookupError, PermissionError):
             return False
         return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return bool(procfs.group_members(pgid))
 
 
 def read_pid(path: Path) -> int | None:

@@ -1,0 +1,216 @@
+"""Every text the benchmark prints or writes: the results table, our time breakdown, the
+memory check, the machine facts, and the rewriting of docs/benchmarks.md's generated sections.
+
+Only the text between the ``bench:*`` markers is rewritten; the rest of the file is by hand.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime
+from typing import Any
+
+from bench import MB, ROOT, say
+from bench.results import Result
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+MEMORY_START, MEMORY_END = "<!-- bench:memory:start -->", "<!-- bench:memory:end -->"
+HEAD = ["method", "dataset", "median s", "vs pgcopydb", "peak RSS MB", "spilled MB", "runs (s)"]
+
+
+def summarize(
+    results: list[Result],
+    failures: dict[tuple[str, str], str],
+    methods: list[str],
+    datasets: list[str],
+) -> list[dict[str, Any]]:
+    """One row per method and dataset: median, ratio to pgcopydb, peaks, or why n/a."""
+    rows = []
+    for ds in datasets:
+        group = [r for r in results if r.dataset == ds]
+        med = {}
+        for m in methods:
+            times = [r.seconds for r in group if r.method == m]
+            if times:
+                med[m] = statistics.median(times)
+        base = med.get("pgcopydb")
+        for m in methods:
+            runs = [r for r in group if r.method == m]
+            if not runs:
+                rows.append({"method": m, "dataset": ds, "na": failures.get((m, ds), "not run")})
+                continue
+            rows.append(
+                {
+                    "method": m,
+                    "dataset": ds,
+                    "median": med[m],
+                    "times": [round(r.seconds, 2) for r in runs],
+                    "ratio": (med[m] / base) if base else None,
+                    "peak_rss": max(r.peak_rss for r in runs),
+                    "peak_proc": max(runs, key=lambda r: r.peak_rss).peak_proc,
+                    "spilled": max(r.spilled for r in runs),
+                    "failed": failures.get((m, ds)),
+                }
+            )
+    return rows
+
+
+def table_text(rows: list[dict[str, Any]]) -> str:
+    """The results table in Markdown (``|`` in a method name escaped)."""
+    body = []
+    for r in rows:
+        if "na" in r:
+            body.append([r["method"], r["dataset"], "n/a", "n/a", "n/a", "n/a", r["na"]])
+            continue
+        body.append(
+            [
+                r["method"],
+                r["dataset"],
+                f"{r['median']:.2f}",
+                f"{r['ratio']:.2f}x" if r["ratio"] else "n/a",
+                f"{r['peak_rss'] / MB:.0f} ({r['peak_proc']})",
+                f"{r['spilled'] / MB:.1f}",
+                ", ".join(f"{t:.2f}" for t in r["times"])
+                + (f"; FAILED: {r['failed']}" if r.get("failed") else ""),
+            ]
+        )
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "|".join(" --- " for _ in HEAD) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def steps_text(steps: list[dict[str, Any]], seconds: float) -> str:
+    """The STEP timeline of one of our runs, with the gap to the next line.
+
+    The per-unit ``copied`` lines are folded into one line: when the last copy ended.
+    """
+    copies = [s for s in steps if s["msg"].startswith("copied ")]
+    steps = [s for s in steps if not s["msg"].startswith("copied ")]
+    if copies:
+        last = max(copies, key=lambda s: s["t"])
+        steps.append({**last, "msg": f"last of {len(copies)} copies committed"})
+        steps.sort(key=lambda s: s["t"])
+    out = []
+    for i, s in enumerate(steps):
+        nxt = steps[i + 1]["t"] if i + 1 < len(steps) else seconds
+        out.append(f"    {s['t']:7.2f} s  (+{nxt - s['t']:6.2f})  {s['worker']}  {s['msg']}")
+    out.append(f"    {seconds:7.2f} s  pagila-submit returned")
+    return "\n".join(out)
+
+
+def _unit_lines(units: dict[str, dict[str, Any]], most: int = 12) -> str:
+    """The ``most`` slowest units, one line each."""
+    slowest = sorted(units.items(), key=lambda kv: -float(kv[1].get("seconds") or 0))[:most]
+    return "\n".join(
+        f"    {name:32s} {u.get('rows') or 0:>9} rows {int(u.get('bytes') or 0) / MB:8.1f} MB "
+        f"{float(u.get('seconds') or 0):7.2f} s  {u.get('worker') or ''}  "
+        f"spilled={u.get('spilled')}"
+        for name, u in slowest
+    )
+
+
+def ours_breakdown(results: list[Result], datasets: list[str]) -> str:
+    """Where our time goes: the STEP timeline and units of the median run of each dataset."""
+    parts = []
+    for ds in datasets:
+        runs = sorted(
+            (r for r in results if r.method == "ours" and r.dataset == ds), key=lambda r: r.seconds
+        )
+        if not runs:
+            continue
+        r = runs[len(runs) // 2]
+        units = r.detail["units"]
+        copy_sum = sum(float(u.get("seconds") or 0) for u in units.values())
+        per_worker: dict[str, float] = {}
+        for u in units.values():
+            w = str(u.get("worker") or "?").split("@")[0]
+            per_worker[w] = per_worker.get(w, 0.0) + float(u.get("seconds") or 0)
+        balance = ", ".join(f"{w} {v:.2f} s" for w, v in sorted(per_worker.items()))
+        to_audit = statistics.median(x.detail["lock_to_audit"] for x in runs)
+        parts.append(
+            f"ours, {ds}: lock to audit row {to_audit:.2f} s (median of {len(runs)} runs; "
+            "the target's measure, without the submit script's start and exit)\n"
+            f"ours, {ds}, median run ({r.seconds:.2f} s, {len(units)} units, "
+            f"{copy_sum:.2f} s of copy work over 2 workers: {balance}):\n"
+            "  timeline (seconds since pagila-submit started):\n"
+            f"{steps_text(r.detail['steps'], r.seconds)}\n"
+            f"  slowest units:\n{_unit_lines(units)}"
+        )
+    return "\n\n".join(parts)
+
+
+def machine_text(m: dict[str, Any], command: str) -> str:
+    """The command, machine, servers and tools, as a Markdown list."""
+    settings = ", ".join(f"{k}={v}" for k, v in m["settings"].items())
+    return (
+        f"- command: `{command}` ({datetime.now().strftime('%Y-%m-%d %H:%M')})\n"
+        f"- machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB RAM, "
+        f"Linux {m['kernel']}, "
+        f"Python {m['python']}\n"
+        f"- servers ({m['servers']}): {m['postgres']}, both on this machine; {settings}\n"
+        f"- tools: {m['pg_dump']}; pgcopydb {m['pgcopydb']}\n"
+    )
+
+
+def results_text(
+    rows: list[dict[str, Any]],
+    datasets: list[dict[str, Any]],
+    machine: dict[str, Any],
+    command: str,
+    ours_text: str,
+) -> str:
+    """The docs' results section: machine, datasets, the table, our breakdown."""
+    ds_lines = "\n".join(
+        f"- x{d['scale']}: {d['bytes'] / MB:.0f} MB of tables and indexes in `public`, "
+        f"{d['rows']} rows; "
+        f"rental {d['rental']}, inventory {d['inventory']}, payment partitions "
+        f"{d['payment_parts'][0]}..{d['payment_parts'][1]} rows each"
+        for d in datasets
+    )
+    return (
+        "## Results\n\n"
+        "Written by `bench/run.py`; do not edit by hand.\n\n"
+        f"{machine_text(machine, command)}\n"
+        f"Datasets:\n\n{ds_lines}\n\n"
+        f"{table_text(rows)}\n\n"
+        "Peak RSS is the largest client-side process (its VmHWM), named in brackets; server "
+        "backends are not counted. Spilled is what the method wrote to local disk (our and the "
+        "Airflow spools past their cap, the dump directory, pgcopydb's work folder).\n\n"
+        "### Where our time goes\n\n"
+        f"```\n{ours_text}\n```\n"
+    )
+
+
+def memory_text(mem: dict[str, Any], machine: dict[str, Any], command: str) -> str:
+    """The docs' memory-check section."""
+    peaks = ", ".join(f"{k} {v / MB:.0f} MB" for k, v in sorted(mem["peaks"].items()))
+    return (
+        "## Memory check\n\n"
+        "Written by `bench/run.py --memory`; do not edit by hand.\n\n"
+        f"{machine_text(machine, command)}\n"
+        f"- one table, `public.bench_memory`: {mem['rows']} rows, "
+        f"{mem['table_bytes'] / MB:.0f} MB of "
+        f"COPY data, replicated with `pagila-submit replicate --tables bench_memory` and "
+        f"`PAGILA_SPOOL_MAX_BYTES` = {mem['cap_mb']} MB, workers restarted just before\n"
+        f"- spilled to disk: {mem['spilled']}; {mem['seconds']} s\n"
+        f"- largest worker process peak RSS: {mem['worker_peak_rss'] / MB:.0f} MB; "
+        "limit cap + 100 MB = "
+        f"{mem['limit'] / MB:.0f} MB: **{'OK' if mem['ok'] else 'OVER'}**\n"
+        f"- every process of the worker trees: {peaks}\n"
+    )
+
+
+def rewrite_section(text: str, start: str, end: str, body: str) -> str:
+    """``text`` with what lies between the ``start`` and ``end`` markers replaced by ``body``."""
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        return text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def write_docs(section: str, start: str, end: str) -> None:
+    """Rewrite one generated section of docs/benchmarks.md."""
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    DOCS.write_text(rewrite_section(text, start, end, section))
+    say(f"wrote {DOCS.relative_to(ROOT)}")
