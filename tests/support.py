@@ -16,6 +16,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAGILA = ROOT.parent / "shared" / "pagila"
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "celeryconfig.py", "pagila_tasks", "sql")
+"""What the wheel is built from: workers/Dockerfile's builder stage copies exactly these."""
 
 
 def submit(
