@@ -20,6 +20,8 @@ from pagila_tasks.stack import procfs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAGILA = ROOT.parent / "shared" / "pagila"
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "celeryconfig.py", "pagila_tasks", "sql")
+"""What the wheel is built from: workers/Dockerfile's builder stage copies exactly these."""
 
 
 def submit(

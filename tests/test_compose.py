@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import WHEEL_SOURCES
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,11 +256,23 @@ def test_dockerfile_pg_dump_is_at_least_the_server_major() -> None:
     assert client >= max(servers)
 
 
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's stages, each a list of instructions (continuations joined, no comments)."""
+    lines = [ln for ln in DOCKERFILE.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    instructions = re.sub(r"\\\n\s*", " ", "\n".join(lines)).splitlines()
+    stages: list[list[str]] = []
+    for ins in (i.strip() for i in instructions if i.strip()):
+        if ins.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(ins)
+    return stages
+
+
 def test_dockerfile_conventions() -> None:
     """python:3.12-slim base, locked install, non-root user, shared entrypoint, no `COPY . .`."""
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM python:3\.12-slim", text, re.M)
-    assert "-c requirements.lock" in text
+    assert re.search(r"-c \S*requirements\.lock\b", text)
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     assert 'ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]' in text
     assert not re.search(r"^COPY \. ", text, re.M)
@@ -277,3 +291,30 @@ def test_env_example_covers_every_required_variable() -> None:
     assert required, "compose requires no variable"
     for name in required:
         assert "change-me" in example.get(name, ""), name
+
+
+def test_dockerfile_builds_a_wheel_and_installs_only_that() -> None:
+    """A builder stage makes the wheel from the sources; the final stage installs that `.whl`
+    with the lock as constraints, copies no source tree or sql/, and nothing installs editable."""
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"pip3? install[^\n]*\s(-e|--editable)\b", text)
+    *builders, final = dockerfile_stages()
+    assert len(builders) == 1 and re.match(r"FROM \S+ AS (\w+)$", builders[0][0], re.I)
+    builder = builders[0][0].split()[-1]
+    copied = {
+        src.rstrip("/")
+        for ins in builders[0]
+        if ins.startswith("COPY ")
+        for src in ins.split()[1:-1]
+        if not src.startswith("--")
+    }
+    assert copied == set(WHEEL_SOURCES)
+    assert any(re.search(r"\bpip wheel --no-deps\b.* \.$", ins) for ins in builders[0])
+
+    installs = [i for i in final if re.search(r"\bpip3? install\b", i)]
+    assert len(installs) == 1, installs
+    assert f"from={builder}" in installs[0]
+    assert re.search(r"pip install -c \S*requirements\.lock \S+\.whl$", installs[0]), installs
+    final_copies = " ".join(i for i in final if i.startswith(("COPY ", "ADD ")))
+    for source in ("pagila_tasks", "sql/", "pyproject.toml", "celeryconfig.py"):
+        assert source not in final_copies, source

@@ -28,6 +28,7 @@ class WorkerPool:
         self.pids: list[int] = []
         self.names: list[str] = []
         self.argv: list[str] | None = None  # a custom worker command (node args are appended)
+        self.cwd: Path = ROOT  # where workers start; celery -A puts it first on sys.path
 
     def start(self, n: int, wait: bool = True) -> list[int]:
         """Start ``n`` workers (each one process slot) and wait until they answer a ping."""
@@ -37,7 +38,7 @@ class WorkerPool:
             argv = worker_argv(name, self.queues)
             if self.argv is not None:
                 argv = [*self.argv, *argv[argv.index("worker") + 1 :]]
-            pid = spawn(argv, self.logs / f"{name}.log", env, cwd=ROOT)
+            pid = spawn(argv, self.logs / f"{name}.log", env, cwd=self.cwd)
             self.pids.append(pid)
             self.names.append(name)
         if wait:
