@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,10 +14,8 @@ import pytest
 import redis
 
 from pagila_tasks import pgtools, sqlfiles
-from tests.support import ROOT, WHEEL_SOURCES, scalar
+from tests.support import ROOT, WHEEL_SOURCES, free_redis_url, scalar
 from tests.workers import WorkerPool
-
-REDIS_DB = 9  # alone there: not 0 (the session's workers), 2 (faults), 3 (replication), 6 (queues)
 
 # Where the package, celeryconfig and the SQL come from, as the interpreter running it sees them.
 PROBE = (
@@ -128,8 +125,7 @@ def test_wheel_in_a_fresh_venv_loads_and_replicates(venv: Path, servers, tmp_pat
     """Workers and pagila-submit from a venv holding only the wheel (no checkout on the path)
     load Pagila and replicate it."""
     bin_dir = venv / "bin"
-    url = re.sub(r"/\d+$", f"/{REDIS_DB}", servers.redis_url)
-    assert url != servers.redis_url
+    url = free_redis_url(servers.redis_url)
     major = int(scalar(servers.source_dsn, "SHOW server_version_num")) // 10000
     pg_dump = pgtools.find_tool("pg_dump", major, os.environ.get("PAGILA_PG_DUMP"))
     extra = {
