@@ -54,3 +54,55 @@ class SnapshotLost(ReplicationError):
 
 class PoisonMessage(ReplicationError):
     """A unit was delivered more often than any retry policy allows (its worker keeps dying)."""
+
+
+class FinalError(PagilaError):
+    """An error no retry can fix (bad credentials, bad SQL, a missing object, a broken
+    constraint): the task fails at once instead of waiting out every retry."""
+
+
+FINAL_SQLSTATE_CLASSES = {
+    "28": "invalid authorization",
+    "42": "syntax error or access rule violation (undefined object, privilege)",
+    "23": "integrity constraint violation",
+    "3D": "invalid catalog name (no such database)",
+    "3F": "invalid schema name",
+}
+"""SQLSTATE classes that a retry cannot fix. Every other class is retried with backoff: above
+all 08 (connection), 57 (operator intervention: admin shutdown, statement timeout), 40
+(serialization failure, deadlock), 53 (insufficient resources), 55 (lock not available)."""
+
+_FINAL_CONNECT_WORDS = (
+    "password authentication failed",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",  # database or role
+    "password is required",
+    "no password supplied",
+    "invalid connection option",
+    "invalid URI",
+    "invalid dsn",
+)
+"""A connection that never opened has no SQLSTATE in psycopg2: libpq's words tell these apart
+from a server that is merely away (refused, timed out, shutting down), which is retried."""
+
+
+def is_final(exc: BaseException) -> bool:
+    """True when ``exc`` is a database error that a retry cannot fix."""
+    import psycopg2  # here, so that this module of plain classes imports nothing heavy
+
+    if not isinstance(exc, psycopg2.Error):
+        return False
+    code = getattr(exc, "pgcode", None)
+    if code:
+        return code[:2] in FINAL_SQLSTATE_CLASSES
+    text = str(exc)
+    return any(word in text for word in _FINAL_CONNECT_WORDS)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (libpq's text spans several, with hints and context)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = primary or str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -8,8 +8,10 @@ not retried. Task names on the wire (``pagila.*``) never change with the Python 
 
 from __future__ import annotations
 
+import functools
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from celery import Task, chord
 from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
@@ -18,10 +20,39 @@ from pagila_tasks import loader, replicate, snapshot, warm
 from pagila_tasks.app import app
 from pagila_tasks.config import settings
 from pagila_tasks.context import Context
-from pagila_tasks.errors import InputError, LockLost, PoisonMessage, SnapshotLost, UsageError
+from pagila_tasks.errors import (
+    FinalError,
+    InputError,
+    LockLost,
+    PoisonMessage,
+    SnapshotLost,
+    UsageError,
+    is_final,
+    one_line,
+)
 from pagila_tasks.plan import Unit
 
 _s = settings()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def classified(fn: F) -> F:
+    """Turn a database error no retry can fix into :class:`FinalError` (see ``is_final``).
+
+    Celery's autoretry only sees exception classes; a psycopg2 error's class does not say
+    whether a retry helps, its SQLSTATE does.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if is_final(exc):
+                raise FinalError(one_line(exc)) from exc
+            raise
+
+    return run  # type: ignore[return-value]
 
 
 class PagilaTask(Task):
@@ -29,7 +60,14 @@ class PagilaTask(Task):
 
     abstract = True
     autoretry_for = (Exception,)
-    dont_autoretry_for = (InputError, UsageError, LockLost, SnapshotLost, PoisonMessage)
+    dont_autoretry_for = (
+        FinalError,
+        InputError,
+        UsageError,
+        LockLost,
+        SnapshotLost,
+        PoisonMessage,
+    )
     max_retries = _s.retry_max
     retry_backoff = _s.retry_delay
     default_retry_delay = _s.retry_delay
@@ -114,12 +152,14 @@ class FinishTask(PagilaTask):
 
 
 @app.task(name="pagila.load", bind=True, base=LoadTask)
+@classified
 def load(self: LoadTask, run_id: str, force: bool = False) -> dict[str, Any]:
     """Load the Pagila files into the source (see :func:`pagila_tasks.loader.run`)."""
     return loader.run(self.ctx, run_id, force, self.worker)
 
 
 @app.task(name="pagila.replicate", bind=True, base=PrepareTask)
+@classified
 def prepare(self: PrepareTask, run_id: str, tables: list[str] | None = None) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
     units = replicate.prepare(self.ctx, run_id, tables)
@@ -128,6 +168,7 @@ def prepare(self: PrepareTask, run_id: str, tables: list[str] | None = None) -> 
 
 
 @app.task(name="pagila.copy_table", bind=True, base=CopyTask)
+@classified
 def copy_table(
     self: CopyTask, run_id: str, schema: str, table: str, unit: dict[str, Any]
 ) -> dict[str, Any]:
@@ -136,12 +177,14 @@ def copy_table(
 
 
 @app.task(name="pagila.finish_replication", bind=True, base=FinishTask)
+@classified
 def finish_replication(self: FinishTask, run_id: str) -> dict[str, Any]:
     """The chord's callback (see :func:`pagila_tasks.replicate.finish`)."""
     return replicate.finish(self.ctx, run_id)
 
 
 @app.task(name="pagila.fail_replication", bind=True, base=PagilaTask)
+@classified
 def fail_replication(self: PagilaTask, run_id: str, reason: str | None = None) -> dict[str, Any]:
     """The errback: records the failure once and frees the lock."""
     return replicate.fail(self.ctx, run_id, reason)
