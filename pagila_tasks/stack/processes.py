@@ -98,11 +98,21 @@ def wait_gone(pid: int, timeout: float, needle: str | None = None) -> bool:
 
 
 def spawn(
-    argv: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: Path | None = None
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    umask: int = -1,
 ) -> int:
-    """Start ``argv`` detached in its own session, output appended to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    """Start ``argv`` detached in its own session, output appended to ``log_path``.
+
+    The log is 0600 in a 0700 folder: a worker logs every task with its arguments. ``umask``
+    (default: inherited) applies to whatever the process creates.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "ab") as log:
         child = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -111,6 +121,7 @@ def spawn(
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
+            umask=umask,
         )
     _CHILDREN[child.pid] = child
     return child.pid
@@ -167,6 +178,11 @@ def flower_argv(port: int) -> list[str]:
     """Flower on localhost; its basic auth comes only from ``FLOWER_BASIC_AUTH`` in the env."""
     # Flower parses options with tornado, which wants ``--name=value``.
     return celery_argv("flower", f"--port={port}", "--address=127.0.0.1")
+
+
+def beat_argv(schedule: Path) -> list[str]:
+    """Celery beat with its schedule file in the stack's folder (not the working directory)."""
+    return celery_argv("beat", "--loglevel", "INFO", "--schedule", str(schedule))
 
 
 def project_dir() -> Path | None:

@@ -1,15 +1,18 @@
 """The whole local stack in one state folder: what runs, on which port, with which secrets.
 
-Layout of the state folder (default ``.stack/``)::
+Layout of the state folder (default ``.stack/``; folders 0700, files 0600, see :mod:`.access`)::
 
     stack.json         binaries, ports and Redis db chosen (no secrets)
-    passwords.json     role passwords, mode 0600
+    passwords.json     role passwords and the Redis password, mode 0600
     flower.json        Flower basic-auth credentials, mode 0600
     pg/source pg/target          cluster data folders
-    sockets/source sockets/target  unix socket folders, mode 0700
-    redis/             Redis data (appendonly) and pid file
-    run/               pid files of workers and Flower
+    sockets/source sockets/target  unix socket folders
+    redis/             Redis data (appendonly), its config (with the password) and pid file
+    run/               pid files of workers, Flower and beat; beat's schedule
     logs/<name>.log    one log per process
+
+Secrets: :mod:`.credentials`; Celery processes: :mod:`.celery_processes`; servers:
+:mod:`.postgres` and :mod:`.redis_server`. This module ties them together.
 """
 
 from __future__ import annotations
@@ -17,37 +20,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
-import socket
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from pagila_tasks.stack import StackError
-from pagila_tasks.stack.binaries import ServerBinaries, find_servers, tool_version
-from pagila_tasks.stack.postgres import PostgresCluster, add_mode, make_traversable
-from pagila_tasks.stack.processes import (
-    check_started,
-    flower_argv,
-    pid_alive,
-    project_dir,
-    read_pid,
-    spawn,
-    terminate,
-    worker_argv,
-    write_pid,
+from pagila_tasks.stack.access import prepare_state_dir
+from pagila_tasks.stack.binaries import ServerBinaries, recorded_or_found
+from pagila_tasks.stack.celery_processes import (
+    FLOWER_NEEDLE,
+    CeleryProcesses,
+    flower_env,
+    worker_env,
 )
+from pagila_tasks.stack.credentials import FLOWER_USER, REDIS_KEY, ROLES, Credentials
+from pagila_tasks.stack.ports import DEFAULT_PORTS, pick_port, port_free
+from pagila_tasks.stack.postgres import PostgresCluster
+from pagila_tasks.stack.processes import check_started
 from pagila_tasks.stack.redis_server import RedisServer
+
+__all__ = ["DATABASE", "DEFAULT_PORTS", "FLOWER_USER", "ROLES", "Stack", "pick_port", "port_free"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"source": 5433, "target": 5444, "redis": 6379, "flower": 5555}
-ROLES = {"source": "pagila", "target": "pagila_tgt"}
 DATABASE = "pagila"
-FLOWER_USER = "admin"
 CLUSTERS = ("source", "target")
 _PURGEABLE = (
     "pg",
@@ -60,41 +58,6 @@ _PURGEABLE = (
     "flower.json",
     ".gitignore",
 )
-
-
-def port_free(port: int) -> bool:
-    """True when 127.0.0.1:``port`` can be bound (SO_REUSEADDR, as the servers do)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_port(preferred: int, claimed: set[int] | frozenset[int] = frozenset()) -> int:
-    """``preferred`` if free, else a free port from the kernel; never one in ``claimed``."""
-    if preferred not in claimed and port_free(preferred):
-        return preferred
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in claimed:
-            return port
-    raise StackError(f"no free TCP port found on 127.0.0.1 (wanted {preferred})")
-
-
-def _write_secret(path: Path, data: dict[str, str]) -> None:
-    """Write JSON readable by the owner only, created 0600 so it is never briefly wider."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 class Stack:
@@ -116,7 +79,8 @@ class Stack:
         self._echo = echo
         self.logs = self.state_dir / "logs"
         self.run_dir = self.state_dir / "run"
-        self._spawned: dict[str, int] = {}
+        self.credentials = Credentials(self.state_dir, self._say)
+        self.apps = CeleryProcesses(self.run_dir, self.logs, self._say)
 
     # -- state --------------------------------------------------------------------------
 
@@ -139,50 +103,12 @@ class Stack:
         tmp.replace(path)
 
     def _make_state_dir(self) -> None:
-        """Create the folder private (0700); under root, o+x so ``pagila-pg`` can traverse it."""
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sub in (self.logs, self.run_dir / "workers"):
-            sub.mkdir(parents=True, exist_ok=True)
-        gitignore = self.state_dir / ".gitignore"
-        if not gitignore.exists():
-            gitignore.write_text("# Everything here is local state of pagila-stack.\n*\n")
-        if os.geteuid() == 0:
-            add_mode(self.state_dir, stat.S_IXOTH)
-            make_traversable(self.state_dir)
-
-    def _passwords(self, create: bool) -> dict[str, str]:
-        path = self.state_dir / "passwords.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        if not create:
-            raise StackError(f"no stack in {self.state_dir}: run `pagila-stack up` first")
-        passwords = {role: secrets.token_urlsafe(24) for role in ROLES.values()}
-        _write_secret(path, passwords)
-        return passwords
-
-    def _flower_credentials(self, create: bool) -> tuple[str, str] | None:
-        path = self.state_dir / "flower.json"
-        if path.exists():
-            data = json.loads(path.read_text())
-            return data["user"], data["password"]
-        if not create:
-            return None
-        password = secrets.token_urlsafe(18)
-        _write_secret(path, {"user": FLOWER_USER, "password": password})
-        self._say(
-            f"flower: login {FLOWER_USER} / {password} (shown once; kept in {path})", secret=True
-        )
-        return FLOWER_USER, password
+        """Create the folders private (run again on every ``up`` to tighten older ones)."""
+        prepare_state_dir(self.state_dir, ("pg", "sockets", "logs"), ("run", "run/workers"))
 
     def _binaries(self, state: dict[str, Any]) -> ServerBinaries:
         """The recorded binaries when still usable, so a data folder keeps its PG version."""
-        rec = state.get("binaries") or {}
-        if rec and self.servers in ("auto", rec.get("kind")):
-            bindir, redis = Path(rec["pg_bindir"]), Path(rec["redis_server"])
-            version = tool_version(str(bindir / "postgres"))
-            if version and os.access(redis, os.X_OK):
-                return ServerBinaries(rec["kind"], bindir, version[0], redis)
-        return find_servers(self.servers)
+        return recorded_or_found(state.get("binaries") or {}, self.servers)
 
     # -- servers ------------------------------------------------------------------------
 
@@ -205,23 +131,32 @@ class Stack:
         return cluster
 
     def redis(self, binary: Path | None = None) -> RedisServer:
-        """The Redis server object (nothing is started)."""
+        """The Redis server object, with the stack's password (nothing is started)."""
         state = self._load()
         if binary is None:
             binary = Path(state.get("binaries", {}).get("redis_server", "redis-server"))
         port = state.get("ports", {}).get("redis", DEFAULT_PORTS["redis"])
-        return RedisServer(self.state_dir / "redis", binary, port, logfile=self.logs / "redis.log")
+        return RedisServer(
+            self.state_dir / "redis",
+            binary,
+            port,
+            logfile=self.logs / "redis.log",
+            password=self.credentials.redis_password(),
+        )
 
-    def up(self, workers: int = 2, flower: bool = False, redis_db: int = 0) -> None:
+    def up(
+        self, workers: int = 2, flower: bool = False, redis_db: int = 0, beat: bool = False
+    ) -> None:
         """Start whatever is not running; what runs is left alone and reported.
 
         Secrets are generated on the first call only. Workers named ``w1..w<workers>`` are
-        ensured; workers numbered above ``workers`` are stopped.
+        ensured; workers numbered above ``workers`` are stopped. ``flower`` and ``beat`` add
+        those processes; without them, running ones are left alone.
         """
         state = self._load()
         binaries = self._binaries(state)
         self._make_state_dir()
-        passwords = self._passwords(create=True)
+        passwords = self.credentials.passwords(create=True)
         state["binaries"] = {
             "kind": binaries.kind,
             "pg_bindir": str(binaries.pg_bindir),
@@ -234,32 +169,64 @@ class Stack:
         self._save(state)
 
         for which in CLUSTERS:
-            cluster = self.cluster(which, binaries.pg_bindir)
-            major = cluster.data_major()
-            if major is not None and major != binaries.pg_major:
-                raise StackError(
-                    f"{which} data in {cluster.datadir} is PostgreSQL {major} but the "
-                    f"{binaries.kind} server is {binaries.pg_major}: set PAGILA_STACK_SERVERS "
-                    "to match or run `pagila-stack down --purge`"
-                )
-            pid = cluster.pid()
-            if pid is not None:
-                self._say(f"{which}: running, pid {pid}, port {cluster.port}")
-            else:
-                cluster.port = pick_port(ports.get(which, DEFAULT_PORTS[which]), claimed)
-                cluster.init()
-                pid = cluster.start()
-                self._say(
-                    f"{which}: started PostgreSQL {binaries.pg_major}, pid {pid}, "
-                    f"port {cluster.port}"
-                )
-            claimed.add(cluster.port)
-            ports[which] = cluster.port
+            cluster = self._up_cluster(which, binaries, ports, claimed)
             self._save(state)
             cluster.ensure_role_db(ROLES[which], passwords[ROLES[which]], DATABASE)
+        self._up_redis(binaries.redis_server, ports, claimed)
+        self._save(state)
 
-        server = self.redis(binaries.redis_server)
+        self.apps.reset()
+        self.apps.stop_workers_above(workers)
+        self.start_workers(workers)
+        if flower:
+            self._start_flower(state, claimed)
+        if beat:
+            self.apps.ensure_beat(self._child_env())
+        if self.apps.spawned:
+            check_started(self.apps.spawned, self.logs)
+
+    def _up_cluster(
+        self, which: str, binaries: ServerBinaries, ports: dict[str, int], claimed: set[int]
+    ) -> PostgresCluster:
+        """Start one cluster unless it runs (refusing data of another major); the cluster."""
+        cluster = self.cluster(which, binaries.pg_bindir)
+        major = cluster.data_major()
+        if major is not None and major != binaries.pg_major:
+            raise StackError(
+                f"{which} data in {cluster.datadir} is PostgreSQL {major} but the "
+                f"{binaries.kind} server is {binaries.pg_major}: set PAGILA_STACK_SERVERS "
+                "to match or run `pagila-stack down --purge`"
+            )
+        pid = cluster.pid()
+        if pid is not None:
+            self._say(f"{which}: running, pid {pid}, port {cluster.port}")
+        else:
+            cluster.port = pick_port(ports.get(which, DEFAULT_PORTS[which]), claimed)
+            cluster.init()
+            pid = cluster.start()
+            self._say(
+                f"{which}: started PostgreSQL {binaries.pg_major}, pid {pid}, port {cluster.port}"
+            )
+        claimed.add(cluster.port)
+        ports[which] = cluster.port
+        return cluster
+
+    def _up_redis(self, binary: Path, ports: dict[str, int], claimed: set[int]) -> None:
+        """Start Redis; one from an older stack that has no password is restarted with one.
+
+        The Celery processes of such a stack hold a URL without the password, so they are
+        stopped with it and started again by ``up``.
+        """
+        server = self.redis(binary)
         pid = server.pid()
+        if pid is not None and server.open_to_anyone():
+            self._say(
+                f"redis: pid {pid} answers without a password (older stack): restarting it "
+                "with one, and the workers, Flower and beat with it"
+            )
+            self.apps.stop_all()
+            server.stop()
+            pid = None
         if pid is not None:
             self._say(f"redis: running, pid {pid}, port {server.port}")
         else:
@@ -268,24 +235,12 @@ class Stack:
             self._say(f"redis: started, pid {pid}, port {server.port}")
         claimed.add(server.port)
         ports["redis"] = server.port
-        self._save(state)
 
-        self._spawned = {}
-        self._stop_workers_above(workers)
-        self.start_workers(workers)
-        if flower:
-            self._start_flower(state, claimed)
-        if self._spawned:
-            check_started(self._spawned, self.logs)
-
-    # -- workers and flower --------------------------------------------------------------
-
-    def _worker_pidfiles(self) -> list[Path]:
-        return sorted((self.run_dir / "workers").glob("*.pid"))
+    # -- workers, flower and beat --------------------------------------------------------
 
     def _child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        stack_env = {k: v for k, v in self.env().items() if k.startswith("PAGILA_")}
-        return {**os.environ, **stack_env, "PYTHONUNBUFFERED": "1", **(extra or {})}
+        """Workers' and beat's environment: ours, the stack's ``PAGILA_*``, then ``extra``."""
+        return worker_env(os.environ, self.env(), extra)
 
     def start_workers(
         self,
@@ -301,59 +256,25 @@ class Stack:
         running keeps its environment: call :meth:`stop_workers` first for fresh ones.
         """
         self._make_state_dir()
-        pids = []
-        env = self._child_env(extra_env)
-        for i in range(1, n + 1):
-            name = f"{prefix}{i}"
-            pidfile = self.run_dir / "workers" / f"{name}.pid"
-            pid = read_pid(pidfile)
-            if pid_alive(pid, "celery"):
-                self._say(f"{name}: running, pid {pid}")
-            else:
-                pid = spawn(
-                    worker_argv(name, queues), self.logs / f"{name}.log", env, cwd=project_dir()
-                )
-                write_pid(pidfile, pid)
-                self._spawned[name] = pid
-                self._say(f"{name}: started worker, pid {pid}")
-            pids.append(pid)
-        return pids
-
-    def _stop_pidfile(self, pidfile: Path, timeout: float) -> None:
-        pid = read_pid(pidfile)
-        if pid is not None and not terminate(pid, "celery", timeout):
-            raise StackError(f"{pidfile.stem}: pid {pid} would not stop")
-        pidfile.unlink(missing_ok=True)
-        if pid is not None:
-            self._say(f"{pidfile.stem}: stopped, pid {pid}")
-
-    def _stop_workers_above(self, n: int, prefix: str = "w") -> None:
-        for pidfile in self._worker_pidfiles():
-            number = pidfile.stem[len(prefix) :]
-            if pidfile.stem.startswith(prefix) and number.isdigit() and int(number) > n:
-                self._stop_pidfile(pidfile, timeout=20)
+        return self.apps.start_workers(n, self._child_env(extra_env), queues, prefix)
 
     def stop_workers(self, timeout: float = 20) -> None:
         """Stop every worker: SIGTERM (warm shutdown), SIGKILL of its group after ``timeout``."""
-        for pidfile in self._worker_pidfiles():
-            self._stop_pidfile(pidfile, timeout)
+        self.apps.stop_workers(timeout)
 
     def _start_flower(self, state: dict[str, Any], claimed: set[int]) -> None:
-        user, password = self._flower_credentials(create=True) or (FLOWER_USER, "")
-        pidfile = self.run_dir / "flower.pid"
-        pid = read_pid(pidfile)
+        user, password = self.credentials.flower(create=True) or (FLOWER_USER, "")
         ports = state["ports"]
-        if pid_alive(pid, "flower"):
+        pid = self.apps.running("flower", FLOWER_NEEDLE)
+        if pid is not None:
             self._say(f"flower: running, pid {pid}, http://127.0.0.1:{ports.get('flower')}/")
             return
         port = pick_port(ports.get("flower", DEFAULT_PORTS["flower"]), claimed)
-        env = self._child_env({"FLOWER_BASIC_AUTH": f"{user}:{password}"})
-        pid = spawn(flower_argv(port), self.logs / "flower.log", env, cwd=project_dir())
-        write_pid(pidfile, pid)
-        self._spawned["flower"] = pid
+        env = flower_env(os.environ, self.env()["PAGILA_REDIS_URL"], f"{user}:{password}")
+        pid = self.apps.start_flower(port, env)
         ports["flower"] = port
         self._save(state)
-        self._say(f"flower: started, pid {pid}, http://127.0.0.1:{port}/")
+        self._say(f"flower: started read-only, pid {pid}, http://127.0.0.1:{port}/")
 
     # -- down, env, status ---------------------------------------------------------------
 
@@ -364,10 +285,7 @@ class Stack:
         """
         if not self.state_dir.is_dir():
             return
-        self.stop_workers()
-        flower_pid = self.run_dir / "flower.pid"
-        if flower_pid.exists():
-            self._stop_pidfile(flower_pid, timeout=10)
+        self.apps.stop_all()
         server = self.redis()
         pid = server.pid()
         if pid is not None:
@@ -399,14 +317,19 @@ class Stack:
         """The variables a worker or client needs to reach this stack.
 
         ``PAGILA_SOURCE_DSN``, ``PAGILA_TARGET_DSN`` (TCP on 127.0.0.1 with the generated
-        passwords, as workers connect), ``PAGILA_REDIS_URL``, and ``FLOWER_BASIC_AUTH`` when
-        Flower credentials exist.
+        passwords, as workers connect), ``PAGILA_REDIS_URL`` (with the Redis password), and
+        ``FLOWER_BASIC_AUTH`` when Flower credentials exist.
         """
-        passwords = self._passwords(create=False)
+        passwords = self.credentials.passwords(create=False)
         state = self._load()
         ports = state.get("ports", {})
         if not all(k in ports for k in ("source", "target", "redis")):
             raise StackError(f"no stack in {self.state_dir}: run `pagila-stack up` first")
+        if not passwords.get(REDIS_KEY):
+            raise StackError(
+                f"no Redis password in {self.state_dir} (made by an older version): run "
+                "`pagila-stack up`, which adds one and restarts Redis with it"
+            )
         out = {}
         for which, var in (("source", "PAGILA_SOURCE_DSN"), ("target", "PAGILA_TARGET_DSN")):
             role = ROLES[which]
@@ -414,8 +337,11 @@ class Stack:
                 f"postgresql://{role}:{quote(passwords[role], safe='')}"
                 f"@127.0.0.1:{ports[which]}/{DATABASE}"
             )
-        out["PAGILA_REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/{state.get('redis_db', 0)}"
-        creds = self._flower_credentials(create=False)
+        out["PAGILA_REDIS_URL"] = (
+            f"redis://:{quote(passwords[REDIS_KEY], safe='')}"
+            f"@127.0.0.1:{ports['redis']}/{state.get('redis_db', 0)}"
+        )
+        creds = self.credentials.flower(create=False)
         if creds:
             out["FLOWER_BASIC_AUTH"] = f"{creds[0]}:{creds[1]}"
         return out
@@ -443,17 +369,7 @@ class Stack:
             "port": ports.get("redis"),
             "alive": redis_pid is not None,
         }
-        for pidfile in self._worker_pidfiles():
-            pid = read_pid(pidfile)
-            services[pidfile.stem] = {"pid": pid, "port": None, "alive": pid_alive(pid, "celery")}
-        flower_pidfile = self.run_dir / "flower.pid"
-        if flower_pidfile.exists():
-            pid = read_pid(flower_pidfile)
-            services["flower"] = {
-                "pid": pid,
-                "port": ports.get("flower"),
-                "alive": pid_alive(pid, "flower"),
-            }
+        services.update(self.apps.status(ports))
         for name, entry in services.items():
             entry["log"] = str(self.logs / f"{name}.log")
         return {
