@@ -4,6 +4,9 @@ Values that depend on the deployment come from :mod:`pagila_tasks.config`, the o
 environment is read.
 """
 
+from celery.schedules import crontab
+from kombu import Queue
+
 from pagila_tasks.config import settings
 
 _s = settings()
@@ -41,9 +44,28 @@ result_backend_transport_options = {"visibility_timeout": visibility_timeout}
 result_expires = visibility_timeout + 7 * 24 * 3600
 
 # Two queues: copies on one, control work (prepare, callbacks) on the other, so a long copy
-# never starves the callback that finishes a run.
+# never starves the callback that finishes a run. Both are declared, so a worker started with
+# no -Q (`celery -A pagila_tasks worker`) consumes both; `-Q copy` / `-Q control` split roles.
 task_default_queue = "control"
+task_queues = (
+    Queue("control", routing_key="control"),
+    Queue("copy", routing_key="copy"),
+)
 task_routes = {
     "pagila.copy_table": {"queue": "copy"},
 }
 worker_hijack_root_logger = False
+
+# Scheduled runs (Celery beat, `celery -A pagila_tasks beat`): PAGILA_SCHEDULE is a crontab
+# expression or a number of seconds; PAGILA_SCHEDULE_JOB is run (load, then replicate) or
+# replicate. Without a schedule, beat has nothing to send.
+beat_schedule = {}
+if _s.schedule:
+    beat_schedule["pagila-scheduled"] = {
+        "task": "pagila.scheduled",
+        "schedule": (
+            float(_s.schedule) if _s.schedule.isdigit() else crontab(*_s.schedule.split(" "))
+        ),
+        "kwargs": {"job": _s.schedule_job},
+        "options": {"expires": 3600},
+    }

@@ -56,11 +56,13 @@ def insert_replication(conn: Connection, row: dict[str, Any]) -> bool:
         return cur.fetchone() is not None
 
 
-def replication_recorded(conn: Connection, run_id: str) -> bool:
-    """True when the run already has its replication ledger row."""
+def replication_row(conn: Connection, run_id: str) -> tuple[Any, ...] | None:
+    """The run's ledger row (succeeded, target_state, switched_at, switch_ms, error), or None."""
     with conn.cursor() as cur:
-        cur.execute(sqlfiles.query("replication_audit_exists"), {"run_id": run_id})
-        return cur.fetchone() is not None
+        cur.execute(sqlfiles.query("replication_audit_row"), {"run_id": run_id})
+        row = cur.fetchone()
+    conn.commit()
+    return row
 
 
 def history(s: Settings, ledger: Ledger, limit: int) -> list[dict[str, Any]]:

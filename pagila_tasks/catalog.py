@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import sqlfiles
+from pagila_tasks import names, sqlfiles
+from pagila_tasks.errors import UsageError
 from pagila_tasks.plan import Table, resolve_selection
 
 Cursor = psycopg2.extensions.cursor
@@ -74,3 +75,21 @@ def select_tables(
     leaves = {k: partition_leaves(cur, *k) for k, kind in kinds.items() if kind == "p"}
     chosen = set(resolve_selection(requested, schemas, kinds, leaves))
     return [t for t in found if (t.schema, t.name) in chosen]
+
+
+def require_schemas(cur: Cursor, schemas: tuple[str, ...]) -> None:
+    """Refuse (one line) a schema name that does not exist on this server, exactly as written."""
+    cur.execute(
+        "SELECT s FROM unnest(%s::text[]) AS s "
+        "WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = s)",
+        (list(schemas),),
+    )
+    missing = [names.quote(row[0]) for row in cur.fetchall()]
+    if missing:
+        raise UsageError(f"no schema {', '.join(missing)} on the source (names are exact)")
+
+
+def table_exists(cur: Cursor, key: tuple[str, str]) -> bool:
+    """True when the table (schema, name) exists on this server."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (sql.Identifier(*key).as_string(cur),))
+    return bool(cur.fetchone()[0])

@@ -14,7 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pagila_tasks.errors import ConfigError
+from pagila_tasks import names
+from pagila_tasks.errors import ConfigError, UsageError
+
+_TRUE = ("1", "true", "yes")
+_BOOLS = (*_TRUE, "0", "false", "no")
 
 DEFAULT_SOURCE_DSN = "postgresql://pagila:pagila_pw@localhost:5433/pagila"
 DEFAULT_TARGET_DSN = "postgresql://pagila_tgt:pagila_tgt_pw@localhost:5444/pagila"
@@ -22,6 +26,13 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_SPOOL_MAX_BYTES = 128 * 1024 * 1024
 MIN_RETRIES = 2
 """The Airflow design's guardrail: no task gives up before two retries."""
+MIN_SPOOL_BYTES = 64 * 1024
+"""The smallest in-memory spool; 0 would mean no cap at all to ``SpooledTemporaryFile``."""
+REPLACE_MODES = ("swap", "in-place")
+"""How a full replication replaces the target's copy: built beside it and switched in one
+transaction (``swap``), or dropped first and rebuilt under the live names (``in-place``)."""
+SCHEDULE_JOBS = ("run", "replicate")
+"""What a scheduled run does (``PAGILA_SCHEDULE_JOB``)."""
 
 
 def mask_dsn(dsn: str) -> str:
@@ -66,8 +77,31 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+SAMPLE_PASSWORD_PREFIX = "change-me"  # noqa: S105 - the marker refused, not a password
+"""Every password in ``.env.example`` starts so: a copy of it must not run with them."""
+
+
+def _set(env: Mapping[str, str], name: str, default: str) -> str:
+    """The variable's value, or ``default`` when unset; set but empty is a mistake, not unset."""
+    value = env.get(name)
+    if value is None:
+        return default
+    if not value.strip():
+        raise ConfigError(name, "is set but empty (unset it to use the default)")
+    return value
+
+
+def _not_sample(name: str, value: str) -> str:
+    password = urlsplit(value).password or ""
+    if password.startswith(SAMPLE_PASSWORD_PREFIX):
+        raise ConfigError(
+            name, "uses a sample password from .env.example; set a real one (see its first lines)"
+        )
+    return value
+
+
 def _dsn(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name) or default
+    value = _set(env, name, default)
     parts = urlsplit(value)
     if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
         raise ConfigError(
@@ -78,24 +112,72 @@ def _dsn(env: Mapping[str, str], name: str, default: str) -> str:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ConfigError(name, f"has a bad port in {mask_dsn(value)!r}") from None
-    return value
+    return _not_sample(name, value)
 
 
 def _redis_url(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name) or default
+    value = _set(env, name, default)
     if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(name, f"must be a redis:// URL, got {mask_dsn(value)!r}")
+    return _not_sample(name, value)
+
+
+SUPPORT_SCHEMA = "pagila_support"
+"""The ledgers' schema on both servers: never loaded over, never replicated."""
+
+
+def parse_schemas(raw: str, name: str = "PAGILA_SCHEMAS") -> tuple[str, ...]:
+    """Exact schema names from a list (see :mod:`pagila_tasks.names` for quoting)."""
+    try:
+        schemas = names.parse_names(raw, name)
+    except UsageError as exc:
+        problem = str(exc).removeprefix(f"{name} ").removeprefix(f"{name}: ")
+        raise ConfigError(name, problem) from None
+    if SUPPORT_SCHEMA in schemas:
+        raise ConfigError(name, f"must not name {SUPPORT_SCHEMA}: it holds the audit ledgers")
+    if any(s.startswith(STAGING_PREFIXES) for s in schemas):
+        prefixes = " or ".join(STAGING_PREFIXES)
+        raise ConfigError(name, f"must not name a staging schema of this project ({prefixes}*)")
+    return schemas
+
+
+STAGING_PREFIXES = ("pagila_stage_", "pagila_old_")
+"""Schemas named so on the target belong to replication runs (see :mod:`pagila_tasks.staging`)."""
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
-def _schemas(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    raw = env.get(name) or "public"
-    schemas = tuple(s.strip() for s in raw.split(",") if s.strip())
-    if not schemas:
-        raise ConfigError(name, "names no schema")
-    if "pagila_support" in schemas:
-        raise ConfigError(name, "must not name pagila_support: it holds the audit ledgers")
-    return schemas
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or ("1" if default else "0")).strip().lower()
+    if raw not in _BOOLS:
+        raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
+    return raw in _TRUE
+
+
+def parse_schedule(raw: str, name: str = "PAGILA_SCHEDULE") -> str | None:
+    """A crontab expression (five fields) or a whole number of seconds; empty: no schedule."""
+    raw = " ".join(raw.split())
+    if not raw:
+        return None
+    if raw.isdigit():
+        if int(raw) < 1:
+            raise ConfigError(name, "must be at least 1 second")
+        return raw
+    fields = raw.split(" ")
+    if len(fields) != 5:
+        raise ConfigError(name, f"must be a crontab expression (5 fields) or seconds, got {raw!r}")
+    from celery.schedules import crontab
+
+    try:
+        crontab(*fields).remaining_estimate  # noqa: B018 - parses every field
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(name, f"is not a valid crontab expression: {exc}") from None
+    return raw
 
 
 @dataclass(frozen=True)
@@ -126,6 +208,15 @@ class Settings:
     verify_checksums: bool
     warm_connections: bool
     maintenance_work_mem: str | None
+    replace: str = "swap"
+    overwrite_target: bool = False
+    switch_lock_ms: int = 200
+    copy_start_timeout: int = 600
+    schedule: str | None = None
+    schedule_job: str = "run"
+    given: frozenset[str] = frozenset()
+    """The ``PAGILA_*`` variables set (not empty) in the environment read: a submitter's
+    ``PAGILA_SCHEMAS`` or ``PAGILA_SQL_DIR`` travels with its run only when it was given."""
 
     def __repr__(self) -> str:
         shown = []
@@ -151,27 +242,16 @@ class Settings:
         return mask_secrets(text, self.passwords)
 
 
-_TRUE = ("1", "true", "yes")
-_BOOLS = (*_TRUE, "0", "false", "no")
-
-
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings from ``env`` (default ``os.environ``)."""
     env = os.environ if env is None else env
     sql_dir_raw = env.get("PAGILA_SQL_DIR")
+    # Not checked here: a submitter's PAGILA_SQL_DIR names a folder on the workers.
     sql_dir = Path(sql_dir_raw).expanduser() if sql_dir_raw else None
-    if sql_dir is not None and not sql_dir.is_dir():
-        raise ConfigError("PAGILA_SQL_DIR", f"is not a folder: {sql_dir}")
     cache_default = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pagila-tasks"
     copy_format = (env.get("PAGILA_COPY_FORMAT") or "binary").lower()
     if copy_format not in ("binary", "text"):
         raise ConfigError("PAGILA_COPY_FORMAT", f"must be binary or text, got {copy_format!r}")
-    checks = (env.get("PAGILA_VERIFY_CHECKSUMS") or "1").lower()
-    if checks not in _BOOLS:
-        raise ConfigError("PAGILA_VERIFY_CHECKSUMS", f"must be 1 or 0, got {checks!r}")
-    warm = (env.get("PAGILA_WARM_CONNECTIONS") or "1").lower()
-    if warm not in _BOOLS:
-        raise ConfigError("PAGILA_WARM_CONNECTIONS", f"must be 1 or 0, got {warm!r}")
     mwm = env.get("PAGILA_MAINTENANCE_WORK_MEM", "512MB").strip()
     if mwm and not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)?", mwm):
         raise ConfigError(
@@ -191,8 +271,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         redis_url=_redis_url(env, "PAGILA_REDIS_URL", DEFAULT_REDIS_URL),
         sql_dir=sql_dir,
         cache_dir=Path(env.get("PAGILA_CACHE_DIR") or cache_default),
-        spool_max_bytes=_int(env, "PAGILA_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, minimum=0),
-        schemas=_schemas(env, "PAGILA_SCHEMAS"),
+        # 0 would mean "no cap" to SpooledTemporaryFile: the floor keeps the memory promise.
+        spool_max_bytes=_int(
+            env, "PAGILA_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, minimum=MIN_SPOOL_BYTES
+        ),
+        schemas=parse_schemas(env.get("PAGILA_SCHEMAS") or "public"),
         pg_dump=env.get("PAGILA_PG_DUMP") or None,
         retry_max=_int(env, "PAGILA_RETRY_MAX", 3, minimum=MIN_RETRIES),
         retry_delay=_float(env, "PAGILA_RETRY_DELAY", 60.0, minimum=0.0),
@@ -207,9 +290,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         connect_timeout=_int(env, "PAGILA_CONNECT_TIMEOUT", 10, minimum=1),
         keepalive_idle=_int(env, "PAGILA_KEEPALIVE_IDLE", 10, minimum=1),
         stall_timeout=_float(env, "PAGILA_STALL_TIMEOUT", 120.0, minimum=1.0),
-        verify_checksums=checks in _TRUE,
-        warm_connections=warm in _TRUE,
+        verify_checksums=_bool(env, "PAGILA_VERIFY_CHECKSUMS", True),
+        warm_connections=_bool(env, "PAGILA_WARM_CONNECTIONS", True),
         maintenance_work_mem=mwm or None,
+        replace=_choice(env, "PAGILA_REPLACE", "swap", REPLACE_MODES),
+        overwrite_target=_bool(env, "PAGILA_OVERWRITE_TARGET", False),
+        switch_lock_ms=_int(env, "PAGILA_SWITCH_LOCK_MS", 200, minimum=0),
+        copy_start_timeout=_int(env, "PAGILA_COPY_START_TIMEOUT", 600, minimum=10),
+        schedule=parse_schedule(env.get("PAGILA_SCHEDULE") or ""),
+        schedule_job=_choice(env, "PAGILA_SCHEDULE_JOB", "run", SCHEDULE_JOBS),
+        given=frozenset(k for k, v in env.items() if k.startswith("PAGILA_") and v.strip()),
     )
 
 

@@ -22,7 +22,7 @@ class Context:
     def __init__(self, s: Settings, client: redis.Redis | None = None) -> None:
         self.s = s
         self.redis = client or redis.Redis.from_url(s.redis_url)
-        self.lock = RunLock(self.redis, s.lock_ttl)
+        self.lock = RunLock(self.redis, s.lock_ttl, s.lock_start_grace)
         self.progress = Progress(self.redis)
 
     def record(self, run_id: str) -> dict[str, Any]:

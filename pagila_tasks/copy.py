@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from pagila_tasks import warm
+from pagila_tasks import largeobjects, warm
 from pagila_tasks.config import Settings
 from pagila_tasks.plan import Unit
 from pagila_tasks.snapshot import snapshot_cursor
@@ -66,24 +66,37 @@ class Statements:
     copy_in: sql.Composable
 
 
-def statements(unit: Unit, fmt: str) -> Statements:
+def statements(unit: Unit, fmt: str, target_schema: str | None = None) -> Statements:
     """The statements of ``unit``'s copy: TRUNCATE (and COPY FREEZE) for a whole table, DELETE of
-    the key range for a part, so that a retried copy never duplicates rows."""
-    table = sql.Identifier(unit.schema, unit.table)
+    the key range for a part, so that a retried copy never duplicates rows.
+
+    The rows are written into ``target_schema`` (the run's build of the unit's schema: its
+    staging copy, or the live schema itself). A table without a column to copy (none at all, or
+    only generated ones) still has rows: COPY then carries empty rows, with no column list.
+    """
+    if unit.kind == "large_objects":
+        return Statements(
+            largeobjects.copy_out(_options(fmt)),
+            largeobjects.empty(),
+            largeobjects.copy_in(_options(fmt)),
+        )
+    source = sql.Identifier(unit.schema, unit.table)
+    target = sql.Identifier(target_schema or unit.schema, unit.table)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
+    listed = sql.SQL(" ({})").format(cols) if unit.columns else sql.SQL("")
     where = _range_filter(unit)
     whole = unit.key is None or (unit.lo is None and unit.hi is None)
     return Statements(
         copy_out=sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
-            cols, table, where, _options(fmt)
+            cols, source, where, _options(fmt)
         ),
         empty=(
-            sql.SQL("TRUNCATE ONLY {}").format(table)
+            sql.SQL("TRUNCATE ONLY {}").format(target)
             if whole
-            else sql.SQL("DELETE FROM ONLY {}{}").format(table, where)
+            else sql.SQL("DELETE FROM ONLY {}{}").format(target, where)
         ),
-        copy_in=sql.SQL("COPY {} ({}) FROM STDIN WITH {}").format(
-            table, cols, _options(fmt, freeze=whole)
+        copy_in=sql.SQL("COPY {}{} FROM STDIN WITH {}").format(
+            target, listed, _options(fmt, freeze=whole)
         ),
     )
 
@@ -93,10 +106,12 @@ def copy_table(
     unit: Unit,
     snapshot_id: str,
     before_commit: Callable[[], None],
+    target_schema: str | None = None,
 ) -> CopyResult:
-    """Copy ``unit`` inside ``snapshot_id``; ``before_commit`` runs just before the commit."""
+    """Copy ``unit`` inside ``snapshot_id`` into ``target_schema`` (default: the unit's own);
+    ``before_commit`` runs just before the commit."""
     started = time.monotonic()
-    st = statements(unit, s.copy_format)
+    st = statements(unit, s.copy_format, target_schema)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-copy-src {unit.name}") as cur:
             watched = Watched(spool)

@@ -14,12 +14,26 @@ import psycopg2.extensions
 
 from pagila_tasks.config import Settings
 
+CATALOG_PATH = "pg_catalog"
+"""The search path of sessions that read definitions: as pg_dump's, so every name comes back
+qualified whatever ``ALTER DATABASE ... SET search_path`` the source carries."""
+
 
 def connect(
-    dsn: str, s: Settings, application_name: str, *, autocommit: bool = False
+    dsn: str,
+    s: Settings,
+    application_name: str,
+    *,
+    autocommit: bool = False,
+    search_path: str | None = None,
 ) -> psycopg2.extensions.connection:
-    """Open a connection with the project's session settings (UTC, timeouts, keepalives)."""
+    """Open a connection with the project's session settings (UTC, timeouts, keepalives).
+
+    ``search_path`` (e.g. :data:`CATALOG_PATH`) overrides the database's and the role's.
+    """
     options = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3"
+    if search_path:
+        options += f" -c search_path={search_path}"
     if s.statement_timeout_ms:
         options += f" -c statement_timeout={s.statement_timeout_ms}"
         options += f" -c lock_timeout={s.statement_timeout_ms}"
@@ -40,10 +54,15 @@ def connect(
 
 @contextmanager
 def connection(
-    dsn: str, s: Settings, application_name: str, *, autocommit: bool = False
+    dsn: str,
+    s: Settings,
+    application_name: str,
+    *,
+    autocommit: bool = False,
+    search_path: str | None = None,
 ) -> Iterator[psycopg2.extensions.connection]:
     """Like :func:`connect`, closing the connection (and rolling back) on the way out."""
-    conn = connect(dsn, s, application_name, autocommit=autocommit)
+    conn = connect(dsn, s, application_name, autocommit=autocommit, search_path=search_path)
     try:
         yield conn
     finally:

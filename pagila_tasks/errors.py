@@ -61,6 +61,14 @@ class FinalError(PagilaError):
     constraint): the task fails at once instead of waiting out every retry."""
 
 
+class ExtensionError(FinalError):
+    """The target cannot have an extension the replicated schemas need; names what to run."""
+
+
+class Refused(FinalError):
+    """A task message that does not match what the submitter recorded: nothing was touched."""
+
+
 FINAL_SQLSTATE_CLASSES = {
     "28": "invalid authorization",
     "42": "syntax error or access rule violation (undefined object, privilege)",
@@ -87,15 +95,23 @@ _FINAL_CONNECT_WORDS = (
 from a server that is merely away (refused, timed out, shutting down), which is retried."""
 
 
+class SchemaScriptError(ReplicationError):
+    """A statement of the schema's pre- or post-data failed; names the object, keeps SQLSTATE."""
+
+    def __init__(self, message: str, pgcode: str | None) -> None:
+        self.pgcode = pgcode
+        super().__init__(message)
+
+
 def is_final(exc: BaseException) -> bool:
     """True when ``exc`` is a database error that a retry cannot fix."""
     import psycopg2  # here, so that this module of plain classes imports nothing heavy
 
-    if not isinstance(exc, psycopg2.Error):
-        return False
     code = getattr(exc, "pgcode", None)
     if code:
         return code[:2] in FINAL_SQLSTATE_CLASSES
+    if not isinstance(exc, psycopg2.Error):
+        return False
     text = str(exc)
     return any(word in text for word in _FINAL_CONNECT_WORDS)
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 MIN_PASSWORD_CHARS = 12
+SAMPLE_PASSWORD_PREFIX = "change-me"  # noqa: S105 - .env.example's marker, refused
 EXIT_USAGE = 2
 _OAUTH_VARS = ("FLOWER_OAUTH2_KEY", "FLOWER_OAUTH2_SECRET", "FLOWER_OAUTH2_REDIRECT_URI")
 _SECRET_OPTIONS = ("basic_auth", "oauth2_secret", "oauth2_key")
@@ -54,6 +55,8 @@ def _check_basic_auth(raw: str) -> str | None:
             return f"{where} must be user:password"
         if len(password) < MIN_PASSWORD_CHARS:
             return f"{where} has a password shorter than {MIN_PASSWORD_CHARS} characters"
+        if password.startswith(SAMPLE_PASSWORD_PREFIX):
+            return f"{where} is the sample password from .env.example; set a real one"
     return None
 
 

@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pagila_tasks import names
 from pagila_tasks.errors import UsageError
 
 MAX_PARTS = 8
@@ -28,8 +29,14 @@ class Table:
     int_key: str | None = None
 
     @property
+    def key(self) -> tuple[str, str]:
+        """(schema, name): names stay a pair from the catalog to the last statement."""
+        return (self.schema, self.name)
+
+    @property
     def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
+        """For people and record keys only (quoted where needed); never parsed back."""
+        return names.display(self.schema, self.name)
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,20 @@ class Unit:
     key: str | None = None
     lo: int | None = None
     hi: int | None = None
+    kind: str = "table"
 
     @property
     def name(self) -> str:
-        base = f"{self.schema}.{self.table}"
+        """For people and record keys: ``schema.table``, ``#2of4`` for a key range."""
+        if self.kind == "large_objects":
+            return "large objects"
+        base = names.display(self.schema, self.table)
         return base if self.part is None else f"{base}#{self.part + 1}of{self.parts}"
+
+    @property
+    def table_name(self) -> str:
+        """The name of what the unit fills, shared by every part of a split table."""
+        return self.name.split("#", 1)[0]
 
     def as_args(self) -> dict[str, Any]:
         """JSON-friendly form carried in the task's arguments (no secrets, no rows)."""
@@ -110,13 +126,15 @@ def tables_to_split(tables: list[Table], split_rows: int) -> list[Table]:
 
 
 def parse_table_list(raw: str | None) -> list[str] | None:
-    """``--tables a,b`` as a list; None means every table. An empty list is refused."""
+    """``--tables a,b`` as a list of items (each ``[schema.]table``, quotes as in
+    :mod:`pagila_tasks.names`); None means every table. An empty item is refused."""
     if raw is None:
         return None
-    names = [n.strip() for n in raw.split(",")]
-    if not any(names) or any(not n for n in names):
-        raise UsageError(f"--tables {raw!r} names an empty table")
-    return names
+    pairs = names.parse_qualified_list(raw, "--tables")
+    return [
+        names.quote(name) if schema is None else names.display(schema, name)
+        for schema, name in pairs
+    ]
 
 
 def resolve_selection(
@@ -132,14 +150,15 @@ def resolve_selection(
     """
     chosen: list[tuple[str, str]] = []
     for raw in requested:
-        if "." in raw:
-            schema, _, name = raw.partition(".")
+        [(schema, name)] = names.parse_qualified_list(raw, "--tables")
+        if schema is not None:
             candidates = [(schema, name)] if schema in schemas else []
         else:
-            candidates = [(s, raw) for s in schemas]
+            candidates = [(s, name) for s in schemas]
         found = [c for c in candidates if c in kinds]
         if not found:
-            raise UsageError(f"unknown table {raw!r} in schemas {', '.join(schemas)}")
+            shown = ", ".join(names.quote(s) for s in schemas)
+            raise UsageError(f"unknown table {names.printable(raw)!r} in schemas {shown}")
         key = found[0]
         kind = kinds[key]
         if kind == "r":
@@ -156,5 +175,6 @@ def resolve_selection(
                 "I": "an index",
                 "c": "a type",
             }
-            raise UsageError(f"{raw!r} is {what.get(kind, 'not a table')}, not a plain table")
+            shown = names.printable(raw)
+            raise UsageError(f"{shown!r} is {what.get(kind, 'not a table')}, not a plain table")
     return list(dict.fromkeys(chosen))

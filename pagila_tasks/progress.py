@@ -58,8 +58,12 @@ class Progress:
         pipe.execute()
 
     def set_state(self, run_id: str, state: str, error: str | None = None, **fields: Any) -> None:
-        """Move the run to ``state``; terminal states get a finish time."""
-        mapping: dict[str, str] = {"state": state}
+        """Move the run to ``state`` and merge ``fields``; terminal states get a finish time.
+
+        A run already ended (cancelled while its first task started, say) keeps its terminal
+        state: only the fields are merged.
+        """
+        mapping: dict[str, str] = {}
         if state == "running":
             self.client.hsetnx(run_key(run_id), "started_at", _now())
         if state in TERMINAL:
@@ -67,7 +71,15 @@ class Progress:
         if error is not None:
             mapping["error"] = error
         mapping.update({k: json.dumps(v) for k, v in fields.items()})
-        self.client.hset(run_key(run_id), mapping=mapping)
+        if mapping:
+            self.client.hset(run_key(run_id), mapping=mapping)
+        script = self.client.register_script(
+            "local s = redis.call('HGET', KEYS[1], 'state')\n"
+            "if s == 'succeeded' or s == 'failed' or s == 'cancelled' or s == 'skipped' "
+            "then return 0 end\n"
+            "redis.call('HSET', KEYS[1], 'state', ARGV[1]) return 1"
+        )
+        script(keys=[run_key(run_id)], args=[state])
 
     def finish_once(self, run_id: str, state: str, error: str | None = None) -> bool:
         """Set a terminal state only if none is set yet; True for the caller that did it."""
@@ -82,10 +94,21 @@ class Progress:
         return int(script(keys=[run_key(run_id)], args=[state, _now(), error or ""])) == 1
 
     def note_error(self, run_id: str, error: str) -> None:
-        """Remember the latest error of a known run (the errback reports it); never creates one."""
+        """Remember an error of a known run for the errback; never creates a record.
+
+        The run's first error stays its ``error``: a retried step that then fails differently
+        (an effect, not the cause) is added to ``later_errors``, never substituted.
+        """
         script = self.client.register_script(
-            "if redis.call('EXISTS', KEYS[1]) == 1 then "
-            "redis.call('HSET', KEYS[1], 'error', ARGV[1]) end"
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+            "local first = redis.call('HGET', KEYS[1], 'error')\n"
+            "if not first then redis.call('HSET', KEYS[1], 'error', ARGV[1]) return 1 end\n"
+            "if first == ARGV[1] then return 1 end\n"
+            "local later = cjson.decode(redis.call('HGET', KEYS[1], 'later_errors') or '[]')\n"
+            "for _, e in ipairs(later) do if e == ARGV[1] then return 1 end end\n"
+            "table.insert(later, ARGV[1])\n"
+            "redis.call('HSET', KEYS[1], 'later_errors', cjson.encode(later))\n"
+            "return 1"
         )
         script(keys=[run_key(run_id)], args=[error])
 

@@ -1,23 +1,30 @@
 """The target's schema, taken from the source itself with pg_dump, in two sections.
 
-Pre-data (types, tables, functions, sequences) is restored into freshly reset target schemas
-before any copy; post-data (indexes, constraints, triggers) after all of them, in parallel. The
-dump is taken inside the run's snapshot, so schema and data agree.
+The dump (schema only, owners and privileges left out) is taken inside the run's snapshot, so
+schema and data agree. pg_restore turns a section of it into SQL text (``-f -``, no connection)
+and the run executes that text in a transaction of its own: pre-data before any copy, post-data
+after all of them, each all or nothing, and each able to run *as live* (see
+:mod:`pagila_tasks.staging`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 
+import psycopg2
 import psycopg2.extensions
-from psycopg2 import sql
 
-from pagila_tasks import pgtools
+from pagila_tasks import names, pgtools
 from pagila_tasks.config import Settings
+from pagila_tasks.errors import SchemaScriptError
 
 log = logging.getLogger(__name__)
+
+_RESTRICT = re.compile(r"\\(un)?restrict [A-Za-z0-9]+")
+"""psql meta-commands pg_dump 17.6+ wraps scripts in; the server does not know them."""
 
 
 def tools(s: Settings, source_version: int) -> tuple[Path, Path]:
@@ -29,8 +36,14 @@ def tools(s: Settings, source_version: int) -> tuple[Path, Path]:
     return pg_dump, pg_restore
 
 
-def dump(s: Settings, snapshot_id: str | None, source_version: int) -> bytes:
-    """A custom-format, schema-only, owner- and privilege-free dump of the chosen schemas."""
+def dump(
+    s: Settings, schemas: tuple[str, ...], snapshot_id: str | None, source_version: int
+) -> bytes:
+    """A custom-format, schema-only, owner- and privilege-free dump of exactly ``schemas``.
+
+    Each name goes to pg_dump double-quoted, so it matches that one schema: never lower-cased,
+    never split on a dot, never a wildcard; ``--strict-names`` makes a missing one an error.
+    """
     pg_dump, _ = tools(s, source_version)
     conninfo, env = pgtools.conninfo_and_env(s.source_dsn)
     with tempfile.TemporaryDirectory(prefix="pagila-dump-") as tmp:
@@ -40,84 +53,98 @@ def dump(s: Settings, snapshot_id: str | None, source_version: int) -> bytes:
             "--schema-only",
             "--no-owner",
             "--no-privileges",
+            "--strict-names",
             "-Fc",
             "-f",
             str(out),
             "-d",
             conninfo,
         ]
-        args += [f"--schema={name}" for name in s.schemas]
+        args += [f"--schema={names.dump_pattern(name)}" for name in schemas]
         if snapshot_id:
             args.append(f"--snapshot={snapshot_id}")
         pgtools.run(args, env, f"pg_dump ({pg_dump})", s.scrub)
         return out.read_bytes()
 
 
-def reset_target(conn: psycopg2.extensions.connection, schemas: tuple[str, ...]) -> None:
-    """Drop the chosen schemas on the target (pre-data creates them again)."""
-    with conn.cursor() as cur:
-        for name in schemas:
-            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-    conn.commit()
+def _entry(line: str) -> list[str]:
+    """The fields of a ``pg_restore -l`` line after its dump id: oids, type words, names."""
+    return line.split(";", 1)[-1].split()
 
 
-def without_foreign_keys(toc: str) -> str:
-    """A ``pg_restore -l`` listing minus its foreign keys (see :mod:`pagila_tasks.fkeys`)."""
-    kept = [
-        line
-        for line in toc.splitlines()
-        if line.strip()
-        and not line.startswith(";")
-        and " FK CONSTRAINT " not in line.split(";", 1)[-1]
-    ]
+def listing(toc: str, foreign_keys: bool) -> str:
+    """A ``pg_restore -l`` listing without the entries the run does itself.
+
+    Schemas are created by the run (a staging copy needs them under its own name first);
+    foreign keys, when ``foreign_keys`` is false, are added by :mod:`pagila_tasks.fkeys`.
+    """
+    kept = []
+    for line in toc.splitlines():
+        if not line.strip() or line.startswith(";"):
+            continue
+        fields = _entry(line)
+        if fields[2:4] == ["SCHEMA", "-"]:
+            continue
+        if not foreign_keys and fields[2:4] == ["FK", "CONSTRAINT"]:
+            continue
+        kept.append(line)
     return "\n".join(kept) + "\n"
 
 
-def restore(
+def script(
     s: Settings,
     archive: bytes,
     section: str,
-    jobs: int,
     source_version: int,
+    target_version: int,
     foreign_keys: bool = True,
-) -> None:
-    """Restore one section of a :func:`dump` archive into the target.
-
-    Pre-data goes in one transaction (all or nothing); post-data runs ``jobs`` connections in
-    parallel, which cannot share one transaction. ``foreign_keys=False`` leaves the section's
-    foreign keys out (:mod:`pagila_tasks.fkeys` adds them).
-    """
+) -> str:
+    """The SQL of one section of a :func:`dump` archive, ready to run on the target."""
     _, pg_restore = tools(s, source_version)
-    conninfo, env = pgtools.conninfo_and_env(s.target_dsn)
-    if section == "post-data" and s.maintenance_work_mem:
-        # Index builds and foreign-key checks size their sorts and hashes by this setting, which
-        # any user may raise for their own session (the server's default is 64MB).
-        options = env.get("PGOPTIONS", "")
-        env["PGOPTIONS"] = f"{options} -c maintenance_work_mem={s.maintenance_work_mem}".strip()
+    _, env = pgtools.conninfo_and_env(s.target_dsn)
     with tempfile.TemporaryDirectory(prefix="pagila-restore-") as tmp:
         path = Path(tmp) / "schema.dump"
         path.write_bytes(archive)
-        args = [
-            str(pg_restore),
-            "--no-owner",
-            "--no-privileges",
-            f"--section={section}",
-            "--exit-on-error",
-            "-d",
-            conninfo,
-        ]
-        what = f"pg_restore --section={section}"
-        if not foreign_keys:
-            toc = pgtools.run([str(pg_restore), "-l", str(path)], env, "pg_restore -l", s.scrub)
-            listing = Path(tmp) / "entries.list"
-            listing.write_text(without_foreign_keys(toc))
-            args += ["-L", str(listing)]
-            what += " (without foreign keys)"
-        if section == "post-data":
-            args += ["--clean", "--if-exists"]  # a redelivered callback can run it again
-        if jobs > 1:
-            args.append(f"--jobs={jobs}")
-        else:
-            args.append("--single-transaction")
-        args.append(str(path))
-        pgtools.run(args, env, what, s.scrub)
+        toc = pgtools.run([str(pg_restore), "-l", str(path)], env, "pg_restore -l", s.scrub)
+        entries = Path(tmp) / "entries.list"
+        entries.write_text(listing(toc, foreign_keys))
+        text = pgtools.run(
+            [
+                str(pg_restore),
+                "--no-owner",
+                "--no-privileges",
+                f"--section={section}",
+                "-L",
+                str(entries),
+                "-f",
+                "-",
+                str(path),
+            ],
+            env,
+            f"pg_restore --section={section}",
+            s.scrub,
+        )
+    lines = [ln for ln in text.splitlines() if not _RESTRICT.fullmatch(ln)]
+    if target_version < 170000:  # pg_dump 17+ sets a parameter older servers do not have
+        lines = [ln for ln in lines if ln != "SET transaction_timeout = 0;"]
+    return "\n".join(lines) + "\n"
+
+
+def failed_object(script_text: str, position: int | None) -> str | None:
+    """The ``-- Name: ...; Type: ...`` header of the entry at ``position`` in a script, if any."""
+    if not position:
+        return None
+    head = script_text[: position - 1]
+    found = re.findall(r"^-- Name: (.*); Type: ([^;]*);", head, re.M)
+    return f"{found[-1][1].lower()} {found[-1][0]}" if found else None
+
+
+def run(cur: psycopg2.extensions.cursor, text: str) -> None:
+    """Execute a section's script in the caller's transaction; a failure names its object."""
+    try:
+        cur.execute(text)
+    except psycopg2.Error as exc:
+        position = getattr(exc.diag, "statement_position", None)
+        where = failed_object(text, int(position) if position else None)
+        message = " ".join((exc.diag.message_primary or str(exc)).split())
+        raise SchemaScriptError(message + (f" (in {where})" if where else ""), exc.pgcode) from exc

@@ -31,7 +31,7 @@ import redis
 
 from pagila_tasks import warm
 from pagila_tasks.config import Settings, settings
-from pagila_tasks.db import connect
+from pagila_tasks.db import CATALOG_PATH, connect
 from pagila_tasks.errors import ReplicationError, SnapshotLost
 from pagila_tasks.lock import RunLock
 from pagila_tasks.progress import TERMINAL, run_key
@@ -46,7 +46,7 @@ def hold(run_id: str) -> int:
     lock = RunLock(client, s.lock_ttl)
     key = run_key(run_id)
     try:
-        conn = connect(s.source_dsn, s, f"pagila-snapshot {run_id}")
+        conn = connect(s.source_dsn, s, f"pagila-snapshot {run_id}", search_path=CATALOG_PATH)
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         cur = conn.cursor()
         cur.execute("SELECT pg_catalog.pg_export_snapshot()")
@@ -88,8 +88,12 @@ def hold(run_id: str) -> int:
 def snapshot_cursor(
     s: Settings, snapshot_id: str, name: str
 ) -> Iterator[psycopg2.extensions.cursor]:
-    """A read-only source cursor that sees the run's snapshot (on a warm connection)."""
-    with warm.borrow(s.source_dsn, s, name) as conn:
+    """A read-only source cursor that sees the run's snapshot (on a warm connection).
+
+    Its search path is pg_dump's (:data:`~pagila_tasks.db.CATALOG_PATH`): every definition it
+    reads names its objects with their schemas.
+    """
+    with warm.borrow(s.source_dsn, s, name, search_path=CATALOG_PATH) as conn:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             try:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from celery import Task, chord
 from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
 
-from pagila_tasks import loader, replicate, snapshot, warm
+from pagila_tasks import finish, loader, preflight, replicate, schedule, snapshot, warm
 from pagila_tasks.app import app
 from pagila_tasks.config import settings
 from pagila_tasks.context import Context
@@ -25,6 +25,7 @@ from pagila_tasks.errors import (
     InputError,
     LockLost,
     PoisonMessage,
+    Refused,
     SnapshotLost,
     UsageError,
     is_final,
@@ -92,13 +93,30 @@ def _run_id(args: Any, kwargs: Any) -> str | None:
     return kwargs.get("run_id") or (args[0] if args else None)
 
 
+class AnswerTask(PagilaTask):
+    """A task someone waits on (the submit-time checks) or that a clock repeats (the schedule):
+    it answers at once, success or refusal, and is never retried."""
+
+    autoretry_for = ()
+    max_retries = 0
+
+
+def _send(name: str, kwargs: dict[str, Any]) -> str:
+    return str(app.send_task(name, kwargs=kwargs).id)
+
+
 class LoadTask(PagilaTask):
-    """The load's final failure (after retries) is recorded and frees the lock."""
+    """The load's final failure (after retries) is recorded and frees the lock; a scheduled
+    ``run`` hands over to its replication when the load is done."""
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        if run_id := _run_id(args, kwargs):
+            schedule.then(self.ctx, self.ctx.record(run_id), _send)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        if run_id := _run_id(args, kwargs):
+        if (run_id := _run_id(args, kwargs)) and not isinstance(exc, Refused):
             self.ctx.progress.finish_once(run_id, "failed", self.ctx.s.scrub(str(exc)))
             self.ctx.lock.release(run_id)
 
@@ -109,8 +127,8 @@ class PrepareTask(PagilaTask):
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        if run_id := _run_id(args, kwargs):
-            replicate.fail(self.ctx, run_id, f"prepare failed: {self.ctx.s.scrub(str(exc))}")
+        if (run_id := _run_id(args, kwargs)) and not isinstance(exc, Refused):
+            finish.fail(self.ctx, run_id, f"prepare failed: {self.ctx.s.scrub(str(exc))}")
 
 
 class CopyTask(PagilaTask):
@@ -119,7 +137,7 @@ class CopyTask(PagilaTask):
     def _note(self, state: str, exc: BaseException, args: Any, kwargs: Any) -> None:
         run_id = _run_id(args, kwargs)
         unit = kwargs.get("unit") or (args[3] if len(args) > 3 else None)
-        if run_id and unit and not isinstance(exc, PoisonMessage):
+        if run_id and unit and not isinstance(exc, (PoisonMessage, Refused)):
             self.ctx.progress.unit(
                 run_id,
                 Unit.from_args(unit).name,
@@ -145,7 +163,7 @@ class FinishTask(PagilaTask):
     def on_retry(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        if run_id := _run_id(args, kwargs):
+        if (run_id := _run_id(args, kwargs)) and not isinstance(exc, Refused):
             self.ctx.progress.note_error(run_id, self.ctx.s.scrub(str(exc)))
 
     on_failure = on_retry
@@ -158,11 +176,31 @@ def load(self: LoadTask, run_id: str, force: bool = False) -> dict[str, Any]:
     return loader.run(self.ctx, run_id, force, self.worker)
 
 
+@app.task(name="pagila.preflight", bind=True, base=AnswerTask)
+@classified
+def preflight_check(self: AnswerTask, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The checks of a run about to be submitted, against the servers the workers use."""
+    return preflight.check(self.ctx.s, kind, options)
+
+
+@app.task(name="pagila.scheduled", bind=True, base=AnswerTask)
+@classified
+def scheduled(self: AnswerTask, job: str) -> dict[str, Any]:
+    """Celery beat's tick: start the scheduled job (see :mod:`pagila_tasks.schedule`)."""
+    return schedule.job(self.ctx, job, _send)
+
+
 @app.task(name="pagila.replicate", bind=True, base=PrepareTask)
 @classified
-def prepare(self: PrepareTask, run_id: str, tables: list[str] | None = None) -> dict[str, Any]:
+def prepare(
+    self: PrepareTask,
+    run_id: str,
+    tables: list[str] | None = None,
+    schemas: list[str] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
-    units = replicate.prepare(self.ctx, run_id, tables)
+    units = replicate.prepare(self.ctx, run_id, tables, schemas, overwrite)
     _launch(self.ctx, run_id, units)
     return {"run_id": run_id, "units": len(units)}
 
@@ -173,21 +211,21 @@ def copy_table(
     self: CopyTask, run_id: str, schema: str, table: str, unit: dict[str, Any]
 ) -> dict[str, Any]:
     """Copy one table (or key range) from the snapshot; returns only deterministic values."""
-    return replicate.copy_table(self.ctx, run_id, unit, self.worker)
+    return replicate.copy_table(self.ctx, run_id, schema, table, unit, self.worker)
 
 
 @app.task(name="pagila.finish_replication", bind=True, base=FinishTask)
 @classified
 def finish_replication(self: FinishTask, run_id: str) -> dict[str, Any]:
-    """The chord's callback (see :func:`pagila_tasks.replicate.finish`)."""
-    return replicate.finish(self.ctx, run_id)
+    """The chord's callback (see :func:`pagila_tasks.finish.finish`)."""
+    return finish.finish(self.ctx, run_id)
 
 
 @app.task(name="pagila.fail_replication", bind=True, base=PagilaTask)
 @classified
 def fail_replication(self: PagilaTask, run_id: str, reason: str | None = None) -> dict[str, Any]:
     """The errback: records the failure once and frees the lock."""
-    return replicate.fail(self.ctx, run_id, reason)
+    return finish.fail(self.ctx, run_id, reason)
 
 
 def _launch(ctx: Context, run_id: str, units: list[Unit]) -> None:

@@ -12,7 +12,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import sqlfiles
+from pagila_tasks import names, sqlfiles
 
 Cursor = psycopg2.extensions.cursor
 
@@ -57,10 +57,21 @@ def measure(cur: Cursor, schema: str, table: str, checksums: bool) -> tuple[int,
 
 
 def measure_all(
-    cur: Cursor, tables: list[tuple[str, str]], checksums: bool
+    cur: Cursor,
+    tables: list[tuple[str, str]],
+    checksums: bool,
+    targets: dict[str, str] | None = None,
 ) -> dict[str, tuple[int, str | None]]:
-    """Measure every table on one side (one connection, so both sides can run at once)."""
-    return {f"{schema}.{table}": measure(cur, schema, table, checksums) for schema, table in tables}
+    """Measure every table on one side (one connection, so both sides can run at once).
+
+    Keys are the tables' live names for people; ``targets`` maps a schema to where the run
+    built it on the target (its staging schema), which is what is measured there.
+    """
+    targets = targets or {}
+    return {
+        names.display(schema, table): measure(cur, targets.get(schema, schema), table, checksums)
+        for schema, table in tables
+    }
 
 
 def combine(

@@ -24,7 +24,7 @@ from pagila_tasks.config import Settings
 #: At most this many idle connections per server and process (finish uses a few at once).
 MAX_IDLE = 3
 
-_idle: dict[tuple[int, str], list[psycopg2.extensions.connection]] = {}
+_idle: dict[tuple[int, str, str | None], list[psycopg2.extensions.connection]] = {}
 _guard = threading.Lock()
 
 
@@ -41,7 +41,9 @@ def _reuse(conn: psycopg2.extensions.connection, application_name: str) -> bool:
         return False
 
 
-def _checkout(key: tuple[int, str], application_name: str) -> psycopg2.extensions.connection | None:
+def _checkout(
+    key: tuple[int, str, str | None], application_name: str
+) -> psycopg2.extensions.connection | None:
     while True:
         with _guard:
             stack = _idle.get(key)
@@ -52,7 +54,7 @@ def _checkout(key: tuple[int, str], application_name: str) -> psycopg2.extension
             return conn
 
 
-def _checkin(key: tuple[int, str], conn: psycopg2.extensions.connection) -> None:
+def _checkin(key: tuple[int, str, str | None], conn: psycopg2.extensions.connection) -> None:
     try:
         conn.rollback()  # ends a read-only transaction; a write must have been committed
         # back to the server's defaults for the next user (client-side only: no round trip)
@@ -70,7 +72,7 @@ def _checkin(key: tuple[int, str], conn: psycopg2.extensions.connection) -> None
 
 @contextmanager
 def borrow(
-    dsn: str, s: Settings, application_name: str
+    dsn: str, s: Settings, application_name: str, search_path: str | None = None
 ) -> Iterator[psycopg2.extensions.connection]:
     """Borrow a connection to ``dsn`` (a kept one if it still answers); kept again on a clean exit.
 
@@ -78,11 +80,13 @@ def borrow(
     outlives the ``with`` block unless it raised.
     """
     if not s.warm_connections:
-        with db.connection(dsn, s, application_name) as conn:
+        with db.connection(dsn, s, application_name, search_path=search_path) as conn:
             yield conn
         return
-    key = (os.getpid(), dsn)  # a forked child never shares its parent's sockets
-    conn = _checkout(key, application_name) or db.connect(dsn, s, application_name)
+    key = (os.getpid(), dsn, search_path)  # a forked child never shares its parent's sockets
+    conn = _checkout(key, application_name) or db.connect(
+        dsn, s, application_name, search_path=search_path
+    )
     try:
         yield conn
     except BaseException:

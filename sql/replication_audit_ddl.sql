@@ -12,3 +12,9 @@ CREATE TABLE IF NOT EXISTS pagila_support.replication_audit (
     error        text,
     detail       jsonb NOT NULL DEFAULT '[]'
 );
+-- Added by the swap: when the new copy went live, how long the switch held its locks, and what
+-- the run left on the target ('switched', 'replaced in place', 'unchanged', 'partly replaced').
+ALTER TABLE pagila_support.replication_audit
+    ADD COLUMN IF NOT EXISTS switched_at timestamptz,
+    ADD COLUMN IF NOT EXISTS switch_ms double precision,
+    ADD COLUMN IF NOT EXISTS target_state text;

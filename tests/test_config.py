@@ -42,7 +42,17 @@ def test_defaults_match_the_airflow_containers() -> None:
         ({"PAGILA_TARGET_DSN": "postgresql://u:p@h:notaport/db"}, "PAGILA_TARGET_DSN"),
         ({"PAGILA_REDIS_URL": "http://localhost"}, "PAGILA_REDIS_URL"),
         ({"PAGILA_RETRY_MAX": "1"}, "PAGILA_RETRY_MAX"),
-        ({"PAGILA_SQL_DIR": "/no/such/folder"}, "PAGILA_SQL_DIR"),
+        ({"PAGILA_SOURCE_DSN": ""}, "PAGILA_SOURCE_DSN"),
+        ({"PAGILA_REDIS_URL": " "}, "PAGILA_REDIS_URL"),
+        ({"PAGILA_TARGET_DSN": "postgresql://u:change-me-target@h:1/db"}, "PAGILA_TARGET_DSN"),
+        ({"PAGILA_REDIS_URL": "redis://:change-me-redis@redis:6379/0"}, "PAGILA_REDIS_URL"),
+        ({"PAGILA_SPOOL_MAX_BYTES": "0"}, "PAGILA_SPOOL_MAX_BYTES"),
+        ({"PAGILA_SCHEMAS": 'public,"unclosed'}, "PAGILA_SCHEMAS"),
+        ({"PAGILA_SCHEMAS": "public,pagila_support"}, "PAGILA_SCHEMAS"),
+        ({"PAGILA_REPLACE": "copy"}, "PAGILA_REPLACE"),
+        ({"PAGILA_SCHEDULE": "61 * * * *"}, "PAGILA_SCHEDULE"),
+        ({"PAGILA_SCHEDULE": "every day"}, "PAGILA_SCHEDULE"),
+        ({"PAGILA_SCHEDULE_JOB": "load"}, "PAGILA_SCHEDULE_JOB"),
         ({"PAGILA_SCHEMAS": " , "}, "PAGILA_SCHEMAS"),
         ({"PAGILA_WARM_CONNECTIONS": "maybe"}, "PAGILA_WARM_CONNECTIONS"),
         ({"PAGILA_MAINTENANCE_WORK_MEM": "1 TB please"}, "PAGILA_MAINTENANCE_WORK_MEM"),
@@ -102,6 +112,12 @@ def test_every_task_retries_at_least_twice_with_backoff() -> None:
         "pagila.finish_replication",
         "pagila.fail_replication",
     } <= set(tasks)
+    # Tasks that answer someone waiting (the submit-time checks) or a clock (the schedule) are
+    # never retried: their answer is due now, and the next tick or submit asks again.
+    answering = {"pagila.preflight", "pagila.scheduled"}
+    assert answering <= set(tasks)
+    for name in answering:
+        assert tasks.pop(name).max_retries == 0
     for name, task in tasks.items():
         assert task.max_retries is not None and task.max_retries >= MIN_RETRIES, name
         assert task.autoretry_for, name

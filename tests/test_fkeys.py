@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 
 from pagila_tasks import config, fkeys, schema
-from pagila_tasks.db import connection
+from pagila_tasks.db import CATALOG_PATH, connection
 from tests.support import query
 
 PARENT_CHILD = """
@@ -35,9 +35,9 @@ ORDER BY 1, 2
 
 def test_interleaved_puts_one_tables_keys_apart() -> None:
     """Keys of one table never sit side by side while another table still has keys."""
-    keys = [fkeys.ForeignKey("a", f"a{i}", "") for i in range(3)] + [
-        fkeys.ForeignKey("b", "b0", ""),
-        fkeys.ForeignKey("c", "c0", ""),
+    keys = [fkeys.ForeignKey("s", "a", f"a{i}", "") for i in range(3)] + [
+        fkeys.ForeignKey("s", "b", "b0", ""),
+        fkeys.ForeignKey("s", "c", "c0", ""),
     ]
     order = [fk.table for fk in fkeys.interleaved(keys)]
     assert order == ["a", "b", "c", "a", "a"]
@@ -45,17 +45,21 @@ def test_interleaved_puts_one_tables_keys_apart() -> None:
     assert fkeys.interleaved([]) == []
 
 
-def test_without_foreign_keys_filters_a_listing() -> None:
-    """Only the FK CONSTRAINT entries (and comments) leave a pg_restore -l listing."""
+def test_listing_leaves_out_foreign_keys_and_schemas() -> None:
+    """FK CONSTRAINT entries (when asked), SCHEMA entries and comments leave a listing."""
     toc = (
         ";\n; Archive created\n;\n"
+        "5; 2615 2200 SCHEMA - public pg_database_owner\n"
+        "6; 0 0 COMMENT - SCHEMA public pg_database_owner\n"
         "3; 2606 16 CONSTRAINT public rental rental_pkey pagila\n"
         "4; 2606 17 FK CONSTRAINT public rental rental_inventory_id_fkey pagila\n"
         "5; 1259 18 INDEX public idx_fk_inventory_id pagila\n"
     )
-    out = schema.without_foreign_keys(toc)
+    out = schema.listing(toc, foreign_keys=False)
     assert "rental_pkey" in out and "idx_fk_inventory_id" in out
+    assert "COMMENT - SCHEMA public" in out and "2615 2200 SCHEMA" not in out
     assert "FK CONSTRAINT" not in out and not out.startswith(";")
+    assert "FK CONSTRAINT" in schema.listing(toc, foreign_keys=True)
 
 
 def test_added_then_validated_ends_as_the_source(servers) -> None:
@@ -70,10 +74,12 @@ def test_added_then_validated_ends_as_the_source(servers) -> None:
         assert len(keys) == 3 and {fk.name for fk in keys} <= {row[1] for row in before}
         fkeys.drop(conn, keys)
         assert query(servers.target_dsn, DEFINITIONS) == []
-        pending = fkeys.add(conn, keys)
-        # the partitioned table's key is added checked; the others wait for validation
-        assert {fk.table for fk in pending} == {"child"}
-        assert fkeys.add(conn, keys) == pending  # a second call adds nothing twice
+        with conn.cursor() as cur:
+            pending = fkeys.add(cur, keys)
+            # the partitioned table's key is added checked; the others wait for validation
+            assert {fk.table for fk in pending} == {"child"}
+            assert fkeys.add(cur, keys) == pending  # a second call adds nothing twice
+        conn.commit()
     fkeys.validate(s, pending, 2, "pagila-test")
     assert query(servers.target_dsn, DEFINITIONS) == before
 
@@ -87,6 +93,42 @@ def test_validation_refuses_a_dangling_row(servers) -> None:
             keys = [fk for fk in fkeys.read(cur, ("public",)) if fk.name == "child_parent_fk"]
         fkeys.drop(conn, keys)
         query(servers.target_dsn, "INSERT INTO public.child VALUES (99, 999, 1)")
-        pending = fkeys.add(conn, keys)
+        with conn.cursor() as cur:
+            pending = fkeys.add(cur, keys)
+        conn.commit()
     with pytest.raises(psycopg2.errors.ForeignKeyViolation, match="child_parent_fk"):
         fkeys.validate(s, pending, 2, "pagila-test")
+
+
+def test_definitions_are_qualified_whatever_the_search_path(servers) -> None:
+    """Read as pg_dump reads them, keys name their tables' schemas even when the database's
+    search_path would hide them; a NOT VALID key is added back NOT VALID and left so."""
+    s = config.from_env()
+    query(
+        servers.target_dsn,
+        "CREATE SCHEMA app; CREATE TABLE app.b (id int PRIMARY KEY); "
+        "CREATE TABLE public.a (id int PRIMARY KEY, b_id int REFERENCES app.b (id)); "
+        "ALTER TABLE public.a ADD CONSTRAINT a_self FOREIGN KEY (id) REFERENCES public.a (id) "
+        "NOT VALID",
+    )
+    dsn = f"{servers.target_dsn}?options=-c%20search_path%3Dpublic,app"
+    with connection(dsn, s, "pagila-test", search_path=CATALOG_PATH) as conn:
+        with conn.cursor() as cur:
+            keys = {fk.name: fk for fk in fkeys.read(cur, ("public", "app"))}
+        assert keys["a_b_id_fkey"].definition == "FOREIGN KEY (b_id) REFERENCES app.b(id)"
+        assert keys["a_self"].validated is False
+        fkeys.drop(conn, list(keys.values()))
+        with conn.cursor() as cur:
+            pending = fkeys.add(cur, list(keys.values()))
+        conn.commit()
+    assert [fk.name for fk in pending] == ["a_b_id_fkey"]
+    fkeys.validate(s, pending, 2, "pagila-test")
+    rows = dict(
+        query(
+            servers.target_dsn,
+            "SELECT conname, convalidated FROM pg_constraint "
+            "WHERE conname IN ('a_b_id_fkey', 'a_self')",
+        )
+    )
+    assert rows == {"a_b_id_fkey": True, "a_self": False}
+    query(servers.target_dsn, "DROP SCHEMA app CASCADE")

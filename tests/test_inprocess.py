@@ -2,24 +2,60 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+
 import pytest
 from celery.contrib.testing.worker import start_worker
 
 from pagila_tasks.app import app
 from pagila_tasks.config import settings
+from pagila_tasks.context import Context
+from pagila_tasks.errors import Refused
+from pagila_tasks.tasks import PagilaTask
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def unreachable_target():
+    """The worker's context with a target nobody listens on (a server that is away)."""
+    s = dataclasses.replace(
+        settings(), target_dsn=f"postgresql://u:p@127.0.0.1:{_closed_port()}/db"
+    )
+    saved, PagilaTask._ctx = PagilaTask._ctx, Context(s)
+    yield PagilaTask._ctx
+    PagilaTask._ctx = saved
 
 
 @pytest.mark.e2e
-def test_a_failing_task_is_retried_then_fails() -> None:
-    """A callback for a run Redis does not know is retried max_retries times, then fails."""
+def test_a_failing_task_is_retried_then_fails(unreachable_target: Context) -> None:
+    """A callback whose target refuses connections is retried max_retries times, then fails;
+    a callback for a run nobody submitted is refused at once, without a retry."""
+    ctx = unreachable_target
+    run_id = "replicate-inprocess-1"
+    ctx.lock.acquire(run_id, "replicate")
+    ctx.progress.create(run_id, "replicate", 600, options={})
     app.loader.import_default_modules()
     with start_worker(
         app, pool="solo", perform_ping_check=False, queues=["inproc"], shutdown_timeout=30
     ):
         result = app.send_task(
-            "pagila.finish_replication", kwargs={"run_id": "no-such-run"}, queue="inproc"
+            "pagila.finish_replication", kwargs={"run_id": run_id}, queue="inproc"
         )
-        with pytest.raises(Exception, match="no progress record"):
+        with pytest.raises(Exception, match=r"Connection refused|connection to server"):
             result.get(timeout=60, propagate=True)
         assert result.state == "FAILURE"
         assert result.retries == settings().retry_max
+
+        refused = app.send_task(
+            "pagila.finish_replication", kwargs={"run_id": "no-such-run"}, queue="inproc"
+        )
+        with pytest.raises(Refused):
+            refused.get(timeout=60, propagate=True)
+        assert refused.retries == 0
+    ctx.lock.release(run_id)

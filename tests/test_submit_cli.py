@@ -28,7 +28,7 @@ BIG_TABLE = (
 
 def started_run_id(output: str) -> str:
     """The run id from a ``run <id> (<kind>) started`` line."""
-    match = re.search(r"^run (replicate-\S+) \(replicate\) started$", output, re.M)
+    match = re.search(r"^run (replicate-\S+) \(replicate\) started: ", output, re.M)
     assert match, output
     return match.group(1)
 
@@ -57,7 +57,7 @@ def test_status_and_history_after_real_runs(workers: list[int], servers) -> None
     assert re.search(r"^run load-\S+: succeeded$", proc.stdout, re.M), proc.stdout
     run_id = started_run_id(proc.stdout)
     assert re.search(rf"^run {run_id}: succeeded$", proc.stdout, re.M), proc.stdout
-    load_id = re.search(r"^run (load-\S+) \(load\) started$", proc.stdout, re.M).group(1)
+    load_id = re.search(r"^run (load-\S+) \(load\) started: ", proc.stdout, re.M).group(1)
     assert submit("load").returncode == 0  # a skipped load: a third run in Redis
 
     proc = submit("status", run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from pagila_tasks.names import printable
 from pagila_tasks.progress import table_totals
 
 
@@ -28,8 +29,41 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(ln.rstrip() for ln in out)
 
 
+def facts(kind: str, seen: dict[str, Any] | None) -> str:
+    """What the workers see for a run: servers (no password), schemas, files with sha256."""
+    if not seen:
+        return "no worker checks recorded"
+    if kind == "load":
+        files = ", ".join(f"{f['path']} (sha256 {f['sha256']})" for f in seen.get("files", []))
+        return f"source {seen.get('source')}, files {printable(files)}"
+    schemas = ", ".join(seen.get("schemas", []))
+    return (
+        f"source {seen.get('source')} -> target {seen.get('target')}, schemas {schemas}, "
+        f"replace: {seen.get('replace')}"
+    )
+
+
+def started_line(run_id: str, kind: str, seen: dict[str, Any] | None) -> str:
+    """The first line of every run: its id, and what the workers will work on."""
+    return f"run {run_id} ({kind}) started: {facts(kind, seen)}"
+
+
+def target_line(record: dict[str, Any]) -> str | None:
+    """What a replication left on the target, once it ended."""
+    state = record.get("target_state")
+    if state == "switched":
+        at, ms = record.get("switched_at"), record.get("switch_ms")
+        return f"target: new copy live at {at} (switch {ms} ms)"
+    if state == "unchanged":
+        return "target unchanged: the live schemas were not touched"
+    if state:
+        return f"target: {state}"
+    return None
+
+
 def unit_line(name: str, u: dict[str, Any]) -> str:
-    """One live progress line for a unit."""
+    """One live progress line for a unit (names and errors made safe for a terminal)."""
+    name = printable(name)
     bits = [f"{name:<32}", f"{u.get('state', '?'):<9}"]
     if "rows" in u:
         bits.append(f"{u['rows']:>9} rows")
@@ -38,7 +72,7 @@ def unit_line(name: str, u: dict[str, Any]) -> str:
     if u.get("worker"):
         bits.append(str(u["worker"]))
     if u.get("error") and u.get("state") in ("failed", "retrying"):
-        bits.append(f"error: {u['error'][:120]}")
+        bits.append(f"error: {printable(str(u['error']))[:120]}")
     return "  ".join(bits)
 
 
@@ -84,7 +118,7 @@ def replication_summary(record: dict[str, Any]) -> str:
             verdict = "failed" if "failed" in t["states"] else "-"
         rows.append(
             [
-                name,
+                printable(name),
                 c["source_rows"] if c else t["rows"],
                 c["target_rows"] if c else "-",
                 human_bytes(t["bytes"]),

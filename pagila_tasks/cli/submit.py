@@ -11,75 +11,20 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from typing import Any
 
 import psycopg2
 import redis
+from kombu.exceptions import OperationalError
 
-from pagila_tasks import audit, catalog, plan
+from pagila_tasks import audit, plan
 from pagila_tasks.cli import render
-from pagila_tasks.config import Settings, settings
-from pagila_tasks.db import connection
-from pagila_tasks.errors import ConfigError, LockHeld, PagilaError, UsageError
-from pagila_tasks.lock import RunLock
-from pagila_tasks.progress import TERMINAL, Progress
+from pagila_tasks.cli.submitter import Submitter
+from pagila_tasks.config import Settings, mask_dsn, parse_schemas, settings
+from pagila_tasks.errors import ConfigError, LockHeld, PagilaError, UsageError, one_line
+from pagila_tasks.progress import TERMINAL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class Submitter:
-    """Starts runs and waits for them; one per command invocation."""
-
-    def __init__(self, s: Settings, as_json: bool) -> None:
-        self.s = s
-        self.as_json = as_json
-        self.redis = redis.Redis.from_url(s.redis_url)
-        self.lock = RunLock(self.redis, s.lock_ttl, s.lock_start_grace)
-        self.progress = Progress(self.redis)
-
-    def say(self, text: str) -> None:
-        """Human lines go to stderr when --json owns stdout."""
-        print(text, file=sys.stderr if self.as_json else sys.stdout, flush=True)
-
-    def start(self, kind: str, task: str, kwargs: dict[str, Any], **fields: Any) -> str:
-        """Take the lock, record the run, send its first task; raises LockHeld."""
-        from pagila_tasks.app import app
-
-        run_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        self.lock.acquire(run_id, kind)
-        try:
-            self.progress.create(run_id, kind, self.s.max_run_seconds, **fields)
-            result = app.send_task(task, kwargs={"run_id": run_id, **kwargs})
-            self.progress.add_task_ids(run_id, [result.id])
-        except Exception:
-            self.lock.release(run_id)
-            raise
-        return run_id
-
-    def wait(self, run_id: str) -> dict[str, Any]:
-        """Follow the run's progress record until it ends."""
-        view = render.LiveView()
-        while True:
-            record = self.progress.get(run_id) or {
-                "state": "failed",
-                "error": "record lost",
-                "units": {},
-            }
-            if not self.as_json:
-                view.update(record)
-            if record.get("state") in TERMINAL:
-                return record
-            time.sleep(0.1)
-
-
-def _validate_tables(s: Settings, raw: str | None) -> list[str] | None:
-    """Refuse an empty list or names that are not plain existing tables, before any lock."""
-    requested = plan.parse_table_list(raw)
-    if requested is not None:
-        with connection(s.source_dsn, s, "pagila-submit") as conn, conn.cursor() as cur:
-            catalog.select_tables(cur, s.schemas, requested)
-    return requested
 
 
 def _finish(sub: Submitter, record: dict[str, Any]) -> int:
@@ -96,9 +41,12 @@ def _finish(sub: Submitter, record: dict[str, Any]) -> int:
             else:
                 counts = ", ".join(f"{k} {v}" for k, v in sorted(res.get("counts", {}).items()))
                 sub.say(f"loaded in {res.get('duration_s')} s: {counts}")
+        if record.get("kind") == "replicate" and (line := render.target_line(record)):
+            sub.say(line)
+        error = record.get("error") if state != "succeeded" else None
         sub.say(
             f"run {record.get('run_id')}: {state}"
-            + (f": {record['error']}" if record.get("error") and state != "succeeded" else "")
+            + (f": {render.printable(str(error))}" if error else "")
         )
     return EXIT_OK if state in ("succeeded", "skipped") else EXIT_FAILED
 
@@ -115,25 +63,48 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
         "result",
         "verification",
         "tables",
+        "seen",
+        "options",
+        "target_state",
+        "switched_at",
+        "switch_ms",
+        "later_errors",
     )
     out = {k: record[k] for k in keys if k in record}
     out["units"] = record.get("units", {})
     return out
 
 
-def _run_one(sub: Submitter, kind: str, args: argparse.Namespace) -> int:
+def options(s: Settings, kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A run's options, which travel with it: the flags, else the submitter's own variables
+    (``PAGILA_SCHEMAS``, ``PAGILA_SQL_DIR``, ``PAGILA_OVERWRITE_TARGET``) when it set them;
+    left unset, the workers' settings apply."""
     if kind == "load":
-        run_id = sub.start("load", "pagila.load", {"force": bool(args.force)})
+        sql_dir = args.sql_dir or (str(s.sql_dir) if "PAGILA_SQL_DIR" in s.given else None)
+        return {"force": bool(args.force), "sql_dir": sql_dir}
+    if args.schemas is not None:
+        schemas: list[str] | None = list(parse_schemas(args.schemas, "--schemas"))
     else:
-        tables = _validate_tables(sub.s, args.tables)
-        run_id = sub.start("replicate", "pagila.replicate", {"tables": tables}, requested=tables)
+        schemas = list(s.schemas) if "PAGILA_SCHEMAS" in s.given else None
+    overwrite = args.overwrite_target or (
+        s.overwrite_target and "PAGILA_OVERWRITE_TARGET" in s.given
+    )
+    return {
+        "tables": plan.parse_table_list(args.tables),
+        "schemas": schemas,
+        "overwrite": bool(overwrite),
+    }
+
+
+def _run_one(sub: Submitter, kind: str, args: argparse.Namespace) -> int:
+    run_options = options(sub.s, kind, args)
+    run_id = sub.start(kind, run_options)
     if args.no_wait:
         if sub.as_json:
             print(json.dumps({"run_id": run_id, "kind": kind, "state": "queued"}))
         else:
-            sub.say(f"run {run_id} submitted; follow it with: pagila-submit status {run_id}")
+            sub.say(f"follow it with: pagila-submit status {run_id}")
         return EXIT_OK
-    sub.say(f"run {run_id} ({kind}) started")
     try:
         record = sub.wait(run_id)
     except KeyboardInterrupt:
@@ -164,12 +135,15 @@ def cmd_status(sub: Submitter, args: argparse.Namespace) -> int:
             f"run {args.run_id} ({record.get('kind')}): {record.get('state')}"
             + (f" since {record.get('started_at')}" if record.get("started_at") else "")
         )
+        sub.say("  " + render.facts(str(record.get("kind")), record.get("seen")))
         for name, u in sorted(record.get("units", {}).items()):
             sub.say("  " + render.unit_line(name, u))
         if record.get("kind") == "replicate" and record.get("state") in TERMINAL:
             sub.say(render.replication_summary(record))
+            if line := render.target_line(record):
+                sub.say(line)
         if record.get("error"):
-            sub.say(f"error: {record['error']}")
+            sub.say(f"error: {render.printable(str(record['error']))}")
     return EXIT_OK
 
 
@@ -239,7 +213,8 @@ def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
-    """Revoke the run's queued tasks and let the errback record the cancellation."""
+    """Cancel a run: one that has not started ends here and now (no worker needed, and its
+    first task, delivered later, is refused); a running one is stopped by its errback."""
     from pagila_tasks.app import app
 
     record = sub.progress.get(args.run_id)
@@ -248,19 +223,21 @@ def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
     if record.get("state") in TERMINAL:
         sub.say(f"run {args.run_id} already {record['state']}")
         return EXIT_OK
-    # Only the flag: rewriting the state here could undo a finish that lands meanwhile.
+    # Only the flag first: every task checks it before it touches anything.
     sub.progress.request_cancel(args.run_id)
     ids = sub.progress.task_ids(args.run_id)
     if ids:
         app.control.revoke(ids, terminate=record.get("kind") == "load", signal="SIGTERM")
-    if record.get("kind") == "replicate":
+    record = sub.progress.get(args.run_id) or record
+    if record.get("state") == "queued" or record.get("kind") == "load":
+        what = "before it started" if record.get("state") == "queued" else "while loading"
+        sub.progress.finish_once(args.run_id, "cancelled", f"cancelled by request {what}")
+        sub.lock.release(args.run_id)
+    elif record.get("state") not in TERMINAL:
         app.send_task(
             "pagila.fail_replication",
             kwargs={"run_id": args.run_id, "reason": "cancelled by request"},
         )
-    else:
-        sub.progress.finish_once(args.run_id, "cancelled", "cancelled by request")
-        sub.lock.release(args.run_id)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         record = sub.progress.get(args.run_id) or {}
@@ -302,8 +279,26 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-wait", action="store_true", help="submit and return at once")
         if name in ("load", "run"):
             sp.add_argument("--force", action="store_true", help="load even if already loaded")
+            sp.add_argument(
+                "--sql-dir",
+                help="folder of the two Pagila files, on the workers (default: PAGILA_SQL_DIR "
+                "if set here, else the workers' own)",
+            )
         if name in ("replicate", "run"):
-            sp.add_argument("--tables", help="comma-separated tables (default: all)")
+            sp.add_argument(
+                "--tables",
+                help='comma-separated [schema.]tables, "quoted" as needed (default: all)',
+            )
+            sp.add_argument(
+                "--schemas",
+                help='comma-separated exact schema names, "quoted" as needed (default: '
+                "PAGILA_SCHEMAS if set here, else the workers' own)",
+            )
+            sp.add_argument(
+                "--overwrite-target",
+                action="store_true",
+                help="replace the target's schemas even though it was never a replica",
+            )
     sp = common(sub.add_parser("status", help="show one run"))
     sp.add_argument("run_id")
     sp = common(sub.add_parser("history", help="recent runs and both audit ledgers"))
@@ -341,10 +336,17 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"state": "locked", "holder": exc.holder}))
         return EXIT_LOCKED
     except UsageError as exc:
+        print(f"pagila-submit: {render.printable(s.scrub(str(exc)))}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
         print(f"pagila-submit: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (redis.AuthenticationError, redis.ConnectionError, OperationalError) as exc:
+        where = mask_dsn(s.redis_url)
+        print(f"pagila-submit: cannot use Redis at {where}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except (PagilaError, redis.RedisError, psycopg2.Error) as exc:
-        print(f"pagila-submit: {s.scrub(str(exc).strip())}", file=sys.stderr)
+        print(f"pagila-submit: {s.scrub(' '.join(str(exc).split()))}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -1,0 +1,137 @@
+"""What ``pagila-submit`` does for one run: check it can be served, have a worker check it,
+start it, follow it.
+
+Before the lock is taken, a run must find a live consumer on every queue it needs (Celery's
+``inspect active_queues``) and pass the workers' checks (``pagila.preflight``); either refusal
+is one line and exit status 2, with nothing recorded, locked or started.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from pagila_tasks import runs
+from pagila_tasks.cli import render
+from pagila_tasks.config import Settings
+from pagila_tasks.context import Context
+from pagila_tasks.errors import UsageError
+from pagila_tasks.progress import TERMINAL
+
+QUEUES = {"load": ("control",), "replicate": ("control", "copy")}
+"""The queues each kind of run needs a consumer on."""
+INSPECT_TIMEOUT = 1.5
+"""Seconds to wait for workers to say which queues they consume."""
+PREFLIGHT_TIMEOUT = 60.0
+"""Seconds to wait for a worker's checks (it connects to both servers, bounded by
+``PAGILA_CONNECT_TIMEOUT`` each)."""
+STALL_WARNING_SECONDS = 10.0
+"""A unit queued this long with no consumer on its queue gets one warning line."""
+
+
+def _app() -> Any:
+    from pagila_tasks.app import app
+
+    return app
+
+
+def consumers(timeout: float = INSPECT_TIMEOUT) -> set[str]:
+    """The queues some live worker consumes now."""
+    replies = _app().control.inspect(timeout=timeout).active_queues() or {}
+    return {q["name"] for queues in replies.values() for q in queues or []}
+
+
+def start_command(queue: str) -> str:
+    return f"celery -A pagila_tasks worker -Q {queue} (or `celery -A pagila_tasks worker` for all)"
+
+
+class Submitter:
+    """Starts runs and waits for them; one per command invocation."""
+
+    def __init__(self, s: Settings, as_json: bool) -> None:
+        self.s = s
+        self.as_json = as_json
+        self.ctx = Context(s)
+        self.redis = self.ctx.redis
+        self.lock = self.ctx.lock
+        self.progress = self.ctx.progress
+
+    def say(self, text: str) -> None:
+        """Human lines go to stderr when --json owns stdout."""
+        print(text, file=sys.stderr if self.as_json else sys.stdout, flush=True)
+
+    def require_consumers(self, kind: str) -> None:
+        """Refuse a run some queue of which has no live consumer (it would wait forever)."""
+        live = consumers()
+        for queue in QUEUES[kind]:
+            if queue not in live:
+                raise UsageError(
+                    f"no worker consumes the {queue} queue; start one with: {start_command(queue)}"
+                )
+
+    def check(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The workers' checks of the run (see :mod:`pagila_tasks.preflight`)."""
+        from celery.exceptions import TimeoutError as NoAnswer
+
+        result = _app().send_task("pagila.preflight", kwargs={"kind": kind, "options": options})
+        try:
+            return dict(result.get(timeout=PREFLIGHT_TIMEOUT, propagate=True))
+        except NoAnswer:
+            raise UsageError(
+                f"no worker answered the checks within {PREFLIGHT_TIMEOUT:.0f} s"
+            ) from None
+        except UsageError:
+            raise
+        except Exception as exc:  # a worker-side error: one line, what the worker said
+            raise UsageError(" ".join(str(exc).split()) or type(exc).__name__) from None
+        finally:
+            result.forget()
+
+    def start(self, kind: str, options: dict[str, Any], **fields: Any) -> str:
+        """Check, take the lock, record, send (see :func:`pagila_tasks.runs.start`)."""
+        self.require_consumers(kind)
+        seen = self.check(kind, options)
+        run_id = runs.start(
+            self.ctx,
+            kind,
+            options,
+            lambda name, kwargs: str(_app().send_task(name, kwargs=kwargs).id),
+            seen=seen,
+            **fields,
+        )
+        self.say(render.started_line(run_id, kind, seen))
+        return run_id
+
+    def wait(self, run_id: str) -> dict[str, Any]:
+        """Follow the run's progress record until it ends; warn once about a starved queue."""
+        view = render.LiveView()
+        since = time.monotonic()
+        warned = False
+        while True:
+            record = self.progress.get(run_id) or {
+                "state": "failed",
+                "error": "record lost",
+                "units": {},
+            }
+            if not self.as_json:
+                view.update(record)
+            if record.get("state") in TERMINAL:
+                return record
+            units = record.get("units", {}).values()
+            busy = any(u.get("state") not in ("queued", None) for u in units)
+            if busy or not units:
+                since = time.monotonic()
+            elif (
+                not warned
+                and time.monotonic() - since > STALL_WARNING_SECONDS
+                and "copy" not in consumers()
+            ):
+                warned = True
+                print(
+                    f"warning: units of run {run_id} are queued and no worker consumes the "
+                    f"copy queue; start one with: {start_command('copy')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(0.1)

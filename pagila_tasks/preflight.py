@@ -1,0 +1,112 @@
+"""The checks a run passes before it takes the lock, answered by a worker.
+
+The workers hold the deployment's settings (DSNs, credentials); the person submitting a run
+may hold only the Redis URL. So ``pagila-submit`` asks a worker (``pagila.preflight``, control
+queue) to check the run's options against the servers the workers use, and to say what they
+see: source and target (host, port, database; never a password), schemas, and for a load the
+two files with their sha256. A refusal is one line, and the run never starts: no lock, no
+record, no snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2.extensions import parse_dsn
+
+from pagila_tasks import catalog, extensions, names, pagila_files, protect
+from pagila_tasks.config import Settings
+from pagila_tasks.db import CATALOG_PATH, connect
+from pagila_tasks.errors import InputError, PagilaError, UsageError, one_line
+
+
+def where(dsn: str) -> str:
+    """``host:port/database`` of a DSN, for people (no user, no password)."""
+    params = parse_dsn(dsn)
+    host = params.get("host") or "localhost"
+    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
+
+
+@contextmanager
+def _connect(s: Settings, which: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection to the source or target; one that cannot open says which, on one line."""
+    dsn = s.source_dsn if which == "source" else s.target_dsn
+    try:
+        conn = connect(dsn, s, "pagila-preflight", search_path=CATALOG_PATH)
+    except psycopg2.OperationalError as exc:
+        raise UsageError(f"cannot connect to the {which} ({where(dsn)}): {one_line(exc)}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def replicate(
+    s: Settings, tables: list[str] | None, schemas: list[str] | None, overwrite: bool
+) -> dict[str, Any]:
+    """Refuse what prepare would refuse, before any lock: unknown schemas or tables, a target
+    that is the source or never was a replica, an extension the target cannot have."""
+    chosen = tuple(schemas) if schemas else s.schemas
+    with (
+        _connect(s, "source") as src,
+        _connect(s, "target") as tgt,
+        src.cursor() as scur,
+        tgt.cursor() as tcur,
+    ):
+        catalog.require_schemas(scur, chosen)
+        if tables is not None:
+            picked = catalog.select_tables(scur, chosen, tables)
+            missing = [t.qualified for t in picked if not catalog.table_exists(tcur, t.key)]
+            if missing:
+                raise UsageError(
+                    f"the target has no table {', '.join(missing)}: run a full replicate first"
+                )
+        protect.check(scur, tcur, chosen, overwrite or s.overwrite_target)
+        if tables is None:
+            extensions.check_target(tcur, extensions.needed(scur, chosen), chosen)
+    return {
+        "source": where(s.source_dsn),
+        "target": where(s.target_dsn),
+        "schemas": [names.printable(names.quote(x)) for x in chosen],
+        "replace": "in place (--tables)" if tables is not None else s.replace,
+    }
+
+
+def load(s: Settings, sql_dir: str | None) -> dict[str, Any]:
+    """The files a load would read (as this worker finds them, with their sha256)."""
+    if sql_dir is not None:
+        folder = Path(sql_dir)
+        if not folder.is_dir():
+            raise InputError(sql_dir, None, f"no such folder on worker {socket.gethostname()}")
+        s = dataclasses.replace(s, sql_dir=folder)
+    files = pagila_files.locate(s)
+    with _connect(s, "source"):
+        pass
+    return {
+        "source": where(s.source_dsn),
+        "files": [
+            {"path": str(files.schema), "sha256": files.schema_sha256},
+            {"path": str(files.data), "sha256": files.data_sha256},
+        ],
+    }
+
+
+def check(s: Settings, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """What the workers see for a run of ``kind`` with ``options``; a refusal is one line."""
+    try:
+        if kind == "load":
+            return load(s, options.get("sql_dir"))
+        if kind == "replicate":
+            return replicate(
+                s, options.get("tables"), options.get("schemas"), bool(options.get("overwrite"))
+            )
+        raise UsageError(f"no run of kind {kind!r}")
+    except (PagilaError, psycopg2.Error) as exc:
+        raise UsageError(s.scrub(one_line(exc))) from None
