@@ -19,6 +19,8 @@ from pagila_tasks.db import connection
 
 Connection = psycopg2.extensions.connection
 Ledger = Literal["load", "replication"]
+SCHEMA = "pagila_support"
+"""The ledgers' schema: no load or replication may write into it except through this module."""
 
 
 def ensure(conn: Connection, ledger: Ledger) -> None:
@@ -43,10 +45,18 @@ def latest_load(conn: Connection, schema_sha256: str, data_sha256: str) -> dict[
 
 
 def insert_load(conn: Connection, row: dict[str, Any]) -> datetime:
-    """Insert one load ledger row (in the caller's transaction); returns its ``loaded_at``."""
+    """Insert one load ledger row (in the caller's transaction); returns its ``loaded_at``, the
+    clock time of the insert (the load's transaction began long before)."""
     with conn.cursor() as cur:
         cur.execute(sqlfiles.query("load_audit_insert"), row)
         return cur.fetchone()[1]
+
+
+def insert_load_failed(conn: Connection, row: dict[str, Any]) -> bool:
+    """Insert a run's failed load row (in the caller's transaction); False if the run had a row."""
+    with conn.cursor() as cur:
+        cur.execute(sqlfiles.query("load_audit_insert_failed"), row)
+        return cur.fetchone() is not None
 
 
 def insert_replication(conn: Connection, row: dict[str, Any]) -> bool:

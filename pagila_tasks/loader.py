@@ -1,8 +1,10 @@
-"""The Pagila load into the source: fingerprint, skip or reset, apply, stream, verify, audit.
+"""The Pagila load into the source: fingerprint, skip or reset, apply, stream, check, verify, audit.
 
-Everything from the reset of ``public`` to the last ``setval`` runs in one transaction, so a
-failure anywhere leaves the source exactly as it was; the ledger row of a failed load is
-written afterwards in its own transaction.
+Everything from the reset of ``public`` to the success row in the ledger runs in one
+transaction, so a failure anywhere leaves the source exactly as it was and a load reported as
+loaded is one that committed. A failed load's row is written once per run, when its task finally
+fails (:func:`record_failure`), in a transaction of its own after the rollback: "failed" in the
+ledger always means "rolled back".
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +24,14 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import audit, catalog, pagila_files, sqlfiles
+from pagila_tasks import audit, catalog, guard, names, pagila_files, sqlfiles
 from pagila_tasks.config import Settings
 from pagila_tasks.context import Context
 from pagila_tasks.db import connect, connection
-from pagila_tasks.errors import InputError, PagilaError
+from pagila_tasks.errors import InputError, PagilaError, one_line
 from pagila_tasks.lock import Heartbeat
 from pagila_tasks.pagila_files import PagilaFiles
-from pagila_tasks.sqlscript import CopyBlock, Statement, parse_file
+from pagila_tasks.sqlscript import CopyBlock, Statement, data_only, parse_file, setval_sequence
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +71,19 @@ class LoadResult:
         }
 
 
-def split_qualified(name: str) -> tuple[str, str]:
-    """Split ``schema.table`` (either part possibly double-quoted) into its unquoted parts."""
-    parts = re.findall(r'"((?:[^"]|"")+)"|([^."]+)', name)
-    names = [q.replace('""', '"') if q else p for q, p in parts]
-    if len(names) == 1:
-        return "public", names[0]
-    if len(names) != 2:
-        raise ValueError(f"not a table name: {name!r}")
-    return names[0], names[1]
-
-
 class _Applier:
-    """Runs one file's statements and COPY blocks on a cursor, inside the caller's transaction."""
+    """Runs one file's statements and COPY blocks on a cursor, inside the caller's transaction.
 
-    def __init__(self, cur: psycopg2.extensions.cursor, path: Path) -> None:
+    A data file (``data_file``) is held to what a data file may hold (:func:`sqlscript.data_only`)
+    and may not name the ledger's schema.
+    """
+
+    def __init__(
+        self, cur: psycopg2.extensions.cursor, path: Path, data_file: bool = False
+    ) -> None:
         self.cur = cur
         self.path = path
+        self.data_file = data_file
         self.rows: dict[tuple[str, str], int] = {}
         self.skipped_ownership = 0
         self._may_own: dict[str, bool] = {}
@@ -100,6 +100,8 @@ class _Applier:
         return self._may_own[role]
 
     def statement(self, stmt: Statement) -> None:
+        if self.data_file and (sequence := setval_sequence(stmt)) is not None:
+            self._refuse_ledger_schema(sequence, stmt.line)
         owner = _OWNER_TO.search(stmt.text)
         if owner:
             role = owner.group(1)
@@ -110,20 +112,38 @@ class _Applier:
         self._run(stmt.text, stmt.line)
 
     def copy(self, block: CopyBlock) -> None:
+        if self.data_file:
+            self._refuse_ledger_schema(block.table, block.line)
         try:
             self.cur.copy_expert(block.statement.text, block, size=65536)
         except psycopg2.Error as exc:
             raise _located(exc, self.path, block.line, block) from None
-        self.rows[split_qualified(block.table)] = block.rows
+        self.rows[names.split_sql(block.table)] = block.rows
 
-    def _run(self, text: str, line: int) -> None:
+    def _refuse_ledger_schema(self, name: str, line: int) -> None:
+        """A data file may not fill or set anything in the ledger's schema: a ``setval`` there
+        would outlive the rollback (sequences are not transactional) and break later ledger rows.
+        """
+        self._run(sqlfiles.query("relation_schema"), line, {"name": name})
+        row = self.cur.fetchone()
+        if row and row[0] == audit.SCHEMA:
+            raise InputError(
+                str(self.path),
+                line,
+                f"statement not allowed in a data file ({name} is in {audit.SCHEMA}, the ledger's)",
+            )
+
+    def _run(self, text: str, line: int, params: dict[str, Any] | None = None) -> None:
         try:
-            self.cur.execute(text)
+            self.cur.execute(text, params)
         except psycopg2.Error as exc:
             raise _located(exc, self.path, line, None) from None
 
     def apply(self, path: Path, on_block: Callable[[CopyBlock], None] | None = None) -> None:
-        for item in parse_file(path):
+        items = parse_file(path)
+        if self.data_file:
+            items = data_only(items, str(path))
+        for item in items:
             if isinstance(item, CopyBlock):
                 self.copy(item)
                 if on_block:
@@ -165,37 +185,109 @@ def _sequences(cur: psycopg2.extensions.cursor) -> dict[str, int]:
     return {name: value for name, value in cur.fetchall()}
 
 
-def record_unreadable(s: Settings, run_id: str, error: InputError, hashes: dict[str, str]) -> None:
-    """Write the failed ledger row of a load whose files could not even be fingerprinted."""
-    result = LoadResult(
-        run_id,
-        "failed",
-        hashes.get("pagila-schema.sql"),
-        hashes.get("pagila-data.sql"),
-        error=s.scrub(str(error)),
+def _blocks_needed(cur: psycopg2.extensions.cursor) -> list[str]:
+    """The tables of the pinned data file that exist now, i.e. that the schema file created."""
+    cur.execute(
+        sqlfiles.query("relations_existing"), {"names": list(pagila_files.PINNED_COPY_TABLES)}
     )
-    with connection(s.source_dsn, s, f"pagila-load {run_id}") as conn:
-        audit.ensure(conn, "load")
-        audit.insert_load(conn, result.ledger_row())
-        conn.commit()
+    return [name for (name,) in cur.fetchall()]
 
 
-def run(ctx: Context, run_id: str, force: bool, worker: str) -> dict[str, Any]:
-    """The load task's whole job: locate the files, load them under the lock, record the end."""
+def _check_complete(path: Path, rows: dict[tuple[str, str], int], needed: list[str]) -> None:
+    """Refuse a data file with no COPY block, or none for a table that needs one.
+
+    A file cut short (or empty) parses cleanly; without this it would load as a success with
+    tables left empty.
+    """
+    if not rows:
+        raise InputError(str(path), None, "no COPY block at all")
+    missing = sorted(name for name in needed if names.split_sql(name) not in rows)
+    if missing:
+        raise InputError(str(path), None, f"no COPY block for {', '.join(missing)}")
+
+
+def run_folder(sql_dir: str | None) -> Path | None:
+    """The run's own folder of files (``--sql-dir``), which must exist on this worker; None
+    when the run names none (the worker's ``PAGILA_SQL_DIR`` or the download then serve)."""
+    if sql_dir is None:
+        return None
+    folder = Path(sql_dir).expanduser()
+    if not folder.is_dir():
+        raise InputError(str(folder), None, f"not a folder on worker host {socket.gethostname()}")
+    return folder
+
+
+def run(
+    ctx: Context, run_id: str, force: bool, worker: str, sql_dir: str | None = None
+) -> dict[str, Any]:
+    """The load task's whole job: locate the files, load them under the lock, record the end.
+
+    The files' fingerprints go into the run record, for :func:`record_failure` and for readers.
+    The run must be one the submitter recorded, with these options (:mod:`pagila_tasks.guard`).
+    """
+    guard.run(ctx, run_id, "load", {"force": force, "sql_dir": sql_dir})
     ctx.progress.set_state(run_id, "running", worker=worker)
-    try:
-        files = pagila_files.locate(ctx.s)
-    except InputError as exc:
-        record_unreadable(ctx.s, run_id, exc, pagila_files.hashes_present(ctx.s))
-        raise
+    files = pagila_files.locate(ctx.s, run_folder(sql_dir))
+    ctx.progress.set_state(
+        run_id,
+        "running",
+        files={
+            files.schema.name: {"path": str(files.schema), "sha256": files.schema_sha256},
+            files.data.name: {"path": str(files.data), "sha256": files.data_sha256},
+        },
+    )
     with Heartbeat(ctx.lock, run_id):
         result = load(
-            ctx.s, files, run_id, force, before_commit=lambda: ctx.lock.assert_held(run_id)
+            ctx.s, files, run_id, force, before_commit=lambda: guard.still_ours(ctx, run_id)
         )
     ctx.progress.set_state(run_id, "running", result=result.as_dict())
     ctx.progress.finish_once(run_id, "skipped" if result.status == "skipped" else "succeeded")
     ctx.lock.release(run_id)
     return result.as_dict()
+
+
+def record_failure(
+    ctx: Context, run_id: str, exc: BaseException, sql_dir: str | None = None
+) -> None:
+    """Write the run's one failed ledger row: its task failed for good (after its retries, or at
+    once for an error no retry fixes), so every attempt has rolled back.
+
+    Its own transaction; nothing when the run already has a row. Never raises: the source may be
+    out of reach, and the caller must still mark the run failed and free the lock.
+    """
+    s = ctx.s
+    try:
+        row = _failed_row(s, run_id, exc, ctx.progress.get(run_id) or {}, sql_dir)
+        with connection(s.source_dsn, s, f"pagila-load {run_id}") as conn:
+            audit.ensure(conn, "load")
+            written = audit.insert_load_failed(conn, row)
+            conn.commit()
+    except Exception as err:  # logged here; the caller records the failure in Redis
+        log.error("STEP load %s: failed ledger row not written: %s", run_id, s.scrub(one_line(err)))
+        return
+    log.info("STEP load %s: failed row %s", run_id, "written" if written else "was already there")
+
+
+def _failed_row(
+    s: Settings, run_id: str, exc: BaseException, record: dict[str, Any], sql_dir: str | None
+) -> dict[str, Any]:
+    """The failed ledger row: the fingerprints the run record kept, else those of whichever
+    file can be read; the duration from the run's start, retries included."""
+    hashes = {name: f["sha256"] for name, f in (record.get("files") or {}).items()}
+    if not hashes:
+        hashes = pagila_files.hashes_present(s, Path(sql_dir).expanduser() if sql_dir else None)
+    started = record.get("started_at")
+    elapsed = (
+        (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() if started else 0
+    )
+    return LoadResult(
+        run_id,
+        "failed",
+        hashes.get("pagila-schema.sql"),
+        hashes.get("pagila-data.sql"),
+        duration_s=round(elapsed, 3),
+        error=s.scrub(str(exc)),
+    ).ledger_row()
 
 
 def load(
@@ -208,8 +300,10 @@ def load(
 ) -> LoadResult:
     """Load ``files`` into the source unless an earlier load of the same files succeeded.
 
-    ``before_commit`` runs just before the commit (the run lock check: a stale holder's load is
-    rolled back). Raises on failure after recording it in the ledger.
+    The success row is inserted in the load's transaction, then ``before_commit`` runs (the run
+    lock check: a stale holder's load is rolled back), then the commit: data and row commit
+    together or not at all. On failure the transaction is rolled back and the error raised; the
+    failed row is the task's to write, once per run (:func:`record_failure`).
     """
     result = LoadResult(run_id, "loaded", files.schema_sha256, files.data_sha256)
     started = time.monotonic()
@@ -229,10 +323,12 @@ def load(
                 cur.execute(sqlfiles.query("reset_public"))
                 schema = _Applier(cur, files.schema)
                 schema.apply(files.schema)
+                needed = _blocks_needed(cur)
                 log.info("STEP load %s: stream %s", run_id, files.data.name)
-                data = _Applier(cur, files.data)
+                data = _Applier(cur, files.data, data_file=True)
                 data._may_own = schema._may_own
                 data.apply(files.data, on_block)
+                _check_complete(files.data, data.rows, needed)
                 log.info("STEP load %s: verify row counts", run_id)
                 result.counts = _verify(cur, data.rows)
                 result.sequences = _sequences(cur)
@@ -245,21 +341,14 @@ def load(
                         )
                     )
                 result.skipped_ownership = schema.skipped_ownership + data.skipped_ownership
+            result.duration_s = round(time.monotonic() - started, 3)
+            result.loaded_at = audit.insert_load(conn, result.ledger_row()).isoformat()
             before_commit()
             conn.commit()
         except Exception as exc:
             conn.rollback()
-            result.status = "failed"
-            result.counts = {}
-            result.error = s.scrub(str(exc))
-            result.duration_s = round(time.monotonic() - started, 3)
-            audit.insert_load(conn, result.ledger_row())
-            conn.commit()
-            log.error("STEP load %s: failed, source left as it was: %s", run_id, result.error)
+            log.error("STEP load %s: failed, source left as it was: %s", run_id, s.scrub(str(exc)))
             raise
-        result.duration_s = round(time.monotonic() - started, 3)
-        result.loaded_at = audit.insert_load(conn, result.ledger_row()).isoformat()
-        conn.commit()
         log.info("STEP load %s: done in %.2f s %s", run_id, result.duration_s, result.counts)
         return result
     finally:

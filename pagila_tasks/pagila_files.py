@@ -22,6 +22,17 @@ PINNED_SHA256 = {
     "pagila-schema.sql": "8ce358e4c8014087b85296694a0893887bd7a4190e3ce407f2721b86b98e5707",
     "pagila-data.sql": "880580fb2cd4daaa99f290ced264988cdd657b3158be63cd281466f796f6dbf2",
 }
+PINNED_COPY_TABLES = (
+    *("public.actor", "public.address", "public.category", "public.city", "public.country"),
+    *("public.customer", "public.film", "public.film_actor", "public.film_category"),
+    *("public.inventory", "public.language", "public.rental", "public.staff", "public.store"),
+    *(f"public.payment_p2022_0{month}" for month in range(1, 8)),
+)
+"""The 21 tables (14 ordinary, 7 payment partitions) the pinned data file has a COPY block for.
+
+A data file must carry a block for each of these that the schema file creates: a file cut short
+(or empty) would otherwise load as a success with tables left empty.
+"""
 
 
 @dataclass(frozen=True)
@@ -67,22 +78,25 @@ def _download(name: str, dest: Path) -> None:
             os.unlink(tmp)
 
 
-def hashes_present(s: Settings) -> dict[str, str]:
+def hashes_present(s: Settings, sql_dir: Path | None = None) -> dict[str, str]:
     """sha256 of whichever of the two files can be read (for the ledger row of a failed load)."""
+    folder = sql_dir or s.sql_dir
     found = {}
-    if s.sql_dir is not None:
+    if folder is not None:
         for name in PINNED_SHA256:
             try:
-                found[name] = sha256_of(s.sql_dir / name)
+                found[name] = sha256_of(folder / name)
             except InputError:
                 continue
     return found
 
 
-def locate(s: Settings) -> PagilaFiles:
-    """The files to load, fingerprinted: from ``PAGILA_SQL_DIR`` or the verified download cache."""
-    if s.sql_dir is not None:
-        schema, data = s.sql_dir / "pagila-schema.sql", s.sql_dir / "pagila-data.sql"
+def locate(s: Settings, sql_dir: Path | None = None) -> PagilaFiles:
+    """The files to load, fingerprinted: from ``sql_dir`` (the run's own folder), else
+    ``PAGILA_SQL_DIR``, else the verified download cache."""
+    folder = sql_dir or s.sql_dir
+    if folder is not None:
+        schema, data = folder / "pagila-schema.sql", folder / "pagila-data.sql"
         return PagilaFiles(schema, data, sha256_of(schema), sha256_of(data))
     folder = s.cache_dir / PAGILA_COMMIT
     paths = {}

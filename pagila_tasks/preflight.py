@@ -10,21 +10,18 @@ record, no snapshot.
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 from psycopg2.extensions import parse_dsn
 
-from pagila_tasks import catalog, extensions, names, pagila_files, protect
+from pagila_tasks import catalog, extensions, loader, names, pagila_files, protect
 from pagila_tasks.config import Settings
 from pagila_tasks.db import CATALOG_PATH, connect
-from pagila_tasks.errors import InputError, PagilaError, UsageError, one_line
+from pagila_tasks.errors import PagilaError, UsageError, one_line
 
 
 def where(dsn: str) -> str:
@@ -81,12 +78,7 @@ def replicate(
 
 def load(s: Settings, sql_dir: str | None) -> dict[str, Any]:
     """The files a load would read (as this worker finds them, with their sha256)."""
-    if sql_dir is not None:
-        folder = Path(sql_dir)
-        if not folder.is_dir():
-            raise InputError(sql_dir, None, f"no such folder on worker {socket.gethostname()}")
-        s = dataclasses.replace(s, sql_dir=folder)
-    files = pagila_files.locate(s)
+    files = pagila_files.locate(s, loader.run_folder(sql_dir))
     with _connect(s, "source"):
         pass
     return {

@@ -3,13 +3,14 @@
 Pure parsing, no database: the loader feeds what this yields to PostgreSQL. COPY rows are never
 held whole in memory: a :class:`CopyBlock` is a file-like reader over the script that the COPY
 consumes chunk by chunk, checking UTF-8 and the column count of each row as it goes, so every
-error names the file and the line.
+error names the file and the line. :func:`data_only` holds a data file to data, statement by
+statement as the parse goes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +22,19 @@ _COPY_RE = re.compile(
     r"\s*(?:\((?P<columns>[^)]*)\))?\s+FROM\s+stdin\s*;\s*$",
     re.IGNORECASE | re.DOTALL,
 )
+_LITERAL = r"'(?:[^']|'')*'"
+_SETVAL_RE = re.compile(
+    rf"^SELECT\s+(?:pg_catalog\.)?setval\s*\(\s*(?P<sequence>{_LITERAL})\s*,\s*-?\d+\s*"
+    r"(?:,\s*(?:true|false)\s*)?\)\s*;$",
+    re.IGNORECASE,
+)
+_SET_CONFIG_RE = re.compile(
+    rf"^SELECT\s+(?:pg_catalog\.)?set_config\s*\(\s*{_LITERAL}\s*,\s*{_LITERAL}\s*,"
+    r"\s*(?:true|false)\s*\)\s*;$",
+    re.IGNORECASE,
+)
+_SET_RE = re.compile(r"^SET\s", re.IGNORECASE)
+_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _SQLISH = re.compile(rb"^(--|COPY\s|SELECT\s|SET\s|CREATE\s|ALTER\s)", re.IGNORECASE)
 _DOLLAR = re.compile(r"\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$")
 _TERMINATOR = (b"\\.\n", b"\\.\r\n", b"\\.")
@@ -252,6 +266,36 @@ def _copy_block(stmt: Statement, lines: _Lines) -> CopyBlock | None:
     cols = m.group("columns")
     columns = [c.strip() for c in cols.split(",")] if cols is not None else None
     return CopyBlock(Statement(text.strip(), stmt.line), m.group("table"), columns, lines)
+
+
+def allowed_in_data(stmt: Statement) -> bool:
+    """True for what pg_dump writes between a data file's COPY blocks: ``SET`` lines and
+    ``pg_catalog.setval``/``set_config`` calls with literal arguments.
+
+    A data file is data: a statement that could drop, create or rewrite anything (DDL, DML, a
+    COPY from a server file, a function call) has no business there.
+    """
+    text = _LEADING_COMMENTS.sub("", stmt.text, count=1)
+    return any(r.match(text) for r in (_SET_RE, _SETVAL_RE, _SET_CONFIG_RE))
+
+
+def setval_sequence(stmt: Statement) -> str | None:
+    """The sequence a ``setval`` call names (its literal, unquoted), or None for other text."""
+    m = _SETVAL_RE.match(_LEADING_COMMENTS.sub("", stmt.text, count=1))
+    return m.group("sequence")[1:-1].replace("''", "'") if m else None
+
+
+def data_only(items: Iterable[Statement | CopyBlock], path: str) -> Iterator[Statement | CopyBlock]:
+    """Pass a data file's items on, raising at the first statement :func:`allowed_in_data` refuses.
+
+    The check runs as each statement is parsed, before the caller can execute it, so a
+    forbidden statement never runs, wherever it stands in the file (what came before it is in
+    the caller's transaction, which the error rolls back).
+    """
+    for item in items:
+        if isinstance(item, Statement) and not allowed_in_data(item):
+            raise InputError(path, item.line, "statement not allowed in a data file")
+        yield item
 
 
 def parse_file(path: Path) -> Iterator[Statement | CopyBlock]:

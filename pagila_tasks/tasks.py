@@ -106,8 +106,9 @@ def _send(name: str, kwargs: dict[str, Any]) -> str:
 
 
 class LoadTask(PagilaTask):
-    """The load's final failure (after retries) is recorded and frees the lock; a scheduled
-    ``run`` hands over to its replication when the load is done."""
+    """The load's final failure (after retries, or at once when final) writes the run's one
+    failed ledger row, then ends the run and frees the lock; a scheduled ``run`` hands over to
+    its replication when the load is done."""
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         if run_id := _run_id(args, kwargs):
@@ -117,6 +118,7 @@ class LoadTask(PagilaTask):
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         if (run_id := _run_id(args, kwargs)) and not isinstance(exc, Refused):
+            loader.record_failure(self.ctx, run_id, exc, kwargs.get("sql_dir"))
             self.ctx.progress.finish_once(run_id, "failed", self.ctx.s.scrub(str(exc)))
             self.ctx.lock.release(run_id)
 
@@ -171,9 +173,11 @@ class FinishTask(PagilaTask):
 
 @app.task(name="pagila.load", bind=True, base=LoadTask)
 @classified
-def load(self: LoadTask, run_id: str, force: bool = False) -> dict[str, Any]:
-    """Load the Pagila files into the source (see :func:`pagila_tasks.loader.run`)."""
-    return loader.run(self.ctx, run_id, force, self.worker)
+def load(
+    self: LoadTask, run_id: str, force: bool = False, sql_dir: str | None = None
+) -> dict[str, Any]:
+    """Load the Pagila files (the run's ``sql_dir``, else the worker's) into the source."""
+    return loader.run(self.ctx, run_id, force, self.worker, sql_dir)
 
 
 @app.task(name="pagila.preflight", bind=True, base=AnswerTask)

@@ -18,3 +18,5 @@ CREATE TABLE IF NOT EXISTS pagila_support.pagila_load_audit (
 );
 CREATE INDEX IF NOT EXISTS pagila_load_audit_hashes
     ON pagila_support.pagila_load_audit (schema_sha256, data_sha256, id DESC);
+CREATE INDEX IF NOT EXISTS pagila_load_audit_run
+    ON pagila_support.pagila_load_audit (run_id);

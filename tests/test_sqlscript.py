@@ -7,7 +7,7 @@ import io
 import pytest
 
 from pagila_tasks.errors import InputError
-from pagila_tasks.sqlscript import CopyBlock, Statement, parse
+from pagila_tasks.sqlscript import CopyBlock, Statement, data_only, parse, setval_sequence
 
 SCRIPT = b"""--
 -- header comment
@@ -106,3 +106,59 @@ def test_pagila_files_parse(pagila_dir: object) -> None:
             rows += item.rows
     assert blocks == 21
     assert rows == 49636
+
+
+DATA = b"""--
+-- PostgreSQL database dump
+SET client_encoding = 'UTF8';
+SELECT pg_catalog.set_config('search_path', '', false);
+/* a block comment */ SET standard_conforming_strings = on;
+
+COPY public.t (a, b) FROM stdin;
+1\tx
+\\.
+SELECT pg_catalog.setval('public."t_a_seq"', 2, true);
+"""
+
+
+def test_data_file_passes_data_only() -> None:
+    """SET lines, set_config, setval with literal arguments, COPY blocks and comments pass."""
+    got = list(data_only(parse(io.BytesIO(DATA), "data.sql"), "data.sql"))
+    assert [type(i).__name__ for i in got] == ["Statement"] * 3 + ["CopyBlock", "Statement"]
+    assert setval_sequence(got[4]) == 'public."t_a_seq"'  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        b"DROP SCHEMA pagila_support CASCADE;",
+        b"CREATE TABLE public.intruder (id integer);",
+        b"INSERT INTO public.t VALUES (1, 'x');",
+        b"COPY public.t (a, b) FROM '/etc/passwd';",
+        b"SELECT pg_catalog.setval('s', (SELECT max(a) FROM public.t));",
+        b"SELECT pg_catalog.setval('s', 1, true), pg_catalog.pg_sleep(1);",
+        b"SELECT pg_catalog.set_config('search_path', current_user, false);",
+        b"/* SET x = 1; */ TRUNCATE public.t;",
+        b"DO $$BEGIN EXECUTE 'SET x = 1'; END$$;",
+    ],
+)
+def test_data_file_refuses_anything_else(statement: bytes) -> None:
+    """Any other statement raises file:line: statement not allowed, before it is handed out."""
+    handed: list[str] = []
+    with pytest.raises(InputError) as info:
+        for item in data_only(parse(io.BytesIO(DATA + statement + b"\n"), "data.sql"), "data.sql"):
+            handed.append(item.text if isinstance(item, Statement) else item.table)
+    assert str(info.value) == "data.sql:11: statement not allowed in a data file"
+    assert len(handed) == 5 and statement.decode() not in handed
+
+
+def test_pinned_copy_tables_are_the_pinned_files_blocks(pagila_dir: object) -> None:
+    """PINNED_COPY_TABLES names exactly the 21 tables the pinned data file has blocks for."""
+    from pathlib import Path
+
+    from pagila_tasks.pagila_files import PINNED_COPY_TABLES
+    from pagila_tasks.sqlscript import parse_file
+
+    path = Path(str(pagila_dir)) / "pagila-data.sql"
+    blocks = [i.table for i in data_only(parse_file(path), str(path)) if isinstance(i, CopyBlock)]
+    assert sorted(blocks) == sorted(PINNED_COPY_TABLES) and len(set(blocks)) == 21
