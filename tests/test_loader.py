@@ -100,7 +100,6 @@ def _not_utf8(data: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("case", "edit", "file_name", "words"),
     [
-        ("missing file", None, "pagila-data.sql", "file not found"),
         ("no terminator", _drop_terminator, "pagila-data.sql", "no terminating"),
         ("wrong columns", _wrong_columns, "pagila-data.sql", "columns, expected 4"),
         ("not utf-8", _not_utf8, "pagila-data.sql", "not UTF-8"),
@@ -114,9 +113,7 @@ def test_bad_input_keeps_the_earlier_load(
     assert submit("load").returncode == 0
     before = counts(servers.source_dsn)
     schema, data = workers_files / "pagila-schema.sql", workers_files / "pagila-data.sql"
-    if edit is None:
-        data.unlink()
-    elif edit == "schema":
+    if edit == "schema":
         schema.write_bytes(
             schema.read_bytes().replace(
                 b"CREATE TABLE public.inventory (", b"CREATE TABLE public.inventory (("
@@ -127,11 +124,30 @@ def test_bad_input_keeps_the_earlier_load(
     code, out = submit_json("load")
     assert code == 1, out
     assert file_name in out["error"] and words in out["error"], out["error"]
-    if case != "missing file":
-        assert f"{file_name}:" in out["error"]  # file:line
+    assert f"{file_name}:" in out["error"]  # file:line
     assert counts(servers.source_dsn) == before
     last = audit_rows(servers.source_dsn)[-1]
     assert last[0] is False and words in last[1] and file_name in last[1]
+
+
+def test_a_missing_file_is_refused_before_the_run(
+    workers: list[int], servers, workers_files: Path
+) -> None:
+    """A data file missing on the workers: exit 2 at submit, one line naming it; no run, no
+    lock, no ledger row, the earlier load intact."""
+    assert submit("load").returncode == 0
+    before = counts(servers.source_dsn)
+    rows = audit_rows(servers.source_dsn)
+    (workers_files / "pagila-data.sql").unlink()
+    proc = submit("load")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pagila-data.sql" in lines[0] and "file not found" in lines[0]
+    assert counts(servers.source_dsn) == before
+    assert audit_rows(servers.source_dsn) == rows
+    from tests.support import redis_client
+
+    assert redis_client().get("pagila:lock") is None
 
 
 def test_failed_hash_loads_again_instead_of_skipping(workers: list[int], servers) -> None:

@@ -274,12 +274,13 @@ def send_load(iso: Isolated, **kwargs: Any) -> str:
     from pagila_tasks.progress import Progress
 
     run_id = f"load-test-{time.time_ns()}"
+    options = {"force": False, "sql_dir": None, **kwargs}
     RunLock(iso.redis, 120).acquire(run_id, "load")
-    Progress(iso.redis).create(run_id, "load", 600)
+    Progress(iso.redis).create(run_id, "load", 600, options=options)
     celery = app.__class__(set_as_current=False)
     celery.config_from_object("celeryconfig")
     celery.conf.broker_url = celery.conf.result_backend = iso.env["PAGILA_REDIS_URL"]
-    celery.send_task("pagila.load", kwargs={"run_id": run_id, **kwargs})
+    celery.send_task("pagila.load", kwargs={"run_id": run_id, **options})
     return run_id
 
 
