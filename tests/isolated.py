@@ -45,6 +45,33 @@ class Isolated:
     def submit_json(self, *args: str, timeout: float = 300):
         return submit_json(*args, env=self.env, timeout=timeout)
 
+    def start(self, kind: str, **options: object) -> str:
+        """Start a run as pagila-submit does after its checks (lock, record, first task), with
+        the project's own app on this test's Redis: for runs no worker may serve yet."""
+        from celery import Celery
+
+        from pagila_tasks import runs
+        from pagila_tasks.config import from_env
+        from pagila_tasks.context import Context
+
+        defaults = {
+            "load": {"force": False, "sql_dir": None},
+            "replicate": {"tables": None, "schemas": None, "overwrite": False},
+        }
+        app = Celery(set_as_current=False)
+        app.config_from_object("celeryconfig")
+        app.conf.broker_url = app.conf.result_backend = self.env["PAGILA_REDIS_URL"]
+        ctx = Context(from_env())
+        try:
+            return runs.start(
+                ctx,
+                kind,
+                {**defaults[kind], **options},
+                lambda name, kwargs: str(app.send_task(name, kwargs=kwargs).id),
+            )
+        finally:
+            app.close()
+
     def record(self, run_id: str) -> dict:
         from pagila_tasks.progress import Progress
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2
 import redis
 
-from pagila_tasks import pgtools
+from pagila_tasks import names, pgtools
 from pagila_tasks.stack import procfs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,17 +179,66 @@ def schema_ddl(dsn: str, schemas: tuple[str, ...] = ("public",)) -> str:
     pg_dump = pgtools.find_tool("pg_dump", int(version) // 10000)
     conninfo, env = pgtools.conninfo_and_env(dsn)
     args = [str(pg_dump), "--schema-only", "--no-owner", "--no-privileges", "-d", conninfo]
-    args += [f"--schema={s}" for s in schemas]
+    args += [f"--schema={names.dump_pattern(s)}" for s in schemas]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     return "\n".join(
         ln for ln in out.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict"))
     )
 
 
+def matviews(dsn: str, schemas: tuple[str, ...] = ("public",)) -> dict[str, tuple]:
+    """Per materialized view, whether it is populated, and its rows' count and checksum."""
+    found = query(
+        dsn,
+        "SELECT format('%%I.%%I', schemaname, matviewname), ispopulated FROM pg_matviews "
+        "WHERE schemaname = ANY(%s) ORDER BY 1",
+        (list(schemas),),
+    )
+    return {
+        name: (populated, *(query(dsn, CHECKSUM.replace("ONLY ", "").format(name))[0]))
+        if populated
+        else (populated,)
+        for name, populated in found
+    }
+
+
+def large_objects(dsn: str) -> list[tuple]:
+    """Every large object of the database: oid and the md5 of its content."""
+    return query(
+        dsn,
+        "SELECT oid::bigint, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid",
+    )
+
+
+def state_of(dsn: str, schemas: tuple[str, ...] = ("public",)) -> dict[str, Any]:
+    """Everything a run could change in ``schemas``: DDL, every table's count and md5,
+    sequences, materialized views and the database's large objects."""
+    return {
+        "ddl": schema_ddl(dsn, schemas),
+        "tables": table_fingerprints(dsn, schemas),
+        "sequences": sequences(dsn, schemas),
+        "matviews": matviews(dsn, schemas),
+        "large_objects": large_objects(dsn),
+    }
+
+
+def run_schemas(dsn: str) -> list[str]:
+    """Schemas replication runs create on a target (staging or previous copies)."""
+    rows = query(
+        dsn,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pagila\\_stage\\_%%' "
+        "OR nspname LIKE 'pagila\\_old\\_%%' OR nspname LIKE 'pagila\\_aside\\_%%' ORDER BY 1",
+    )
+    return [r[0] for r in rows]
+
+
 def assert_replica(src: str, tgt: str, schemas: tuple[str, ...] = ("public",)) -> None:
-    """The target holds the source's tables, rows, sequences and DDL, exactly."""
-    names = tables(src, schemas)
-    assert names == tables(tgt, schemas)
-    assert checksums(src, names) == checksums(tgt, names)
+    """The target holds the source's tables, rows, sequences, populated materialized views,
+    large objects and DDL, exactly."""
+    found = tables(src, schemas)
+    assert found == tables(tgt, schemas)
+    assert checksums(src, found) == checksums(tgt, found)
     assert sequences(src, schemas) == sequences(tgt, schemas)
+    assert matviews(src, schemas) == matviews(tgt, schemas)
+    assert large_objects(src) == large_objects(tgt)
     assert schema_ddl(src, schemas) == schema_ddl(tgt, schemas)

@@ -236,7 +236,7 @@ def test_duplicate_copy_message(loaded, servers, isolated) -> None:
     """The same copy_table message delivered twice: data correct, callback once and not early."""
     with isolated({}) as iso:
         iso.pool(1, prefix="ctl", queues="control")
-        run_id = start_run(iso)
+        run_id = iso.start("replicate")  # no copy worker yet: submit would refuse to start it
         wait_for(lambda: iso.redis.llen("copy") >= 22, 60, "the copy messages to queue")
         raw = next(m for m in iso.redis.lrange("copy", 0, -1) if b"'language'" in m)  # argsrepr
         iso.redis.lpush("copy", raw)

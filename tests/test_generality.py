@@ -1,0 +1,127 @@
+"""Any PostgreSQL database, not only Pagila: our own source databases of many shapes replicate
+exactly (pg_dump -s, rows, sequences, populated matviews, large objects), twice (the second run
+replaces a copy that differs), in both replace modes; what cannot be replicated is refused
+before the target is touched."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import shapes
+from tests.support import assert_replica, query, run_schemas, scalar, state_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def admin(servers):
+    if servers.admin_source is None:
+        pytest.skip("needs the stack's admin access to create source databases")
+    return servers
+
+
+@pytest.mark.parametrize("replace", ["swap", "in-place"])
+def test_many_shapes_replicate_exactly(admin, isolated, replace: str) -> None:
+    """Several schemas with keys and views across them, names with capitals, dots, spaces,
+    quotes and non-ASCII letters, inheritance, exclusion, ICU collations, identities, NOT VALID
+    constraints, column-less tables, circular keys, a matview over a function, large objects
+    and a database search_path that hides schemas: replicated exactly, then again after the
+    source changed."""
+    scripts = [shapes.MANY_SHAPES, shapes.ROWS, shapes.SEARCH_PATH.format(db="shapes")]
+    if shapes.has_icu(admin.source_dsn):
+        scripts.append(shapes.ICU)
+    source = shapes.make_database(admin, "shapes", *scripts)
+    try:
+        iso = isolated(
+            {
+                "PAGILA_SOURCE_DSN": source,
+                "PAGILA_SCHEMAS": shapes.SCHEMAS_ENV,
+                "PAGILA_SPLIT_ROWS": "100",  # split ident and hashed leaves into key ranges
+                "PAGILA_REPLACE": replace,
+            }
+        )
+        pool = iso.pool(2, prefix="g")
+        code, out = iso.submit_json("replicate")
+        assert code == 0, (out, pool.log_tail())
+        assert any("#" in name for name in out["units"]), out["units"].keys()
+        assert "large objects" in out["units"]
+        assert_replica(source, admin.target_dsn, shapes.SCHEMAS)
+        assert scalar(admin.target_dsn, "SELECT last_value FROM other.free_standing") == 8
+        assert scalar(admin.target_dsn, "SELECT count(*) FROM other.nocols") == 3
+        assert scalar(admin.target_dsn, "SELECT sum(g) FROM other.genonly") == 28
+
+        query(source, shapes.CHANGES)
+        code, out = iso.submit_json("replicate")
+        assert code == 0, (out, pool.log_tail())
+        assert_replica(source, admin.target_dsn, shapes.SCHEMAS)
+        assert scalar(admin.target_dsn, "SELECT n FROM other.counts") == 25  # refreshed anew
+        assert run_schemas(admin.target_dsn) == []
+    finally:
+        shapes.drop_database(admin, "shapes")
+
+
+def test_trusted_extensions_are_created_and_kept(admin, isolated) -> None:
+    """uuid-ossp, hstore, pgcrypto and intarray in a replicated schema and citext in another
+    are created on the target by its owner; a second run moves them to the new copy."""
+    if not shapes.available(admin.target_dsn, shapes.NEEDED_EXTENSIONS):
+        pytest.skip("the target server has no contrib extensions")
+    source = shapes.make_database(admin, "exts", shapes.EXTENSIONS)
+    try:
+        iso = isolated({"PAGILA_SOURCE_DSN": source})
+        pool = iso.pool(2, prefix="x")
+        for _ in range(2):
+            code, out = iso.submit_json("replicate")
+            assert code == 0, (out, pool.log_tail())
+            assert_replica(source, admin.target_dsn)
+        found = dict(
+            query(
+                admin.target_dsn,
+                "SELECT extname, extnamespace::regnamespace::text FROM pg_extension "
+                "WHERE extname <> 'plpgsql'",
+            )
+        )
+        assert found == {
+            "uuid-ossp": "public",
+            "hstore": "public",
+            "pgcrypto": "public",
+            "intarray": "public",
+            "citext": "extensions",
+        }
+        uuid = "SELECT public.uuid_generate_v4() IS NOT NULL"
+        assert scalar(admin.target_dsn, uuid)
+        assert scalar(admin.target_dsn, "SELECT count(*) FROM public.uses") == 50
+        assert run_schemas(admin.target_dsn) == []
+    finally:
+        shapes.drop_database(admin, "exts")
+
+
+def test_an_extension_the_target_user_cannot_create_is_refused_first(admin, isolated) -> None:
+    """An extension only a superuser may create: the run is refused before any lock, naming the
+    extension and the statement an administrator must run; the target is left as it was."""
+    if not shapes.available(admin.target_dsn, ("pg_stat_statements",)):
+        pytest.skip("the target server has no pg_stat_statements")
+    source = shapes.make_database(admin, "untrusted")
+    query(
+        admin.admin_source.replace("/pagila?", "/untrusted?"),
+        "CREATE EXTENSION pg_stat_statements WITH SCHEMA public; "
+        "CREATE TABLE public.t (id int PRIMARY KEY); "
+        "CREATE VIEW public.top AS SELECT calls FROM public.pg_stat_statements",
+    )
+    query(admin.target_dsn, "CREATE TABLE public.kept (x int); INSERT INTO public.kept VALUES (1)")
+    query(
+        admin.target_dsn,
+        "CREATE SCHEMA pagila_support; CREATE TABLE pagila_support.replication_audit (run_id text)",
+    )  # a replica: only the extension stops it
+    before = state_of(admin.target_dsn)
+    try:
+        iso = isolated({"PAGILA_SOURCE_DSN": source})
+        iso.pool(1, prefix="u")
+        proc = iso.submit("replicate")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        line = proc.stderr.strip()
+        assert "\n" not in line and "pg_stat_statements" in line, line
+        assert "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public;" in line
+        assert iso.redis.get("pagila:lock") is None
+        assert state_of(admin.target_dsn) == before
+    finally:
+        shapes.drop_database(admin, "untrusted")
