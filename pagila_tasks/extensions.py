@@ -6,9 +6,10 @@ trigram index). Every extension they need must exist on the target, in the schem
 source, before pre-data runs. A database owner may create *trusted* extensions; any other needs
 an administrator, and the run says which statement to ask for, before it touches the target.
 
-An extension living in a replicated schema moves with the copy that uses it (see
-:mod:`pagila_tasks.staging`), which only its owner may do and only if it is relocatable: the
-run checks both up front.
+An extension cannot move between copies: ``ALTER EXTENSION ... SET SCHEMA`` needs its member
+objects' owner, and a database owner does not own the objects of a trusted extension it
+created. So a run whose replicated schemas hold an extension replaces them in place, emptying
+each of everything but the extension's objects (see :mod:`pagila_tasks.replicate`).
 """
 
 from __future__ import annotations
@@ -73,10 +74,7 @@ def check_target(cur: Cursor, wanted: list[Extension], replicated: tuple[str, ..
     cur.execute(sqlfiles.query("target_extensions"), {"names": [e.name for e in wanted]})
     info = {row[0]: row for row in cur.fetchall()}
     for ext in wanted:
-        _, installed_in, relocatable, owned, available, trusted, superuser, versions = info[
-            ext.name
-        ]
-        moves = ext.schema in replicated
+        _, installed_in, _, _, available, trusted, superuser, versions = info[ext.name]
         if installed_in is not None:
             if installed_in != ext.schema:
                 raise ExtensionError(
@@ -84,17 +82,6 @@ def check_target(cur: Cursor, wanted: list[Extension], replicated: tuple[str, ..
                     f"but {names.quote(ext.schema)} on the source; an administrator must run: "
                     f"ALTER EXTENSION {names.quote(ext.name)} "
                     f"SET SCHEMA {names.quote(ext.schema)};"
-                )
-            if moves and not (relocatable and owned):
-                raise ExtensionError(
-                    f"extension {ext.name} lives in the replicated schema "
-                    f"{names.quote(ext.schema)}, and each run must move it to the new copy: "
-                    + (
-                        "it is not relocatable"
-                        if not relocatable
-                        else "the target user does not own it"
-                    )
-                    + "; keep extensions the target user did not create out of replicated schemas"
                 )
             continue
         if not available:
@@ -108,7 +95,7 @@ def check_target(cur: Cursor, wanted: list[Extension], replicated: tuple[str, ..
                 f"administrator must run: {ext.statement()}"
             )
         version = ext.version if ext.version in (versions or []) else None
-        (inside if moves else outside).append((ext, version))
+        (inside if ext.schema in replicated else outside).append((ext, version))
     return TargetPlan(outside, inside)
 
 

@@ -44,11 +44,10 @@ next run (a DROP queued behind a reader would hold up nobody else, but must not 
 
 
 def layout_for(ctx: Context, record: dict[str, Any]) -> staging.Layout:
-    """Where this run builds each schema (from its record once prepare has run)."""
+    """Where this run builds each schema (as prepare decided and recorded)."""
     submitted = guard.options(record)
     schemas = tuple(record.get("schemas") or submitted.get("schemas") or ctx.s.schemas)
-    subset = submitted.get("tables") is not None
-    return staging.Layout(schemas, swap=ctx.s.replace == "swap" and not subset)
+    return staging.Layout(schemas, swap=record.get("replace") == "swap")
 
 
 def prepare(
@@ -61,27 +60,34 @@ def prepare(
     """Snapshot, plan, checks and the target schema; returns the units the chord fans out."""
     s = ctx.s
     submitted = {"tables": requested, "schemas": schemas, "overwrite": overwrite}
-    record = guard.run(ctx, run_id, "replicate", submitted)
-    layout = layout_for(ctx, record)
-    ctx.progress.set_state(run_id, "running", replace="swap" if layout.swap else "in-place")
+    guard.run(ctx, run_id, "replicate", submitted)
+    chosen = tuple(schemas) if schemas else s.schemas
+    ctx.progress.set_state(run_id, "running")
     log.info("STEP prepare %s: export snapshot", run_id)
     snapshot_id = snapshot.start_holder(run_id, ctx.redis)
     with snapshot_cursor(s, snapshot_id, f"pagila-prepare {run_id}") as cur:
         source_version = int(cur.connection.server_version)
         log.info("STEP prepare %s: read the source catalog", run_id)
-        catalog.require_schemas(cur, layout.schemas)
-        tables = catalog.select_tables(cur, layout.schemas, requested)
+        catalog.require_schemas(cur, chosen)
+        tables = catalog.select_tables(cur, chosen, requested)
         spans = {}
         for t in plan.tables_to_split(tables, s.split_rows):
             span = catalog.key_span(cur, t)
             if span:
                 spans[t.qualified] = span
-        wanted = [] if requested else extensions.needed(cur, layout.schemas)
+        wanted = [] if requested else extensions.needed(cur, chosen)
         large_objects = 0 if requested else largeobjects.count(cur)
         with connection(s.target_dsn, s, f"pagila-prepare {run_id}") as tgt, tgt.cursor() as tc:
-            protect.check(cur, tc, layout.schemas, overwrite or s.overwrite_target)
+            protect.check(cur, tc, chosen, overwrite or s.overwrite_target)
             target_version = int(tgt.server_version)
-            needs = extensions.check_target(tc, wanted, layout.schemas)
+            needs = extensions.check_target(tc, wanted, chosen)
+            hosts = {e.schema for e in wanted} | {
+                sch for _, sch in staging.extensions_in(tc, list(chosen))
+            }
+    # An extension cannot move between copies (see pagila_tasks.extensions): in place then.
+    swap = s.replace == "swap" and requested is None and not hosts & set(chosen)
+    layout = staging.Layout(chosen, swap=swap)
+    ctx.progress.set_state(run_id, "running", replace="swap" if swap else "in-place")
     units = plan.plan_units(tables, s.split_rows, spans)
     if large_objects:
         units.append(largeobjects.unit())
@@ -159,9 +165,7 @@ def _pre_data(
                 staging.register(cur, layout.build(live), "stage", live, run_id)
         else:
             for live in layout.schemas:
-                name = sql.Identifier(live)
-                cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(name))
-                cur.execute(sql.SQL("CREATE SCHEMA {}").format(name))
+                staging.empty(cur, live)
             for ext, version in needs.inside:
                 extensions.create(cur, ext, version)
             schema.run(cur, text)

@@ -80,15 +80,6 @@ def _rename(cur: Cursor, old: str, new: str) -> None:
     )
 
 
-def move_extension(cur: Cursor, name: str, schema: str) -> None:
-    """``ALTER EXTENSION ... SET SCHEMA``: objects built against it keep its ids wherever it is."""
-    cur.execute(
-        sql.SQL("ALTER EXTENSION {} SET SCHEMA {}").format(
-            sql.Identifier(name), sql.Identifier(schema)
-        )
-    )
-
-
 def extensions_in(cur: Cursor, schemas: list[str]) -> list[tuple[str, str]]:
     """(extension, schema) for the extensions living in ``schemas`` on this server."""
     if not schemas:
@@ -102,8 +93,8 @@ def as_live(cur: Cursor, layout: Layout, create: bool = False) -> Iterator[None]
     """Inside the caller's transaction, let DDL written for the live names reach the build.
 
     Live schemas step aside, build schemas take the live names (``create``: new ones are made),
-    the extensions of the live copy follow (so DDL resolves their functions and types), and on
-    the way out everything goes back. The caller commits or rolls back the whole.
+    and on the way out everything goes back. The caller commits or rolls back the whole. (A
+    swap never has an extension in a replicated schema: see :mod:`pagila_tasks.extensions`.)
     """
     if not layout.swap:
         yield
@@ -117,13 +108,7 @@ def as_live(cur: Cursor, layout: Layout, create: bool = False) -> Iterator[None]
             _rename(cur, build, live)
         elif create:
             cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(live)))
-    borrowed = extensions_in(cur, [aside_name(s) for s in present])
-    back = {aside_name(s): s for s in present}
-    for ext, schema in borrowed:
-        move_extension(cur, ext, back[schema])
     yield
-    for ext, schema in borrowed:
-        move_extension(cur, ext, schema)
     for live in layout.schemas:
         if exists(cur, live):
             _rename(cur, live, layout.build(live))
@@ -186,3 +171,18 @@ def drop(
                 log.info("schema %s is still in use; left for a later run to drop", name)
                 left.append(name)
     return left
+
+
+def empty(cur: Cursor, schema: str) -> None:
+    """Drop everything in ``schema`` but what extensions put there (in-place, in the caller's
+    transaction): an extension, and the types and functions of it that tables use, live on."""
+    if not exists(cur, schema):
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        return
+    if not extensions_in(cur, [schema]):
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        return
+    cur.execute(sqlfiles.query("schema_drop_statements"), {"schema": schema})
+    for (statement,) in cur.fetchall():
+        cur.execute(statement)

@@ -1,10 +1,10 @@
 """The switch: the new copy goes live, with its ledger row, in one short transaction.
 
 Everything slow happened before, in the staging schemas. The switch renames each live schema
-to ``pagila_old_...`` and each staging schema to the live name, moves the extensions that lived
-in the old copy to the new one, replaces the target's large objects with the staged ones, and
-inserts the run's ledger row, all in one transaction: a reader sees the previous copy until the
-commit and the new one after it, and a run killed before the commit leaves the target as it was.
+to ``pagila_old_...`` and each staging schema to the live name, replaces the target's large
+objects with the staged ones, and inserts the run's ledger row, all in one transaction: a
+reader sees the previous copy until the commit and the new one after it, and a run killed
+before the commit leaves the target as it was.
 
 It first tries to take ACCESS EXCLUSIVE locks on the live relations, waiting at most
 ``PAGILA_SWITCH_LOCK_MS``: then no statement can be halfway through resolving its table names
@@ -59,9 +59,6 @@ def _swap(cur: psycopg2.extensions.cursor, layout: staging.Layout, run_id: str) 
             )
         )
         cur.execute("DELETE FROM pagila_support.replication_schemas WHERE name = %s", (build,))
-    back = {old: live for live, old in olds.items()}
-    for ext, old in staging.extensions_in(cur, list(back)):
-        staging.move_extension(cur, ext, back[old])
 
 
 def run(
