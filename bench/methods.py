@@ -24,17 +24,25 @@ from bench.stack import BenchStack
 COMMON = "--no-owner --no-privileges"
 
 
-def ours(b: BenchStack) -> Outcome:
-    """``pagila-submit replicate`` on two fresh workers (their peak RSS is per run)."""
-    b.restart_workers()
+def ours(b: BenchStack, replace: str = "swap") -> Outcome:
+    """``pagila-submit replicate`` on two fresh workers (their peak RSS is per run), replacing
+    the target's copy as ``replace`` says (PAGILA_REPLACE)."""
+    b.restart_workers({"PAGILA_REPLACE": replace})
     run, record = replicate(b, "ours")
     detail = {
         "run_id": record["run_id"],
         "lock_to_audit": lock_to_audit(b, record),
+        "switch_ms": record.get("switch_ms"),
+        "target_state": record.get("target_state"),
         "units": units(record),
         "steps": step_lines(b, record["run_id"], run.started_at),
     }
     return Outcome(run, spilled_bytes(record), detail)
+
+
+def ours_in_place(b: BenchStack) -> Outcome:
+    """The same, with ``PAGILA_REPLACE=in-place`` (today's behaviour before the swap)."""
+    return ours(b, "in-place")
 
 
 def dump_pipe(b: BenchStack) -> Outcome:
@@ -123,6 +131,7 @@ def floor_binary(b: BenchStack) -> Outcome:
 
 METHODS: dict[str, Callable[[BenchStack], Outcome]] = {
     "ours": ours,
+    "ours-in-place": ours_in_place,
     "pg_dump|pg_restore": dump_pipe,
     "dump-dir-j2": dump_dir,
     "pgcopydb": pgcopydb,
@@ -131,7 +140,7 @@ METHODS: dict[str, Callable[[BenchStack], Outcome]] = {
     "floor-binary": floor_binary,
 }
 """Every method by the name the table and ``--methods`` use, in the table's order."""
-NEEDS_PUBLIC = frozenset({"ours", "pgcopydb"})
+NEEDS_PUBLIC = frozenset({"ours", "ours-in-place", "pgcopydb"})
 """Methods that expect an existing ``public`` (the others restore an archive creating it)."""
 
 
@@ -166,5 +175,6 @@ def run_dataset(b: BenchStack, tally: Tally, ds: str, methods: list[str], runs: 
                 f"{r.peak_rss / MB:6.0f} MB ({r.peak_proc})  "
                 f"spilled {r.spilled / MB:7.1f} MB"
             )
-            if m == "ours":
+            if m.startswith("ours"):
+                say(f"  switch held {r.detail['switch_ms']} ms ({r.detail['target_state']})")
                 say(steps_text(r.detail["steps"], r.seconds))

@@ -128,9 +128,11 @@ def ours_breakdown(results: list[Result], datasets: list[str]) -> str:
             per_worker[w] = per_worker.get(w, 0.0) + float(u.get("seconds") or 0)
         balance = ", ".join(f"{w} {v:.2f} s" for w, v in sorted(per_worker.items()))
         to_audit = statistics.median(x.detail["lock_to_audit"] for x in runs)
+        held = statistics.median(float(x.detail.get("switch_ms") or 0) for x in runs)
         parts.append(
             f"ours, {ds}: lock to audit row {to_audit:.2f} s (median of {len(runs)} runs; "
-            "the target's measure, without the submit script's start and exit)\n"
+            "the target's measure, without the submit script's start and exit); the switch "
+            f"held its transaction {held:.1f} ms (median)\n"
             f"ours, {ds}, median run ({r.seconds:.2f} s, {len(units)} units, "
             f"{copy_sum:.2f} s of copy work over 2 workers: {balance}):\n"
             "  timeline (seconds since pagila-submit started):\n"

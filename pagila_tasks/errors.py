@@ -68,6 +68,9 @@ class ExtensionError(FinalError):
 class Refused(FinalError):
     """A task message that does not match what the submitter recorded: nothing was touched."""
 
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason if reason.startswith("refused") else f"refused: {reason}")
+
 
 FINAL_SQLSTATE_CLASSES = {
     "28": "invalid authorization",

@@ -20,7 +20,7 @@ TERMINAL = ("succeeded", "failed", "cancelled", "skipped")
 _PLAIN = frozenset(
     (
         *("run_id", "kind", "state", "submitted_at", "started_at", "finished_at", "error"),
-        *("deadline", "snapshot", "snapshot_holder", "snapshot_error"),
+        *("deadline", "snapshot", "snapshot_holder", "snapshot_error", "copying_at"),
     )
 )
 

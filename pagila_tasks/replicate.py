@@ -9,6 +9,7 @@ unit. The callback and the errback are in :mod:`pagila_tasks.finish`. Each phase
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import psycopg2
@@ -124,7 +125,8 @@ def prepare(
         large_objects=large_objects,
         source_version=source_version,
         target_version=target_version,
-        built=requested is None,
+        built=True,  # the target changed (in place: the reset; --tables: its keys dropped)
+        prepared_at=time.time(),
     )
     for u in units:
         ctx.progress.unit(run_id, u.name, state="queued", table=u.table_name)
@@ -217,6 +219,7 @@ def copy_table(
     target_schema = (record.get("targets") or {}).get(unit.schema)
     if target_schema is None and unit.kind == "table":
         raise ReplicationError(f"run {run_id} has no target schema for {unit.name}")
+    ctx.redis.hsetnx(run_key(run_id), "copying_at", str(time.time()))
     ctx.progress.unit(run_id, unit.name, state="running", worker=worker)
     result = copy.copy_table(
         ctx.s,

@@ -65,8 +65,15 @@ def hold(run_id: str) -> int:
             time.sleep(interval)
             cur.execute("SELECT 1")  # the connection is alive, so the snapshot is too
             try:
-                state = client.hget(key, "state")
+                state, prepared, copying = client.hmget(key, "state", "prepared_at", "copying_at")
                 if state is None or state.decode() in TERMINAL:
+                    return 0
+                if (
+                    prepared
+                    and not copying
+                    and time.time() - float(prepared) > s.copy_start_timeout
+                ):
+                    _give_up(client, lock, run_id, s.copy_start_timeout)
                     return 0
                 if not lock.extend(run_id):
                     log.warning("run %s: lost the run lock; releasing the snapshot", run_id)
@@ -82,6 +89,20 @@ def hold(run_id: str) -> int:
         return 1
     finally:
         conn.close()
+
+
+def _give_up(client: redis.Redis, lock: RunLock, run_id: str, waited: int) -> None:
+    """No copy started after prepare (no worker consumes the copy queue): the run fails, and the
+    snapshot, which holds back vacuum on the source, is released."""
+    from pagila_tasks.progress import Progress
+
+    error = (
+        f"no copy started within {waited} s after prepare (PAGILA_COPY_START_TIMEOUT): is a "
+        "worker consuming the copy queue? start one with: celery -A pagila_tasks worker -Q copy"
+    )
+    Progress(client).finish_once(run_id, "failed", error)
+    lock.release(run_id)
+    log.error("run %s: %s", run_id, error)
 
 
 @contextmanager

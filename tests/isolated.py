@@ -30,7 +30,12 @@ class Isolated:
         return redis.Redis.from_url(self.env["PAGILA_REDIS_URL"])
 
     def pool(
-        self, n: int, prefix: str = "f", queues: str = "copy,control", argv=None, wait: bool = True
+        self,
+        n: int,
+        prefix: str = "f",
+        queues: str | None = "copy,control",
+        argv=None,
+        wait: bool = True,
     ) -> WorkerPool:
         pool = WorkerPool(self.servers, prefix=prefix, extra_env=self.env, queues=queues)
         if argv is not None:

@@ -125,3 +125,24 @@ def test_every_task_retries_at_least_twice_with_backoff() -> None:
         assert task.default_retry_delay == settings().retry_delay, name
     # the default delay, with nothing set, is the Airflow design's 60 s
     assert from_env({}).retry_delay == 60
+
+
+def test_env_example_passwords_are_refused() -> None:
+    """A .env copied from .env.example unchanged cannot run: its DSNs and Redis URL, built as
+    compose builds them, are refused naming the variable."""
+    from tests.support import ROOT
+
+    sample = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    env = {
+        "PAGILA_SOURCE_DSN": f"postgresql://pagila:{sample['SOURCE_PASSWORD']}@source:5432/pagila",
+        "PAGILA_TARGET_DSN": f"postgresql://t:{sample['TARGET_PASSWORD']}@target:5432/pagila",
+        "PAGILA_REDIS_URL": f"redis://:{sample['REDIS_PASSWORD']}@redis:6379/0",
+    }
+    for variable in env:
+        with pytest.raises(ConfigError) as info:
+            from_env({k: v for k, v in env.items() if k == variable})
+        assert info.value.variable == variable

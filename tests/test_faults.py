@@ -294,24 +294,36 @@ def test_poison_message_is_capped(loaded, servers, isolated) -> None:
 
 
 def test_simultaneous_submits_ten_times(loaded, servers, isolated) -> None:
-    """Two replicate submits at the same instant, ten times: one run each time, the other exit 3."""
+    """Two replicate submits at the same instant, ten times: one run each time, the other exit 3.
+
+    The winner's run is held (its source table locked by the test) until both submits have
+    answered, so the loser meets the lock whatever the machine's speed; then it completes.
+    """
     with isolated({}) as iso:
         iso.pool(2)
         assert iso.submit("replicate").returncode == 0
 
         def go(barrier: threading.Barrier, results: list, i: int) -> None:
             barrier.wait()
-            results[i] = iso.submit("replicate", "--tables", "actor")
+            results[i] = iso.submit_json("replicate", "--tables", "actor", "--no-wait")
 
         for _ in range(10):
-            barrier = threading.Barrier(2)
-            results: list = [None, None]
-            threads = [threading.Thread(target=go, args=(barrier, results, i)) for i in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert sorted(r.returncode for r in results) == [0, 3], [r.stderr for r in results]
+            blocker = psycopg2.connect(servers.source_dsn)
+            blocker.cursor().execute("LOCK TABLE public.actor IN ACCESS EXCLUSIVE MODE")
+            try:
+                barrier = threading.Barrier(2)
+                results: list = [None, None]
+                threads = [threading.Thread(target=go, args=(barrier, results, i)) for i in (0, 1)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            finally:
+                blocker.rollback()
+                blocker.close()
+            assert sorted(code for code, _ in results) == [0, 3], results
+            winner = next(out for code, out in results if code == 0)
+            assert iso.wait_done(winner["run_id"])["state"] == "succeeded"
 
 
 def test_stale_lock_holder_is_fenced(loaded, servers, isolated) -> None:

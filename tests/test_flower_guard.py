@@ -61,10 +61,12 @@ def test_missing_auth_is_refused() -> None:
         (":" + "x" * 20, "user:password"),
         ("admin:" + "x" * (MIN_PASSWORD_CHARS - 1), "shorter than 12"),
         ("admin:", "shorter than 12"),
+        ("admin:change-me-flower-password", "sample password from .env.example"),
     ],
 )
 def test_bad_basic_auth_is_refused(value: str, needle: str) -> None:
-    """Empty values, entries without user or colon, and short passwords are refused."""
+    """Empty values, entries without user or colon, short passwords and .env.example's sample
+    password are refused."""
     error = check_flower_auth([], {"FLOWER_BASIC_AUTH": value})
     assert error is not None and needle in error
 

@@ -19,7 +19,7 @@ class WorkerPool:
         servers: object,
         prefix: str = "w",
         extra_env: dict[str, str] | None = None,
-        queues: str = "copy,control",
+        queues: str | None = "copy,control",
     ) -> None:
         self.prefix = prefix
         self.queues = queues

@@ -167,10 +167,12 @@ def celery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "pagila_tasks", *args]
 
 
-def worker_argv(name: str, queues: str = "copy,control") -> list[str]:
-    """The command line of one worker: one process slot, a distinct node name."""
+def worker_argv(name: str, queues: str | None = "copy,control") -> list[str]:
+    """The command line of one worker: one process slot, a distinct node name; ``queues``
+    None is Celery's default (every declared queue)."""
+    chosen = ["-Q", queues] if queues else []
     return celery_argv(
-        "worker", "-n", f"{name}@%h", "--concurrency", "1", "-Q", queues, "--loglevel", "INFO"
+        "worker", "-n", f"{name}@%h", "--concurrency", "1", *chosen, "--loglevel", "INFO"
     )
 
 

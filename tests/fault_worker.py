@@ -1,0 +1,77 @@
+"""A real worker with one fault injected into the replication's callback (``PAGILA_TEST_FAULT``).
+
+``python -m tests.fault_worker <celery worker args>``:
+
+- ``corrupt-stage``: just before the callback measures the target, one row of the staging copy
+  of ``public.actor`` is changed, so verification finds a checksum mismatch;
+- ``hang-in-finish``: the callback stops for good before post-data, for a ``kill -9`` from
+  outside;
+- ``crash-after-post-data``: the first callback kills its own process right after post-data
+  committed (the message comes back: late ack, reject on worker lost);
+- ``fail-after-post-data``: every callback fails after post-data, the first with one error and
+  the retries with another.
+
+The faults are injected here, in the test's worker process, never in the package.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from pagila_tasks import finish
+from pagila_tasks.app import app
+
+
+def main() -> None:
+    fault = os.environ["PAGILA_TEST_FAULT"]
+    if fault == "corrupt-stage":
+        original = finish._measure_target
+
+        def corrupted(s: Any, run_id: str, tables: Any, targets: Any, los: bool) -> Any:
+            conn = psycopg2.connect(s.target_dsn)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("UPDATE {} SET last_name = 'CORRUPTED' WHERE actor_id = 1").format(
+                        sql.Identifier(targets["public"], "actor")
+                    )
+                )
+            conn.close()
+            return original(s, run_id, tables, targets, los)
+
+        finish._measure_target = corrupted
+    elif fault == "hang-in-finish":
+
+        def hang(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(3600)
+
+        finish._post_data = hang
+    elif fault in ("crash-after-post-data", "fail-after-post-data"):
+        original_post = finish._post_data
+        marker = os.environ["PAGILA_TEST_MARKER"]
+
+        def after(*args: Any, **kwargs: Any) -> Any:
+            pending = original_post(*args, **kwargs)
+            first = not os.path.exists(marker)
+            open(marker, "a").close()
+            if fault == "crash-after-post-data":
+                if first:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return pending
+            raise RuntimeError("the first error" if first else "a later error")
+
+        finish._post_data = after
+    else:
+        raise SystemExit(f"unknown PAGILA_TEST_FAULT {fault!r}")
+    app.worker_main(["worker", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
