@@ -142,7 +142,7 @@ def _forced_failure(iso: Isolated, servers, case: str) -> dict:
     if case == "copy fails":
         query(
             servers.source_dsn,
-            "ALTER TABLE public.language FORCE ROW LEVEL SECURITY; "
+            "ALTER TABLE public.language ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY; "
             "CREATE POLICY boom ON public.language USING (1 / (language_id - language_id) = 1)",
         )
         iso.pool(2, prefix="c")
@@ -150,7 +150,7 @@ def _forced_failure(iso: Isolated, servers, case: str) -> dict:
         query(
             servers.source_dsn,
             "DROP POLICY boom ON public.language; "
-            "ALTER TABLE public.language NO FORCE ROW LEVEL SECURITY",
+            "ALTER TABLE public.language DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY",
         )
         return out
     if case == "checksum mismatch":
