@@ -38,16 +38,20 @@ def package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def output(argv: list[str]) -> str | None:
+    """What a short command prints (stripped), or None when it does not run within 10 s."""
+    try:
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 @lru_cache(maxsize=64)
 def tool_version(path: str) -> tuple[int, int] | None:
     """``(major, minor)`` printed by ``<tool> --version``, or None if it does not run."""
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = _VERSION_RE.search(out)
+    match = _VERSION_RE.search(output([path, "--version"]) or "")
     if not match:
         return None
     return int(match.group(1)), int(match.group(2) or 0)
@@ -56,14 +60,7 @@ def tool_version(path: str) -> tuple[int, int] | None:
 def pg_config_bindir() -> Path | None:
     """``pg_config --bindir`` of the ``pg_config`` on PATH, or None."""
     pg_config = shutil.which("pg_config")
-    if not pg_config:
-        return None
-    try:
-        out = subprocess.run(
-            [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    out = output([pg_config, "--bindir"]) if pg_config else None
     return Path(out) if out else None
 
 

@@ -296,8 +296,9 @@ def test_poison_message_is_capped(loaded, servers, isolated) -> None:
 def test_simultaneous_submits_ten_times(loaded, servers, isolated) -> None:
     """Two replicate submits at the same instant, ten times: one run each time, the other exit 3.
 
-    The winner's run is held (its source table locked by the test) until both submits have
-    answered, so the loser meets the lock whatever the machine's speed; then it completes.
+    The winner's run is held (the test reads the target's actor in an open transaction, so its
+    prepare waits to drop the keys touching it) until both submits have answered, so the loser
+    meets the lock whatever the machine's speed; then it completes.
     """
     with isolated({}) as iso:
         iso.pool(2)
@@ -308,8 +309,8 @@ def test_simultaneous_submits_ten_times(loaded, servers, isolated) -> None:
             results[i] = iso.submit_json("replicate", "--tables", "actor", "--no-wait")
 
         for _ in range(10):
-            blocker = psycopg2.connect(servers.source_dsn)
-            blocker.cursor().execute("LOCK TABLE public.actor IN ACCESS EXCLUSIVE MODE")
+            blocker = psycopg2.connect(servers.target_dsn)
+            blocker.cursor().execute("SELECT 1 FROM public.actor LIMIT 1")  # ACCESS SHARE held
             try:
                 barrier = threading.Barrier(2)
                 results: list = [None, None]

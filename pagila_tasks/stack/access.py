@@ -40,6 +40,21 @@ def ensure_run_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(RUN_AS_USER)
 
 
+class RunsAsServerUser:
+    """A server run, under root, as the unprivileged user of :func:`ensure_run_user`; looked up
+    (or created) on first need, so ``status`` never creates it."""
+
+    _user_checked = False
+    _user_entry: pwd.struct_passwd | None = None
+
+    @property
+    def _user(self) -> pwd.struct_passwd | None:
+        if not self._user_checked:
+            self._user_entry = ensure_run_user()
+            self._user_checked = True
+        return self._user_entry
+
+
 def add_mode(path: Path, bits: int) -> None:
     """Add permission ``bits`` to ``path`` only where missing (never removes any)."""
     mode = path.stat().st_mode

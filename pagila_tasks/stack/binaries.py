@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +20,7 @@ from pagila_tasks.config import STACK_SERVER_MODES, stack_settings
 from pagila_tasks.pgtools import (
     debian_bindirs,
     embedded_pg_bindirs,
+    output,
     package_dir,
     pg_config_bindir,
     tool_candidates,
@@ -74,13 +74,8 @@ def system_pg_bindir() -> Path | None:
 @lru_cache(maxsize=16)
 def _redis_version_line(path: str) -> str | None:
     """``redis-server --version`` output: it names the build, so two copies of one build match."""
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out if out.startswith("Redis server") else None
+    out = output([path, "--version"])
+    return out if out and out.startswith("Redis server") else None
 
 
 def _in_python_environment(path: Path) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import stat
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from psycopg2 import sql
 from pagila_tasks.stack import StackError
 from pagila_tasks.stack.access import (
     RUN_AS_USER,
+    RunsAsServerUser,
     add_mode,
     ensure_run_user,
     make_traversable,
@@ -64,7 +64,7 @@ def _conf_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-class PostgresCluster:
+class PostgresCluster(RunsAsServerUser):
     """A cluster in ``datadir`` run by the binaries of ``bindir`` on 127.0.0.1:``port``.
 
     ``socket_dir`` (default ``<datadir>/../socket``) holds the unix socket the admin uses;
@@ -86,20 +86,10 @@ class PostgresCluster:
         self.socket_dir = Path(socket_dir or self.datadir.parent / "socket").absolute()
         self.logfile = Path(logfile or self.datadir.parent / "postgres.log").absolute()
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
-        self._user_checked = False
-        self._user_entry: pwd.struct_passwd | None = None
         if len(str(self.socket_dir / f".s.PGSQL.{port}.lock")) > SOCKET_PATH_MAX:
             raise StackError(f"socket folder path too long for a unix socket: {self.socket_dir}")
 
     # -- running commands as the right user ---------------------------------------------
-
-    @property
-    def _user(self) -> pwd.struct_passwd | None:
-        """The run user under root (created on first need, so ``status`` never creates it)."""
-        if not self._user_checked:
-            self._user_entry = ensure_run_user()
-            self._user_checked = True
-        return self._user_entry
 
     def _run(self, argv: Sequence[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, Any] = run_as_kwargs(self._user, self.datadir.parent)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from pagila_tasks.stack import StackError
 from pagila_tasks.stack.access import (
-    ensure_run_user,
+    RunsAsServerUser,
     give_tree,
     make_traversable,
     private_file,
@@ -52,7 +51,7 @@ def _resp(*parts: str) -> bytes:
     return b"".join(out)
 
 
-class RedisServer:
+class RedisServer(RunsAsServerUser):
     """``redis-server`` (``binary``) serving from ``dir`` on 127.0.0.1:``port``; safe to repeat.
 
     ``password`` (None: no password, for throwaway servers) is required of every client.
@@ -75,16 +74,6 @@ class RedisServer:
         self.pidfile = self.dir / "redis.pid"
         self.conf = self.dir / CONF_NAME
         self.password = password
-        self._user_checked = False
-        self._user_entry: pwd.struct_passwd | None = None
-
-    @property
-    def _user(self) -> pwd.struct_passwd | None:
-        """The run user under root (created on first need, so ``status`` never creates it)."""
-        if not self._user_checked:
-            self._user_entry = ensure_run_user()
-            self._user_checked = True
-        return self._user_entry
 
     def pid(self) -> int | None:
         """The server's pid when it runs, else None."""
