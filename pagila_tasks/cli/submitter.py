@@ -8,6 +8,7 @@ is one line and exit status 2, with nothing recorded, locked or started.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Any
@@ -36,10 +37,27 @@ def _app() -> Any:
     return app
 
 
-def consumers(timeout: float = INSPECT_TIMEOUT) -> set[str]:
-    """The queues some live worker consumes now."""
-    replies = _app().control.inspect(timeout=timeout).active_queues() or {}
-    return {q["name"] for queues in replies.values() for q in queues or []}
+class _Enough(Exception):
+    """Every queue asked about has a consumer: stop waiting for more workers to answer."""
+
+
+def consumers(needed: tuple[str, ...] = (), timeout: float = INSPECT_TIMEOUT) -> set[str]:
+    """The queues some live worker consumes now (Celery's ``active_queues`` broadcast).
+
+    A broadcast cannot know how many workers will answer, so it waits its whole timeout;
+    once the answers cover every queue in ``needed``, there is nothing left to wait for.
+    """
+    seen: set[str] = set()
+
+    def on_reply(reply: dict[str, Any]) -> None:
+        for queues in reply.values():
+            seen.update(q["name"] for q in queues or [])
+        if needed and set(needed) <= seen:
+            raise _Enough
+
+    with contextlib.suppress(_Enough):
+        _app().control.broadcast("active_queues", reply=True, timeout=timeout, callback=on_reply)
+    return seen
 
 
 def start_command(queue: str) -> str:
@@ -63,7 +81,7 @@ class Submitter:
 
     def require_consumers(self, kind: str) -> None:
         """Refuse a run some queue of which has no live consumer (it would wait forever)."""
-        live = consumers()
+        live = consumers(QUEUES[kind])
         for queue in QUEUES[kind]:
             if queue not in live:
                 raise UsageError(
@@ -125,7 +143,7 @@ class Submitter:
             elif (
                 not warned
                 and time.monotonic() - since > STALL_WARNING_SECONDS
-                and "copy" not in consumers()
+                and "copy" not in consumers(("copy",))
             ):
                 warned = True
                 print(
