@@ -35,6 +35,7 @@ from pagila_tasks import (
     staging,
     switch,
     verify,
+    warm,
 )
 from pagila_tasks.config import Settings
 from pagila_tasks.context import Context
@@ -88,7 +89,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"finish-{run_id}") as pool:
         src_measures = pool.submit(_measure_source, s, snapshot_id, run_id, tables, large_objects)
         target_measures = _measure_target(s, run_id, tables, targets, large_objects)
-        log.info("STEP finish %s: post-data and foreign keys NOT VALID, as live", run_id)
+        log.info("STEP finish %s: post-data (indexes two at a time, the rest as live)", run_id)
         pending = _post_data(ctx, run_id, record, layout, foreign)
         log.info(
             "STEP finish %s: %d foreign keys validated side by side; sequences, materialized views",
@@ -156,43 +157,74 @@ def _post_data(
     layout: staging.Layout,
     foreign: list[fkeys.ForeignKey],
 ) -> list[fkeys.ForeignKey]:
-    """Indexes, constraints, triggers and the foreign keys (NOT VALID), in one transaction.
+    """Indexes, constraints, triggers and the foreign keys (NOT VALID).
 
-    Returns the keys left to validate. Done once per run: a redelivered callback finds the
-    step recorded and only validates again (a no-op for keys already valid).
+    The indexes and keys that name only their own table are built two at a time on the build
+    schemas (:func:`pagila_tasks.schema.split_post_data`); the rest of post-data and the foreign
+    keys run as live, in one transaction. Returns the keys left to validate. Done once per run:
+    a redelivered callback finds the step recorded and only validates again (a no-op for keys
+    already valid); one that died between the two parts finds the indexes built.
     """
     s = ctx.s
     with connection(s.target_dsn, s, f"pagila-finish {run_id}") as conn, conn.cursor() as cur:
         if _step_done(cur, run_id, "post-data"):
             return [fk for fk in foreign if fk.validated]
-        if record.get("subset"):
-            text = ""
-        else:
-            archive = ctx.redis.get(f"{run_key(run_id)}:schema")
-            if archive is None:
-                raise ReplicationError(f"run {run_id}: the schema dump is gone from Redis")
-            text = schema.script(
-                s,
-                archive,
-                "post-data",
-                int(record.get("source_version") or 0),
-                int(record.get("target_version") or 0),
-                foreign_keys=False,
-            )
+        conn.commit()
+        text = "" if record.get("subset") else _post_data_script(ctx, run_id, record)
+        apart, rest = schema.split_post_data(text, layout.targets())
+        _build_apart(ctx, run_id, apart)
         if s.maintenance_work_mem:  # index builds and key checks size their memory by it
             cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
         with staging.as_live(cur, layout):
-            if text:
-                schema.run(cur, text)
+            if rest.strip():
+                schema.run(cur, rest)
             cur.execute("SET search_path = pg_catalog")
             pending = fkeys.add(cur, foreign)
         cur.execute(
             "INSERT INTO pagila_support.replication_steps (run_id, step) VALUES (%s, %s)",
             (run_id, "post-data"),
         )
-        ctx.lock.assert_held(run_id)
+        guard.still_ours(ctx, run_id)
         conn.commit()
     return pending
+
+
+def _post_data_script(ctx: Context, run_id: str, record: dict[str, Any]) -> str:
+    """The post-data section of the run's schema dump, without foreign keys, as SQL."""
+    archive = ctx.redis.get(f"{run_key(run_id)}:schema")
+    if archive is None:
+        raise ReplicationError(f"run {run_id}: the schema dump is gone from Redis")
+    return schema.script(
+        ctx.s,
+        archive,
+        "post-data",
+        int(record.get("source_version") or 0),
+        int(record.get("target_version") or 0),
+        foreign_keys=False,
+    )
+
+
+def _build_apart(ctx: Context, run_id: str, statements: list[str]) -> None:
+    """Run each statement in its own transaction, two at a time; one an earlier attempt of this
+    callback already committed (the object exists) is skipped."""
+    s = ctx.s
+
+    def one(statement: str) -> None:
+        with warm.borrow(s.target_dsn, s, f"pagila-index {run_id}") as conn:
+            with conn.cursor() as cur:
+                if s.maintenance_work_mem:
+                    cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
+                try:
+                    cur.execute(statement)
+                except (psycopg2.errors.DuplicateTable, psycopg2.errors.DuplicateObject):
+                    conn.rollback()
+                    return
+            guard.still_ours(ctx, run_id)
+            conn.commit()
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"index-{run_id}") as pool:
+        for done in [pool.submit(one, st) for st in statements]:
+            done.result()
 
 
 def _sequences_and_matviews(

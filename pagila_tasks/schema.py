@@ -148,3 +148,37 @@ def run(cur: psycopg2.extensions.cursor, text: str) -> None:
         where = failed_object(text, int(position) if position else None)
         message = " ".join((exc.diag.message_primary or str(exc)).split())
         raise SchemaScriptError(message + (f" (in {where})" if where else ""), exc.pgcode) from exc
+
+
+_ENTRY = re.compile(r"^(--\n-- Name: .*?; Type: ([^;\n]*); Schema: [^\n]*\n--\n)", re.M)
+_ON_TABLE = (
+    r"^(?P<head>CREATE (?:UNIQUE )?INDEX \S+ ON (?:ONLY )?|ALTER TABLE ONLY )"
+    r"(?P<schema>{schemas})\.(?P<rest>.*;)\s*$"
+)
+
+
+def split_post_data(text: str, targets: dict[str, str]) -> tuple[list[str], str]:
+    """The post-data statements that name no object but their own table (most indexes and
+    primary keys), rewritten to the table's build schema, apart from the rest of the script.
+
+    pg_dump qualifies every name it writes, so a statement whose only replicated-schema name
+    is the table it builds on resolves the same under the build's name: it can run outside the
+    *as live* transaction, in parallel sessions. Anything else (a function in an expression, an
+    index attached to a partitioned one, a trigger, a policy) stays in the script for the
+    as-live transaction; a statement this test cannot be sure of is never taken out.
+    """
+    prefixes = {names.quote(live): build for live, build in targets.items()}
+    table = re.compile(_ON_TABLE.format(schemas="|".join(re.escape(p) for p in prefixes)), re.S)
+    parts = _ENTRY.split(text)
+    rest = [parts[0]]
+    taken: list[str] = []
+    for header, kind, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        lines = [ln for ln in body.strip().splitlines() if not ln.startswith("SET ")]
+        statement = "\n".join(lines).strip()
+        found = table.match(statement) if kind in ("INDEX", "CONSTRAINT") else None
+        if found and sum(statement.count(f"{p}.") for p in prefixes) == 1:
+            build = names.quote(prefixes[found["schema"]])
+            taken.append(f"{found['head']}{build}.{found['rest']}")
+        else:
+            rest.append(header + body)
+    return taken, "".join(rest)

@@ -132,3 +132,30 @@ def test_definitions_are_qualified_whatever_the_search_path(servers) -> None:
     )
     assert rows == {"a_b_id_fkey": True, "a_self": False}
     query(servers.target_dsn, "DROP SCHEMA app CASCADE")
+
+
+def test_post_data_statements_naming_only_their_table_are_taken_apart() -> None:
+    """An index or key that names no replicated object but its own table is rewritten to the
+    build schema; one naming a function, another table or a partitioned index stays as live."""
+    script = (
+        "SET statement_timeout = 0;\n\n"
+        "--\n-- Name: actor actor_pkey; Type: CONSTRAINT; Schema: public; Owner: -\n--\n\n"
+        "ALTER TABLE ONLY public.actor\n    ADD CONSTRAINT actor_pkey PRIMARY KEY (actor_id);\n\n"
+        "--\n-- Name: idx_title; Type: INDEX; Schema: Sales; Owner: -\n--\n\n"
+        "SET default_tablespace = '';\n"
+        'CREATE INDEX idx_title ON "Sales".film USING btree (title);\n\n'
+        "--\n-- Name: idx_f; Type: INDEX; Schema: public; Owner: -\n--\n\n"
+        "CREATE INDEX idx_f ON public.film USING btree (public.f(title));\n\n"
+        "--\n-- Name: p_pkey_1; Type: INDEX ATTACH; Schema: public; Owner: -\n--\n\n"
+        "ALTER INDEX public.p_pkey ATTACH PARTITION public.p1_pkey;\n\n"
+        "--\n-- Name: t; Type: TRIGGER; Schema: public; Owner: -\n--\n\n"
+        "CREATE TRIGGER t BEFORE UPDATE ON public.actor FOR EACH ROW EXECUTE FUNCTION public.f();\n"
+    )
+    apart, rest = schema.split_post_data(script, {"public": "stage_p", "Sales": "stage_s"})
+    assert apart == [
+        "ALTER TABLE ONLY stage_p.actor\n    ADD CONSTRAINT actor_pkey PRIMARY KEY (actor_id);",
+        "CREATE INDEX idx_title ON stage_s.film USING btree (title);",
+    ]
+    assert "public.f(title)" in rest and "ATTACH PARTITION" in rest and "CREATE TRIGGER" in rest
+    assert "actor_pkey" not in rest and "idx_title" not in rest
+    assert rest.startswith("SET statement_timeout = 0;")
