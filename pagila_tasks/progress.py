@@ -25,6 +25,13 @@ _PLAIN = frozenset(
 )
 
 
+_UNLESS_ENDED = (
+    "local s = redis.call('HGET', KEYS[1], 'state')\n"
+    f"if {' or '.join(f's == {state!r}' for state in TERMINAL)} then return 0 end\n"
+)
+"""Lua: leave a run that reached a terminal state alone (the scripts below go on otherwise)."""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -74,20 +81,15 @@ class Progress:
         if mapping:
             self.client.hset(run_key(run_id), mapping=mapping)
         script = self.client.register_script(
-            "local s = redis.call('HGET', KEYS[1], 'state')\n"
-            "if s == 'succeeded' or s == 'failed' or s == 'cancelled' or s == 'skipped' "
-            "then return 0 end\n"
-            "redis.call('HSET', KEYS[1], 'state', ARGV[1]) return 1"
+            _UNLESS_ENDED + "redis.call('HSET', KEYS[1], 'state', ARGV[1]) return 1"
         )
         script(keys=[run_key(run_id)], args=[state])
 
     def finish_once(self, run_id: str, state: str, error: str | None = None) -> bool:
         """Set a terminal state only if none is set yet; True for the caller that did it."""
         script = self.client.register_script(
-            "local s = redis.call('HGET', KEYS[1], 'state')\n"
-            "if s == 'succeeded' or s == 'failed' or s == 'cancelled' or s == 'skipped' "
-            "then return 0 end\n"
-            "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2])\n"
+            _UNLESS_ENDED
+            + "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2])\n"
             "if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end\n"
             "return 1"
         )
