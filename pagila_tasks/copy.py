@@ -73,7 +73,10 @@ def statements(unit: Unit, fmt: str, target_schema: str | None = None) -> Statem
     The rows are written into ``target_schema`` (the run's build of the unit's schema: its
     staging copy, or the live schema itself). A table without a column to copy (none at all, or
     only generated ones) still has rows: COPY then carries empty rows, with no column list.
+    A unit whose types binary COPY cannot carry (``unit.text_only``) is copied as text.
     """
+    if unit.text_only:
+        fmt = "text"
     if unit.kind == "large_objects":
         return Statements(
             largeobjects.copy_out(_options(fmt)),

@@ -29,9 +29,12 @@ def connect(
 ) -> psycopg2.extensions.connection:
     """Open a connection with the project's session settings (UTC, timeouts, keepalives).
 
-    ``search_path`` (e.g. :data:`CATALOG_PATH`) overrides the database's and the role's.
+    ``row_security=off`` as in pg_dump: a table whose policies would hide rows from this user
+    (``FORCE ROW LEVEL SECURITY``) is an error naming it, never a silently partial copy that
+    verifies against the same partial view. ``search_path`` (e.g. :data:`CATALOG_PATH`)
+    overrides the database's and the role's.
     """
-    options = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3"
+    options = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c row_security=off"
     if search_path:
         options += f" -c search_path={search_path}"
     if s.statement_timeout_ms:

@@ -27,6 +27,8 @@ class Table:
     bytes: int
     columns: tuple[str, ...]
     int_key: str | None = None
+    text_only: bool = False
+    """Some column's type has no binary send/receive: copied in text format."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -52,6 +54,7 @@ class Unit:
     lo: int | None = None
     hi: int | None = None
     kind: str = "table"
+    text_only: bool = False
 
     @property
     def name(self) -> str:
@@ -108,11 +111,24 @@ def plan_units(
             if rows > split_rows:
                 parts = min(MAX_PARTS, math.ceil(rows / split_rows))
         if parts == 1 or span is None:
-            units.append(Unit(t.schema, t.name, t.columns))
+            units.append(Unit(t.schema, t.name, t.columns, text_only=t.text_only))
             continue
         ranges = split_ranges(span[0], span[1], parts)
         for i, (lo, hi) in enumerate(ranges):
-            units.append(Unit(t.schema, t.name, t.columns, i, len(ranges), t.int_key, lo, hi))
+            units.append(
+                Unit(
+                    t.schema,
+                    t.name,
+                    t.columns,
+                    i,
+                    len(ranges),
+                    t.int_key,
+                    lo,
+                    hi,
+                    "table",
+                    t.text_only,
+                )
+            )
     return units
 
 

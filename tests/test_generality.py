@@ -5,8 +5,10 @@ before the target is touched."""
 
 from __future__ import annotations
 
+import psycopg2
 import pytest
 
+from pagila_tasks import catalog
 from tests import shapes
 from tests.support import assert_replica, query, run_schemas, scalar, state_of
 
@@ -58,6 +60,31 @@ def test_many_shapes_replicate_exactly(admin, isolated, replace: str) -> None:
         assert run_schemas(admin.target_dsn) == []
     finally:
         shapes.drop_database(admin, "shapes")
+
+
+def test_more_shapes_replicate_exactly(admin, isolated) -> None:
+    """Multi-level partitions with a default one and a partition in another schema, a key to a
+    partitioned table, dropped columns, composite/range/money/xml/geometric/array types, odd
+    sequences, rules, multiple inheritance, an unlogged table, a BEGIN ATOMIC body, an unpopulated
+    matview, a trigger that must not fire on the copied rows: exact, twice."""
+    source = shapes.make_database(admin, "more", shapes.MORE_SHAPES, shapes.MORE_ROWS)
+    try:
+        iso = isolated(
+            {
+                "PAGILA_SOURCE_DSN": source,
+                "PAGILA_SCHEMAS": "extra,parts",
+                "PAGILA_SPLIT_ROWS": "20",
+            }
+        )
+        pool = iso.pool(2, prefix="m")
+        for _ in range(2):
+            code, out = iso.submit_json("replicate")
+            assert code == 0, (out, pool.log_tail())
+            assert_replica(source, admin.target_dsn, shapes.MORE_SCHEMAS)
+            assert scalar(admin.target_dsn, "SELECT v FROM extra.trig") == "lower"
+            assert run_schemas(admin.target_dsn) == []
+    finally:
+        shapes.drop_database(admin, "more")
 
 
 def test_trusted_extensions_are_created_and_kept(admin, isolated) -> None:
@@ -130,3 +157,43 @@ def test_an_extension_the_target_user_cannot_create_is_refused_first(admin, isol
         assert state_of(admin.target_dsn) == before
     finally:
         shapes.drop_database(admin, "untrusted")
+
+
+def test_types_without_binary_io_are_copied_as_text(admin, isolated) -> None:
+    """isn's and seg's types have no binary send/receive: their tables (a column, a domain over
+    an array of one, a composite holding one) are copied in text format and replicate exactly;
+    the other tables stay binary."""
+    if not shapes.available(admin.target_dsn, shapes.TEXT_ONLY_EXTENSIONS):
+        pytest.skip("the target server has no isn or seg extension")
+    source = shapes.make_database(admin, "textonly", shapes.TEXT_ONLY)
+    try:
+        iso = isolated({"PAGILA_SOURCE_DSN": source})
+        pool = iso.pool(2, prefix="t")
+        code, out = iso.submit_json("replicate")
+        assert code == 0, (out, pool.log_tail())
+        assert_replica(source, admin.target_dsn)
+        assert scalar(admin.target_dsn, "SELECT count(DISTINCT code) FROM public.books") == 3
+        with psycopg2.connect(source) as conn, conn.cursor() as cur:
+            found = {t.name: t.text_only for t in catalog.tables(cur, ("public",))}
+        assert found == {"books": True, "plain": False}
+    finally:
+        shapes.drop_database(admin, "textonly")
+
+
+def test_rows_hidden_by_forced_row_security_fail_the_run(admin, isolated) -> None:
+    """A policy that hides rows from the replicating user even as the table's owner: the run
+    fails naming the table (as pg_dump does), never a partial copy verified against the same
+    partial view; the target keeps what it had."""
+    source = shapes.make_database(admin, "forced", shapes.FORCED_RLS)
+    before = state_of(admin.target_dsn)
+    try:
+        iso = isolated({"PAGILA_SOURCE_DSN": source, "PAGILA_RETRY_DELAY": "0.2"})
+        pool = iso.pool(1, prefix="f")
+        code, out = iso.submit_json("replicate")
+        assert code == 1, (out, pool.log_tail())
+        assert out["state"] == "failed", out
+        assert "row-level security" in out["error"] and "secret" in out["error"], out["error"]
+        assert state_of(admin.target_dsn) == before
+        assert run_schemas(admin.target_dsn) == []
+    finally:
+        shapes.drop_database(admin, "forced")

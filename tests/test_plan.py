@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from pagila_tasks.copy import statements
 from pagila_tasks.errors import UsageError
 from pagila_tasks.plan import (
     Table,
@@ -92,3 +93,16 @@ def test_table_list_parsing() -> None:
     for bad in ("", ",", "a,,b", " "):
         with pytest.raises(UsageError):
             parse_table_list(bad)
+
+
+def test_a_table_without_binary_io_goes_as_text_in_every_part() -> None:
+    """A table whose types binary COPY cannot carry is copied as text, each key range too; the
+    others keep the configured format."""
+    odd = Table("public", "odd", False, 1000, 9, ("id", "code"), "id", text_only=True)
+    units = plan_units([odd, t("plain")], split_rows=300, key_spans={"public.odd": (1, 1000)})
+    assert {u.text_only for u in units if u.table == "odd"} == {True}
+    assert [u.text_only for u in units if u.table == "plain"] == [False]
+    for u in units:
+        st = statements(u, "binary")
+        fmt = "SQL('text')" if u.text_only else "SQL('binary')"
+        assert fmt in repr(st.copy_out) and fmt in repr(st.copy_in), (u.name, st)

@@ -84,8 +84,16 @@ def test_group_members_leave_out_zombies(sleeper: subprocess.Popen[bytes]) -> No
     assert procfs.group_members(sleeper.pid) == []
 
 
+def _steady_peak(pid: int) -> bool:
+    first = procfs.peak_rss_kib(pid)
+    time.sleep(0.2)
+    return procfs.state(pid) == "S" and first == procfs.peak_rss_kib(pid)
+
+
 def test_peak_rss_of_tests_support(sleeper: subprocess.Popen[bytes]) -> None:
     """tests.support.peak_rss_kib gives the VmHWM, and fails naming a pid that has none."""
+    # A just-started sleep is still mapping its libraries: wait until its peak stops growing.
+    wait_for(lambda: _steady_peak(sleeper.pid), 10, "sleep's peak RSS to settle")
     assert peak_rss_kib(sleeper.pid) == procfs.peak_rss_kib(sleeper.pid) > 0
     with pytest.raises(AssertionError, match=str(GONE_PID)):
         peak_rss_kib(GONE_PID)
