@@ -225,6 +225,12 @@ CREATE TABLE extra.coded (c extra.codes, w text COLLATE "C");
 CREATE TABLE extra.wide AS SELECT g AS id, repeat(md5(g::text), 300) AS blob
     FROM generate_series(1, 50) g;
 CREATE VIEW extra.v_over_v AS SELECT * FROM extra.log_view WHERE id > 0;
+-- a matview that reads, through a view, a matview created after it: refreshed second
+CREATE VIEW extra.feeds AS SELECT 1 AS x;
+CREATE MATERIALIZED VIEW extra.mv_first AS SELECT x FROM extra.feeds WITH NO DATA;
+CREATE MATERIALIZED VIEW extra.mv_later AS SELECT count(*)::int AS x FROM extra.events
+    WITH NO DATA;
+CREATE OR REPLACE VIEW extra.feeds AS SELECT x FROM extra.mv_later;
 """
 """More shapes, in schemas ``extra`` and ``parts``."""
 
@@ -254,6 +260,8 @@ UPDATE extra.trig SET v = 'lower';
 INSERT INTO extra."user" VALUES ('me', 21);
 INSERT INTO extra.coded VALUES (ARRAY['a','b'], 'z'), (NULL, 'B');
 REFRESH MATERIALIZED VIEW extra.ev_counts;
+REFRESH MATERIALIZED VIEW extra.mv_later;
+REFRESH MATERIALIZED VIEW extra.mv_first;
 """
 
 MORE_SCHEMAS = ("extra", "parts")
