@@ -59,15 +59,16 @@ class Unit:
     @property
     def name(self) -> str:
         """For people and record keys: ``schema.table``, ``#2of4`` for a key range."""
-        if self.kind == "large_objects":
-            return "large objects"
-        base = names.display(self.schema, self.table)
+        base = self.table_name
         return base if self.part is None else f"{base}#{self.part + 1}of{self.parts}"
 
     @property
     def table_name(self) -> str:
-        """The name of what the unit fills, shared by every part of a split table."""
-        return self.name.split("#", 1)[0]
+        """The name of what the unit fills, shared by every part of a split table (built from
+        the pair, never cut out of :attr:`name`: a table's own name may hold a ``#``)."""
+        if self.kind == "large_objects":
+            return "large objects"
+        return names.display(self.schema, self.table)
 
     def as_args(self) -> dict[str, Any]:
         """JSON-friendly form carried in the task's arguments (no secrets, no rows)."""

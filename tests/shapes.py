@@ -225,6 +225,8 @@ CREATE TABLE extra.coded (c extra.codes, w text COLLATE "C");
 CREATE TABLE extra.wide AS SELECT g AS id, repeat(md5(g::text), 300) AS blob
     FROM generate_series(1, 50) g;
 CREATE VIEW extra.v_over_v AS SELECT * FROM extra.log_view WHERE id > 0;
+-- a table whose name holds the '#' of key-range unit names, split in ranges itself
+CREATE TABLE extra."hash#tag" (id int PRIMARY KEY, v text);
 -- a matview that reads, through a view, a matview created after it: refreshed second
 CREATE VIEW extra.feeds AS SELECT 1 AS x;
 CREATE MATERIALIZED VIEW extra.mv_first AS SELECT x FROM extra.feeds WITH NO DATA;
@@ -260,6 +262,7 @@ UPDATE extra.trig SET v = 'lower';
 INSERT INTO extra."user" VALUES ('me', 21);
 INSERT INTO extra.coded VALUES (ARRAY['a','b'], 'z'), (NULL, 'B');
 REFRESH MATERIALIZED VIEW extra.ev_counts;
+INSERT INTO extra."hash#tag" SELECT g, 'tag ' || g FROM generate_series(1, 50) g;
 REFRESH MATERIALIZED VIEW extra.mv_later;
 REFRESH MATERIALIZED VIEW extra.mv_first;
 """

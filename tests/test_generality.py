@@ -81,6 +81,8 @@ def test_more_shapes_replicate_exactly(admin, isolated) -> None:
             code, out = iso.submit_json("replicate")
             assert code == 0, (out, pool.log_tail())
             assert_replica(source, admin.target_dsn, shapes.MORE_SCHEMAS)
+            assert 'extra."hash#tag"#1of3' in out["units"], sorted(out["units"])
+            assert 'extra."hash#tag"' in out["tables"], out["tables"]
             assert scalar(admin.target_dsn, "SELECT v FROM extra.trig") == "lower"
             assert run_schemas(admin.target_dsn) == []
     finally:
