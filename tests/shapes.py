@@ -225,6 +225,10 @@ CREATE TABLE extra.coded (c extra.codes, w text COLLATE "C");
 CREATE TABLE extra.wide AS SELECT g AS id, repeat(md5(g::text), 300) AS blob
     FROM generate_series(1, 50) g;
 CREATE VIEW extra.v_over_v AS SELECT * FROM extra.log_view WHERE id > 0;
+-- a multirange over an enum (its hash follows the enum's label oids, which differ per database)
+CREATE TYPE extra.level AS ENUM ('low', 'mid', 'high');
+CREATE TYPE extra.level_range AS RANGE (subtype = extra.level);
+CREATE TABLE extra.level_spans (id int PRIMARY KEY, mr extra.level_multirange);
 -- a table whose name holds the '#' of key-range unit names, split in ranges itself
 CREATE TABLE extra."hash#tag" (id int PRIMARY KEY, v text);
 -- a matview that reads, through a view, a matview created after it: refreshed second
@@ -262,6 +266,8 @@ UPDATE extra.trig SET v = 'lower';
 INSERT INTO extra."user" VALUES ('me', 21);
 INSERT INTO extra.coded VALUES (ARRAY['a','b'], 'z'), (NULL, 'B');
 REFRESH MATERIALIZED VIEW extra.ev_counts;
+INSERT INTO extra.level_spans VALUES
+    (1, '{[low,mid)}'), (2, '{[low,mid), [high,high]}'), (3, '{}'), (4, NULL);
 INSERT INTO extra."hash#tag" SELECT g, 'tag ' || g FROM generate_series(1, 50) g;
 REFRESH MATERIALIZED VIEW extra.mv_later;
 REFRESH MATERIALIZED VIEW extra.mv_first;
