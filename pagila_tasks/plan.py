@@ -6,7 +6,7 @@ No I/O here: the catalog is read elsewhere and handed in, so the rules can be te
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pagila_tasks import names
@@ -111,25 +111,13 @@ def plan_units(
             rows = t.estimated_rows if t.estimated_rows >= 0 else span[1] - span[0] + 1
             if rows > split_rows:
                 parts = min(MAX_PARTS, math.ceil(rows / split_rows))
+        whole = Unit(t.schema, t.name, t.columns, text_only=t.text_only)
         if parts == 1 or span is None:
-            units.append(Unit(t.schema, t.name, t.columns, text_only=t.text_only))
+            units.append(whole)
             continue
         ranges = split_ranges(span[0], span[1], parts)
         for i, (lo, hi) in enumerate(ranges):
-            units.append(
-                Unit(
-                    t.schema,
-                    t.name,
-                    t.columns,
-                    i,
-                    len(ranges),
-                    t.int_key,
-                    lo,
-                    hi,
-                    "table",
-                    t.text_only,
-                )
-            )
+            units.append(replace(whole, part=i, parts=len(ranges), key=t.int_key, lo=lo, hi=hi))
     return units
 
 
