@@ -119,6 +119,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             shutil.rmtree(_SERVERS.state_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_folders_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Folders the tests make for worker and Flower logs go under pytest's base temp, which
+    pytest prunes to its last three sessions, instead of piling up in /tmp."""
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.getbasetemp())
+    yield
+    tempfile.tempdir = before
+
+
 @pytest.fixture(scope="session")
 def servers() -> Servers:
     """The session's servers."""
