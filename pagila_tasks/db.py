@@ -19,6 +19,14 @@ CATALOG_PATH = "pg_catalog"
 qualified whatever ``ALTER DATABASE ... SET search_path`` the source carries."""
 
 
+TEXT_FORM = (
+    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3"
+    " -c bytea_output=hex -c lc_monetary=C"
+)
+"""Session settings that fix the text form of values, whatever each database's defaults: text
+COPY and text checksums then read the same on the source and the target."""
+
+
 def connect(
     dsn: str,
     s: Settings,
@@ -34,7 +42,7 @@ def connect(
     verifies against the same partial view. ``search_path`` (e.g. :data:`CATALOG_PATH`)
     overrides the database's and the role's.
     """
-    options = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c row_security=off"
+    options = TEXT_FORM + " -c row_security=off"
     if search_path:
         options += f" -c search_path={search_path}"
     if s.statement_timeout_ms:

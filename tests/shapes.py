@@ -229,6 +229,8 @@ CREATE VIEW extra.v_over_v AS SELECT * FROM extra.log_view WHERE id > 0;
 CREATE TYPE extra.level AS ENUM ('low', 'mid', 'high');
 CREATE TYPE extra.level_range AS RANGE (subtype = extra.level);
 CREATE TABLE extra.level_spans (id int PRIMARY KEY, mr extra.level_multirange);
+-- bytea and mixed-sign intervals beside a json (no hash: checksummed by text)
+CREATE TABLE extra.blobs (id int PRIMARY KEY, b bytea, iv interval, j json);
 -- a table whose name holds the '#' of key-range unit names, split in ranges itself
 CREATE TABLE extra."hash#tag" (id int PRIMARY KEY, v text);
 -- a matview that reads, through a view, a matview created after it: refreshed second
@@ -266,6 +268,8 @@ UPDATE extra.trig SET v = 'lower';
 INSERT INTO extra."user" VALUES ('me', 21);
 INSERT INTO extra.coded VALUES (ARRAY['a','b'], 'z'), (NULL, 'B');
 REFRESH MATERIALIZED VIEW extra.ev_counts;
+INSERT INTO extra.blobs VALUES (1, '\x00ff5c27', '-1 year 2 mons -3 days 04:05:06.5', '{"a": 1}'),
+    (2, '', '1 day', 'null'), (3, NULL, NULL, NULL);
 INSERT INTO extra.level_spans VALUES
     (1, '{[low,mid)}'), (2, '{[low,mid), [high,high]}'), (3, '{}'), (4, NULL);
 INSERT INTO extra."hash#tag" SELECT g, 'tag ' || g FROM generate_series(1, 50) g;
@@ -281,6 +285,13 @@ CREATE TABLE other.words (w text COLLATE other.german PRIMARY KEY);
 INSERT INTO other.words VALUES ('Äpfel'), ('Zebra'), ('apfel');
 """
 """An ICU collation and a column using it (only where the server has ICU)."""
+
+SESSION_SETTINGS = (
+    "ALTER DATABASE {db} SET IntervalStyle = 'sql_standard'; "
+    "ALTER DATABASE {db} SET bytea_output = 'escape'"
+)
+"""Database defaults that change the text form of intervals and bytea (the target keeps its own:
+database settings are not replicated); rows checksummed by text must not depend on them."""
 
 SEARCH_PATH = 'ALTER DATABASE {db} SET search_path TO public, other, "Sales"'
 """Makes regclass text and pg_get_constraintdef() leave names unqualified in a plain session."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg2
 import redis
@@ -120,6 +121,12 @@ def free_redis_url(url: str) -> str:
 
 # -- comparing a source with its replica -----------------------------------------------------
 
+PINNED = "?options=" + quote(
+    "-c TimeZone=UTC -c IntervalStyle=postgres -c bytea_output=hex -c lc_monetary=C "
+    "-c extra_float_digits=3"
+)
+"""Appended to a DSN: the text form of values no longer depends on the database's defaults."""
+
 CHECKSUM = (
     "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
     "FROM ONLY {} AS t"
@@ -142,7 +149,7 @@ def checksums(dsn: str, names: list[str]) -> dict[str, tuple]:
     """Per table, its row count and a content checksum computed here, not by the package."""
     out = {}
     for name in names:
-        conn_rows = query(f"{dsn}?options=-c%20TimeZone%3DUTC", CHECKSUM.format(name))
+        conn_rows = query(dsn + PINNED, CHECKSUM.format(name))
         out[name] = conn_rows[0]
     return out
 
@@ -155,7 +162,7 @@ def table_fingerprints(dsn: str, schemas: tuple[str, ...] = ("public",)) -> dict
     out = {}
     for name in tables(dsn, schemas):
         out[name] = query(
-            f"{dsn}?options=-c%20TimeZone%3DUTC",
+            dsn + PINNED,
             f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
             f"FROM ONLY {name} AS t",
         )[0]
@@ -195,7 +202,7 @@ def matviews(dsn: str, schemas: tuple[str, ...] = ("public",)) -> dict[str, tupl
         (list(schemas),),
     )
     return {
-        name: (populated, *(query(dsn, CHECKSUM.replace("ONLY ", "").format(name))[0]))
+        name: (populated, *(query(dsn + PINNED, CHECKSUM.replace("ONLY ", "").format(name))[0]))
         if populated
         else (populated,)
         for name, populated in found
