@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -13,19 +15,48 @@ Cursor = psycopg2.extensions.cursor
 
 
 def tables(cur: Cursor, schemas: tuple[str, ...]) -> list[Table]:
-    """Every ordinary table and leaf partition in ``schemas``.
+    """Every ordinary table and leaf partition in ``schemas``."""
+    cur.execute(sqlfiles.query("catalog_tables"), {"schemas": list(schemas)})
+    rows = cur.fetchall()
+    traits = type_traits(cur, schemas)
+    return [
+        Table(
+            schema,
+            name,
+            is_part,
+            int(estimate),
+            int(size),
+            tuple(cols),
+            key,
+            traits.get((schema, name), NO_TRAITS).text_only,
+        )
+        for schema, name, is_part, estimate, size, cols, key in rows
+    ]
+
+
+class TypeTraits(NamedTuple):
+    """What a table's column types ask of a copy and a checksum (see ``sql/table_types.sql``)."""
+
+    text_only: bool
+    """A copied column's type has no binary send/receive: copy it as text."""
+    hash_by_text: bool
+    """A column's type hashes an oid that differs per database: checksum rows by their text."""
+
+
+NO_TRAITS = TypeTraits(False, False)
+
+
+def type_traits(cur: Cursor, schemas: tuple[str, ...]) -> dict[tuple[str, str], TypeTraits]:
+    """(schema, table) -> its :class:`TypeTraits`, for every table in ``schemas``.
 
     JIT is off for the query: its recursive type walk is estimated far above ``jit_above_cost``
     and would spend 30-40 ms compiling what runs in 2 ms.
     """
     cur.execute("SET LOCAL jit = off")
-    cur.execute(sqlfiles.query("catalog_tables"), {"schemas": list(schemas)})
+    cur.execute(sqlfiles.query("table_types"), {"schemas": list(schemas)})
     rows = cur.fetchall()
     cur.execute("RESET jit")
-    return [
-        Table(schema, name, is_part, int(estimate), int(size), tuple(cols), key, text_only)
-        for schema, name, is_part, estimate, size, cols, key, text_only in rows
-    ]
+    return {(s, n): TypeTraits(bool(text), bool(by_text)) for s, n, text, by_text in rows}
 
 
 def relation_kinds(cur: Cursor, schemas: tuple[str, ...]) -> dict[tuple[str, str], str]:

@@ -12,7 +12,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import names, sqlfiles
+from pagila_tasks import catalog, names, sqlfiles
 
 Cursor = psycopg2.extensions.cursor
 
@@ -32,20 +32,21 @@ class TableCheck:
         return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
 
 
-def measure(cur: Cursor, schema: str, table: str, checksums: bool) -> tuple[int, str | None]:
+def measure(
+    cur: Cursor, schema: str, table: str, checksums: bool, by_text: bool = False
+) -> tuple[int, str | None]:
     """Row count and (if asked) checksum of one table, partitions excluded.
 
     The checksum hashes rows as records where every column type can be hashed by its value,
-    else their text form (an enum hashes its label's oid, which differs between databases); it
-    is prefixed with the method (``h:`` or ``t:``) so two sides that differ in method can never
-    look equal.
+    else (or when ``by_text``: a type hashes an oid, which differs between databases) their
+    text form; it is prefixed with the method (``h:`` or ``t:``) so two sides that differ in
+    method can never look equal.
     """
     target = sql.Identifier(schema, table)
     if not checksums:
         cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(target))
         return int(cur.fetchone()[0]), None
-    cur.execute(sqlfiles.query("checksum_by_text"), {"schema": schema, "table": table})
-    if not cur.fetchone()[0]:
+    if not by_text:
         cur.execute("SAVEPOINT pagila_checksum")
         try:
             cur.execute(sql.SQL(sqlfiles.query("table_checksum_hashed")).format(table=target))
@@ -71,9 +72,13 @@ def measure_all(
     built it on the target (its staging schema), which is what is measured there.
     """
     targets = targets or {}
+    built = [(schema, targets.get(schema, schema), table) for schema, table in tables]
+    traits = catalog.type_traits(cur, tuple({b for _, b, _ in built})) if checksums else {}
     return {
-        names.display(schema, table): measure(cur, targets.get(schema, schema), table, checksums)
-        for schema, table in tables
+        names.display(schema, table): measure(
+            cur, b, table, checksums, traits.get((b, table), catalog.NO_TRAITS).hash_by_text
+        )
+        for schema, b, table in built
     }
 
 
