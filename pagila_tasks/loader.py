@@ -31,7 +31,16 @@ from pagila_tasks.db import connect, connection
 from pagila_tasks.errors import InputError, PagilaError, one_line
 from pagila_tasks.lock import Heartbeat
 from pagila_tasks.pagila_files import PagilaFiles
-from pagila_tasks.sqlscript import CopyBlock, Statement, data_only, parse_file, setval_sequence
+from pagila_tasks.sqlscript import (
+    LOADED_SCHEMA,
+    NOT_IN_DATA,
+    CopyBlock,
+    Statement,
+    data_only,
+    parse_file,
+    schema_only,
+    setval_sequence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +83,11 @@ class LoadResult:
 class _Applier:
     """Runs one file's statements and COPY blocks on a cursor, inside the caller's transaction.
 
-    A data file (``data_file``) is held to what a data file may hold (:func:`sqlscript.data_only`)
-    and may not name the ledger's schema.
+    A data file (``data_file``) is held to what a data file may hold (:func:`sqlscript.data_only`:
+    COPY into the pinned tables, ``setval`` of the loaded schema's sequences, a few ``SET``s); a
+    schema file to what the load's transaction allows (:func:`sqlscript.schema_only`). Each
+    parsed statement runs alone, and after each the session must still be in the load's
+    transaction, reading the file as the parser did (``standard_conforming_strings``).
     """
 
     def __init__(
@@ -85,6 +97,7 @@ class _Applier:
         self.path = path
         self.data_file = data_file
         self.rows: dict[tuple[str, str], int] = {}
+        self.sequences_set: set[str] = set()
         self.skipped_ownership = 0
         self._may_own: dict[str, bool] = {}
 
@@ -101,7 +114,7 @@ class _Applier:
 
     def statement(self, stmt: Statement) -> None:
         if self.data_file and (sequence := setval_sequence(stmt)) is not None:
-            self._refuse_ledger_schema(sequence, stmt.line)
+            self._only_loaded_sequence(sequence, stmt.line)
         owner = _OWNER_TO.search(stmt.text)
         if owner:
             role = owner.group(1)
@@ -112,37 +125,51 @@ class _Applier:
         self._run(stmt.text, stmt.line)
 
     def copy(self, block: CopyBlock) -> None:
-        if self.data_file:
-            self._refuse_ledger_schema(block.table, block.line)
         try:
             self.cur.copy_expert(block.statement.text, block, size=65536)
         except psycopg2.Error as exc:
             raise _located(exc, self.path, block.line, block) from None
+        self._still_in_the_load(block.line)
         self.rows[names.split_sql(block.table)] = block.rows
 
-    def _refuse_ledger_schema(self, name: str, line: int) -> None:
-        """A data file may not fill or set anything in the ledger's schema: a ``setval`` there
-        would outlive the rollback (sequences are not transactional) and break later ledger rows.
-        """
+    def _only_loaded_sequence(self, name: str, line: int) -> None:
+        """A data file sets only sequences of the loaded schema: a ``setval`` elsewhere (the
+        ledger's ``pagila_support``, another application's schema) would outlive the rollback
+        (sequences are not transactional). A name that resolves to nothing runs, and fails."""
         self._run(sqlfiles.query("relation_schema"), line, {"name": name})
         row = self.cur.fetchone()
-        if row and row[0] == audit.SCHEMA:
-            raise InputError(
-                str(self.path),
-                line,
-                f"statement not allowed in a data file ({name} is in {audit.SCHEMA}, the ledger's)",
-            )
+        if row is None:
+            return
+        if row[0] != LOADED_SCHEMA or row[2] != "S":
+            where = f"is in {audit.SCHEMA}, the ledger's" if row[0] == audit.SCHEMA else ""
+            where = where or f"is not a sequence of {LOADED_SCHEMA}"
+            raise InputError(str(self.path), line, f"{NOT_IN_DATA} ({name[:80]} {where})")
+        self.sequences_set.add(names.display(row[0], row[1]))
 
     def _run(self, text: str, line: int, params: dict[str, Any] | None = None) -> None:
         try:
             self.cur.execute(text, params)
         except psycopg2.Error as exc:
             raise _located(exc, self.path, line, None) from None
+        self._still_in_the_load(line)
+
+    def _still_in_the_load(self, line: int) -> None:
+        """After each statement: still inside the load's transaction, and the server still reads
+        quotes as the parser did. Both are client-side facts (no round trip)."""
+        conn = self.cur.connection
+        if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
+            raise InputError(str(self.path), line, "the load's transaction ended here; refused")
+        if conn.get_parameter_status("standard_conforming_strings") != "on":
+            raise InputError(
+                str(self.path), line, "standard_conforming_strings is no longer on; refused"
+            )
 
     def apply(self, path: Path, on_block: Callable[[CopyBlock], None] | None = None) -> None:
         items = parse_file(path)
         if self.data_file:
-            items = data_only(items, str(path))
+            items = data_only(items, str(path), pagila_files.PINNED_COPY_TABLES)
+        else:
+            items = schema_only(items, str(path))
         for item in items:
             if isinstance(item, CopyBlock):
                 self.copy(item)
@@ -204,6 +231,46 @@ def _check_complete(path: Path, rows: dict[tuple[str, str], int], needed: list[s
     missing = sorted(name for name in needed if names.split_sql(name) not in rows)
     if missing:
         raise InputError(str(path), None, f"no COPY block for {', '.join(missing)}")
+
+
+def _check_sequences_set(path: Path, created: set[str], set_: set[str]) -> None:
+    """Refuse a data file that leaves a sequence the schema file created unset (a file cut
+    after its last COPY block): the next insert would collide with a loaded key."""
+    missing = sorted(created - set_)
+    if missing:
+        raise InputError(str(path), None, f"no setval for {', '.join(missing)}")
+
+
+def _created_sequences(cur: psycopg2.extensions.cursor) -> set[str]:
+    """The loaded schema's sequences, as :func:`names.display` writes them."""
+    cur.execute(sqlfiles.query("catalog_sequences"), {"schemas": [LOADED_SCHEMA]})
+    return {names.display(schema, name) for schema, name in cur.fetchall()}
+
+
+class TransactionMark:
+    """The load's transaction and user, taken when it opens; :meth:`check` before the commit
+    refuses to commit anything but that transaction, as that user."""
+
+    def __init__(self, conn: psycopg2.extensions.connection) -> None:
+        self.conn = conn
+        with conn.cursor() as cur:
+            cur.execute(sqlfiles.query("transaction_identity"))
+            self.xact, self.user, _ = cur.fetchone()
+
+    def check(self) -> None:
+        status = self.conn.info.transaction_status
+        if status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
+            raise PagilaError("the load's transaction is no longer open; nothing committed")
+        with self.conn.cursor() as cur:
+            cur.execute(sqlfiles.query("transaction_identity"))
+            xact, user, session_user = cur.fetchone()
+        if xact != self.xact:
+            raise PagilaError(
+                f"the load's transaction {self.xact} was ended by a file (now {xact}); "
+                "nothing more committed"
+            )
+        if user != self.user or user != session_user:
+            raise PagilaError(f"the load's session changed user to {user}; nothing committed")
 
 
 def run_folder(sql_dir: str | None) -> Path | None:
@@ -319,16 +386,19 @@ def load(
             return result
         try:
             with conn.cursor() as cur:
+                mark = TransactionMark(conn)
                 log.info("STEP load %s: reset public and apply %s", run_id, files.schema.name)
                 cur.execute(sqlfiles.query("reset_public"))
                 schema = _Applier(cur, files.schema)
                 schema.apply(files.schema)
                 needed = _blocks_needed(cur)
+                created = _created_sequences(cur)
                 log.info("STEP load %s: stream %s", run_id, files.data.name)
                 data = _Applier(cur, files.data, data_file=True)
                 data._may_own = schema._may_own
                 data.apply(files.data, on_block)
                 _check_complete(files.data, data.rows, needed)
+                _check_sequences_set(files.data, created, data.sequences_set)
                 log.info("STEP load %s: verify row counts", run_id)
                 result.counts = _verify(cur, data.rows)
                 result.sequences = _sequences(cur)
@@ -343,6 +413,7 @@ def load(
                 result.skipped_ownership = schema.skipped_ownership + data.skipped_ownership
             result.duration_s = round(time.monotonic() - started, 3)
             result.loaded_at = audit.insert_load(conn, result.ledger_row()).isoformat()
+            mark.check()
             before_commit()
             conn.commit()
         except Exception as exc:
