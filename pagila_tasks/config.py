@@ -217,6 +217,10 @@ class Settings:
     given: frozenset[str] = frozenset()
     """The ``PAGILA_*`` variables set (not empty) in the environment read: a submitter's
     ``PAGILA_SCHEMAS`` or ``PAGILA_SQL_DIR`` travels with its run only when it was given."""
+    sql_roots: tuple[Path, ...] = ()
+    """The folders a run's ``--sql-dir`` may name on this worker (``PAGILA_SQL_ROOTS``)."""
+    force_reset: bool = False
+    """A submitter's ``PAGILA_FORCE_RESET``: acts as ``--force-reset`` (never a worker's)."""
 
     def __repr__(self) -> str:
         shown = []
@@ -249,6 +253,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     # Not checked here: a submitter's PAGILA_SQL_DIR names a folder on the workers.
     sql_dir = Path(sql_dir_raw).expanduser() if sql_dir_raw else None
     cache_default = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pagila-tasks"
+    cache_dir = Path(env.get("PAGILA_CACHE_DIR") or cache_default)
     copy_format = (env.get("PAGILA_COPY_FORMAT") or "binary").lower()
     if copy_format not in ("binary", "text"):
         raise ConfigError("PAGILA_COPY_FORMAT", f"must be binary or text, got {copy_format!r}")
@@ -270,7 +275,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         target_dsn=_dsn(env, "PAGILA_TARGET_DSN", DEFAULT_TARGET_DSN),
         redis_url=_redis_url(env, "PAGILA_REDIS_URL", DEFAULT_REDIS_URL),
         sql_dir=sql_dir,
-        cache_dir=Path(env.get("PAGILA_CACHE_DIR") or cache_default),
+        cache_dir=cache_dir,
         # 0 would mean "no cap" to SpooledTemporaryFile: the floor keeps the memory promise.
         spool_max_bytes=_int(
             env, "PAGILA_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, minimum=MIN_SPOOL_BYTES
@@ -300,7 +305,23 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         schedule=parse_schedule(env.get("PAGILA_SCHEDULE") or ""),
         schedule_job=_choice(env, "PAGILA_SCHEDULE_JOB", "run", SCHEDULE_JOBS),
         given=frozenset(k for k, v in env.items() if k.startswith("PAGILA_") and v.strip()),
+        sql_roots=parse_sql_roots(env.get("PAGILA_SQL_ROOTS"), sql_dir, cache_dir),
+        force_reset=_bool(env, "PAGILA_FORCE_RESET", False),
     )
+
+
+def parse_sql_roots(raw: str | None, sql_dir: Path | None, cache_dir: Path) -> tuple[Path, ...]:
+    """``PAGILA_SQL_ROOTS``: absolute folders separated by ``os.pathsep``; unset, the worker's
+    ``PAGILA_SQL_DIR`` (when set) and the download cache."""
+    if raw is None:
+        return (*((sql_dir,) if sql_dir else ()), cache_dir)
+    roots = tuple(Path(p) for p in raw.split(os.pathsep) if p.strip())
+    if not roots:
+        raise ConfigError("PAGILA_SQL_ROOTS", "is set but empty (unset it to use the default)")
+    for root in roots:
+        if not root.is_absolute():
+            raise ConfigError("PAGILA_SQL_ROOTS", f"must hold absolute folders, got {str(root)!r}")
+    return roots
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import audit, catalog, guard, names, pagila_files, sqlfiles
+from pagila_tasks import audit, catalog, guard, names, ownership, pagila_files, sqlfiles
 from pagila_tasks.config import Settings
 from pagila_tasks.context import Context
 from pagila_tasks.db import connect, connection
@@ -59,6 +59,7 @@ class LoadResult:
     counts: dict[str, int] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
     skipped_ownership: int = 0
+    reset_dropped: list[str] = field(default_factory=list)
     loaded_at: str | None = None
     duration_s: float = 0.0
     error: str | None = None
@@ -273,28 +274,60 @@ class TransactionMark:
             raise PagilaError(f"the load's session changed user to {user}; nothing committed")
 
 
-def run_folder(sql_dir: str | None) -> Path | None:
-    """The run's own folder of files (``--sql-dir``), which must exist on this worker; None
-    when the run names none (the worker's ``PAGILA_SQL_DIR`` or the download then serve)."""
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def run_folder(s: Settings, sql_dir: str | None) -> Path | None:
+    """The run's own folder of files (``--sql-dir``), resolved; None when the run names none
+    (the worker's ``PAGILA_SQL_DIR`` or the download then serve).
+
+    Only a folder under one of the worker's ``PAGILA_SQL_ROOTS`` is read: the folder and both
+    files are resolved (symlinks followed) and must stay under a root; no ``~`` expansion, no
+    relative path. Whatever the reason (missing, not a folder, outside the roots, unreadable),
+    the refusal is one and the same message, so it never tells whether a path exists.
+    """
     if sql_dir is None:
         return None
-    folder = Path(sql_dir).expanduser()
-    if not folder.is_dir():
-        raise InputError(str(folder), None, f"not a folder on worker host {socket.gethostname()}")
+    refused = InputError(
+        f"--sql-dir {sql_dir[:200]}",
+        None,
+        f"not an allowed folder on worker host {socket.gethostname()} (see PAGILA_SQL_ROOTS)",
+    )
+    given = Path(sql_dir)
+    if sql_dir.startswith("~") or not given.is_absolute():
+        raise refused
+    roots = [root.resolve() for root in s.sql_roots]
+    try:
+        folder = given.resolve(strict=True)
+        files = [(folder / name).resolve() for name in pagila_files.PINNED_SHA256]
+        allowed = folder.is_dir() and all(_within(p, roots) for p in (folder, *files))
+    except (OSError, RuntimeError):
+        allowed = False
+    if not allowed:
+        raise refused
     return folder
 
 
 def run(
-    ctx: Context, run_id: str, force: bool, worker: str, sql_dir: str | None = None
+    ctx: Context,
+    run_id: str,
+    force: bool,
+    worker: str,
+    sql_dir: str | None = None,
+    force_reset: bool = False,
 ) -> dict[str, Any]:
     """The load task's whole job: locate the files, load them under the lock, record the end.
 
     The files' fingerprints go into the run record, for :func:`record_failure` and for readers.
     The run must be one the submitter recorded, with these options (:mod:`pagila_tasks.guard`).
     """
-    guard.run(ctx, run_id, "load", {"force": force, "sql_dir": sql_dir})
+    options: dict[str, Any] = {"force": force, "sql_dir": sql_dir}
+    if force_reset:  # absent from records of submitters that predate it
+        options["force_reset"] = True
+    guard.run(ctx, run_id, "load", options)
     ctx.progress.set_state(run_id, "running", worker=worker)
-    files = pagila_files.locate(ctx.s, run_folder(sql_dir))
+    files = pagila_files.locate(ctx.s, run_folder(ctx.s, sql_dir))
     ctx.progress.set_state(
         run_id,
         "running",
@@ -305,7 +338,12 @@ def run(
     )
     with Heartbeat(ctx.lock, run_id):
         result = load(
-            ctx.s, files, run_id, force, before_commit=lambda: guard.still_ours(ctx, run_id)
+            ctx.s,
+            files,
+            run_id,
+            force,
+            before_commit=lambda: guard.still_ours(ctx, run_id),
+            force_reset=force_reset,
         )
     ctx.progress.set_state(run_id, "running", result=result.as_dict())
     ctx.progress.finish_once(run_id, "skipped" if result.status == "skipped" else "succeeded")
@@ -342,7 +380,10 @@ def _failed_row(
     file can be read; the duration from the run's start, retries included."""
     hashes = {name: f["sha256"] for name, f in (record.get("files") or {}).items()}
     if not hashes:
-        hashes = pagila_files.hashes_present(s, Path(sql_dir).expanduser() if sql_dir else None)
+        try:
+            hashes = pagila_files.hashes_present(s, run_folder(s, sql_dir))
+        except InputError:  # a folder this worker may not read: no fingerprint of it
+            hashes = {}
     started = record.get("started_at")
     elapsed = (
         (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() if started else 0
@@ -364,13 +405,17 @@ def load(
     force: bool,
     before_commit: Callable[[], None],
     on_block: Callable[[CopyBlock], None] | None = None,
+    force_reset: bool = False,
 ) -> LoadResult:
     """Load ``files`` into the source unless an earlier load of the same files succeeded.
 
     The success row is inserted in the load's transaction, then ``before_commit`` runs (the run
     lock check: a stale holder's load is rolled back), then the commit: data and row commit
-    together or not at all. On failure the transaction is rolled back and the error raised; the
-    failed row is the task's to write, once per run (:func:`record_failure`).
+    together or not at all. Before the reset, ``public`` must hold only what loads of this
+    project created and nothing elsewhere may depend on it (:func:`ownership.check`), unless
+    ``force_reset``; the manifest of what this load created commits with its data. On failure
+    the transaction is rolled back and the error raised; the failed row is the task's to write,
+    once per run (:func:`record_failure`).
     """
     result = LoadResult(run_id, "loaded", files.schema_sha256, files.data_sha256)
     started = time.monotonic()
@@ -387,6 +432,17 @@ def load(
         try:
             with conn.cursor() as cur:
                 mark = TransactionMark(conn)
+                dropped = ownership.check(cur, force_reset)
+                if dropped:
+                    result.reset_dropped = dropped[: ownership.SHOWN]
+                    if len(dropped) > ownership.SHOWN:
+                        result.reset_dropped.append(f"... ({len(dropped)} in all)")
+                    log.warning(
+                        "STEP load %s: --force-reset drops %d objects: %s",
+                        run_id,
+                        len(dropped),
+                        ", ".join(dropped),
+                    )
                 log.info("STEP load %s: reset public and apply %s", run_id, files.schema.name)
                 cur.execute(sqlfiles.query("reset_public"))
                 schema = _Applier(cur, files.schema)
@@ -411,6 +467,7 @@ def load(
                         )
                     )
                 result.skipped_ownership = schema.skipped_ownership + data.skipped_ownership
+                ownership.record(cur, run_id)
             result.duration_s = round(time.monotonic() - started, 3)
             result.loaded_at = audit.insert_load(conn, result.ledger_row()).isoformat()
             mark.check()

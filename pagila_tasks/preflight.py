@@ -18,7 +18,17 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2.extensions import parse_dsn
 
-from pagila_tasks import catalog, extensions, loader, names, pagila_files, protect
+from pagila_tasks import (
+    audit,
+    catalog,
+    extensions,
+    loader,
+    names,
+    ownership,
+    pagila_files,
+    protect,
+    sqlfiles,
+)
 from pagila_tasks.config import Settings
 from pagila_tasks.db import CATALOG_PATH, connect
 from pagila_tasks.errors import PagilaError, UsageError, one_line
@@ -76,11 +86,17 @@ def replicate(
     }
 
 
-def load(s: Settings, sql_dir: str | None) -> dict[str, Any]:
-    """The files a load would read (as this worker finds them, with their sha256)."""
-    files = pagila_files.locate(s, loader.run_folder(sql_dir))
-    with _connect(s, "source"):
-        pass
+def load(
+    s: Settings, sql_dir: str | None, force: bool = False, force_reset: bool = False
+) -> dict[str, Any]:
+    """The files a load would read (as this worker finds them, with their sha256); refused when
+    its reset of ``public`` would drop what no load of this project created
+    (:func:`ownership.check`), unless the load would be skipped or ``force_reset``."""
+    files = pagila_files.locate(s, loader.run_folder(s, sql_dir))
+    with _connect(s, "source") as conn:
+        if not force_reset and (force or not _loaded_already(conn, files)):
+            with conn.cursor() as cur:
+                ownership.check(cur, False)
     return {
         "source": where(s.source_dsn),
         "files": [
@@ -90,11 +106,26 @@ def load(s: Settings, sql_dir: str | None) -> dict[str, Any]:
     }
 
 
+def _loaded_already(conn: psycopg2.extensions.connection, files: pagila_files.PagilaFiles) -> bool:
+    """True when a plain load of ``files`` would be skipped (they were loaded; read only)."""
+    with conn.cursor() as cur:
+        cur.execute(sqlfiles.query("load_manifest_state"))
+        if not cur.fetchone()[1]:
+            return False
+    latest = audit.latest_load(conn, files.schema_sha256, files.data_sha256)
+    return bool(latest and latest["succeeded"])
+
+
 def check(s: Settings, kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """What the workers see for a run of ``kind`` with ``options``; a refusal is one line."""
     try:
         if kind == "load":
-            return load(s, options.get("sql_dir"))
+            return load(
+                s,
+                options.get("sql_dir"),
+                bool(options.get("force")),
+                bool(options.get("force_reset")),
+            )
         if kind == "replicate":
             return replicate(
                 s, options.get("tables"), options.get("schemas"), bool(options.get("overwrite"))

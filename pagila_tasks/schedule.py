@@ -18,7 +18,7 @@ from pagila_tasks.errors import LockHeld, UsageError
 log = logging.getLogger(__name__)
 
 OPTIONS: dict[str, dict[str, Any]] = {
-    "load": {"force": False, "sql_dir": None},
+    "load": {"force": False, "sql_dir": None, "force_reset": False},
     "replicate": {"tables": None, "schemas": None, "overwrite": False},
 }
 """A scheduled run's options: the workers' own settings, nothing forced or overwritten."""

@@ -174,10 +174,14 @@ class FinishTask(PagilaTask):
 @app.task(name="pagila.load", bind=True, base=LoadTask)
 @classified
 def load(
-    self: LoadTask, run_id: str, force: bool = False, sql_dir: str | None = None
+    self: LoadTask,
+    run_id: str,
+    force: bool = False,
+    sql_dir: str | None = None,
+    force_reset: bool = False,
 ) -> dict[str, Any]:
     """Load the Pagila files (the run's ``sql_dir``, else the worker's) into the source."""
-    return loader.run(self.ctx, run_id, force, self.worker, sql_dir)
+    return loader.run(self.ctx, run_id, force, self.worker, sql_dir, force_reset)
 
 
 @app.task(name="pagila.preflight", bind=True, base=AnswerTask)

@@ -20,3 +20,12 @@ CREATE INDEX IF NOT EXISTS pagila_load_audit_hashes
     ON pagila_support.pagila_load_audit (schema_sha256, data_sha256, id DESC);
 CREATE INDEX IF NOT EXISTS pagila_load_audit_run
     ON pagila_support.pagila_load_audit (run_id);
+-- The manifest: what the last successful load created in public (pg_identify_object's type and
+-- identity), written in the load's transaction; a load resets public only when it holds
+-- nothing else (see pagila_tasks.ownership).
+CREATE TABLE IF NOT EXISTS pagila_support.load_manifest (
+    type        text NOT NULL,
+    identity    text NOT NULL,
+    run_id      text NOT NULL,
+    PRIMARY KEY (type, identity)
+);

@@ -77,11 +77,12 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 
 def options(s: Settings, kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """A run's options, which travel with it: the flags, else the submitter's own variables
-    (``PAGILA_SCHEMAS``, ``PAGILA_SQL_DIR``, ``PAGILA_OVERWRITE_TARGET``) when it set them;
-    left unset, the workers' settings apply."""
+    (``PAGILA_SCHEMAS``, ``PAGILA_SQL_DIR``, ``PAGILA_OVERWRITE_TARGET``,
+    ``PAGILA_FORCE_RESET``) when it set them; left unset, the workers' settings apply."""
     if kind == "load":
         sql_dir = args.sql_dir or (str(s.sql_dir) if "PAGILA_SQL_DIR" in s.given else None)
-        return {"force": bool(args.force), "sql_dir": sql_dir}
+        force_reset = args.force_reset or (s.force_reset and "PAGILA_FORCE_RESET" in s.given)
+        return {"force": bool(args.force), "sql_dir": sql_dir, "force_reset": bool(force_reset)}
     if args.schemas is not None:
         schemas: list[str] | None = list(parse_schemas(args.schemas, "--schemas"))
     else:
@@ -279,6 +280,12 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-wait", action="store_true", help="submit and return at once")
         if name in ("load", "run"):
             sp.add_argument("--force", action="store_true", help="load even if already loaded")
+            sp.add_argument(
+                "--force-reset",
+                action="store_true",
+                help="reset the source's public schema even though it holds objects no load of "
+                "this project created, or objects elsewhere depend on it (they are dropped)",
+            )
             sp.add_argument(
                 "--sql-dir",
                 help="folder of the two Pagila files, on the workers (default: PAGILA_SQL_DIR "
