@@ -60,7 +60,7 @@ class Isolated:
         from pagila_tasks.context import Context
 
         defaults = {
-            "load": {"force": False, "sql_dir": None},
+            "load": {"force": False, "sql_dir": None, "force_reset": False},
             "replicate": {"tables": None, "schemas": None, "overwrite": False},
         }
         app = Celery(set_as_current=False)

@@ -99,7 +99,7 @@ def test_sql_dir_travels_with_the_run(servers, isolated, pagila_dir: Path, tmp_p
     (other / "pagila-data.sql").write_bytes(
         data.replace(b"PENELOPE\tGUINESS", b"PENELOPE\tOTHER", 1)
     )
-    iso = isolated({})
+    iso = isolated({"PAGILA_SQL_ROOTS": str(tmp_path)})
     iso.pool(1, prefix="q", queues="control")
     proc = iso.submit("load", "--sql-dir", str(other))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -63,6 +63,10 @@ def _cut_after_payment_p2022_01(data: bytes) -> bytes:
     return data[: data.index(b"\n\\.\n", i) + 4]
 
 
+def _cut_after_the_last_copy_block(data: bytes) -> bytes:
+    return data[: data.rindex(b"\n\\.\n") + 4]
+
+
 @pytest.mark.parametrize(
     ("edit", "missing"),
     [
@@ -71,13 +75,18 @@ def _cut_after_payment_p2022_01(data: bytes) -> bytes:
             _cut_after_payment_p2022_01,
             "no COPY block for " + ", ".join(f"public.payment_p2022_0{m}" for m in range(2, 8)),
         ),
+        (
+            _cut_after_the_last_copy_block,
+            "no setval for public.actor_actor_id_seq, public.address_address_id_seq, ",
+        ),
     ],
-    ids=["empty", "cut at a COPY boundary"],
+    ids=["empty", "cut at a COPY boundary", "cut after the last COPY block"],
 )
 def test_incomplete_data_file_is_refused(
     workers: list[int], servers, workers_files: Path, edit: Callable[[bytes], bytes], missing: str
 ) -> None:
-    """An empty or cut-short data file fails (exit 1) naming what is missing; nothing changes."""
+    """An empty or cut-short data file (no setval lines included) fails (exit 1) naming what is
+    missing; nothing changes."""
     assert submit("load").returncode == 0
     before, history = source_state(servers.source_dsn), ledger(servers.source_dsn)
     data = workers_files / "pagila-data.sql"
@@ -137,9 +146,9 @@ def test_statement_not_allowed_in_a_data_file(
 def test_success_row_survives_a_session_left_read_only(
     workers: list[int], servers, workers_files: Path
 ) -> None:
-    """A data file ending with SET default_transaction_read_only loads with its success row."""
-    data = workers_files / "pagila-data.sql"
-    data.write_bytes(data.read_bytes() + b"SET default_transaction_read_only = on;\n")
+    """A schema file ending with SET default_transaction_read_only loads with its success row."""
+    schema = workers_files / "pagila-schema.sql"
+    schema.write_bytes(schema.read_bytes() + b"SET default_transaction_read_only = on;\n")
     code, out = submit_json("load")
     assert code == 0, out
     assert [(r[1], r[2]) for r in ledger(servers.source_dsn)] == [(out["run_id"], True)]
@@ -274,7 +283,7 @@ def send_load(iso: Isolated, **kwargs: Any) -> str:
     from pagila_tasks.progress import Progress
 
     run_id = f"load-test-{time.time_ns()}"
-    options = {"force": False, "sql_dir": None, **kwargs}
+    options = {"force": False, "sql_dir": None, "force_reset": False, **kwargs}
     RunLock(iso.redis, 120).acquire(run_id, "load")
     Progress(iso.redis).create(run_id, "load", 600, options=options)
     celery = app.__class__(set_as_current=False)
@@ -287,7 +296,7 @@ def send_load(iso: Isolated, **kwargs: Any) -> str:
 def test_sql_dir_travels_with_the_run(servers, workers_files: Path, pagila_dir: Path, isolated):
     """A load with sql_dir loads that folder's files, not the worker's PAGILA_SQL_DIR."""
     (workers_files / "pagila-data.sql").write_bytes(b"")  # the worker's own files: unusable
-    with isolated({}) as iso:
+    with isolated({"PAGILA_SQL_ROOTS": str(pagila_dir)}) as iso:
         iso.pool(1, prefix="dir", queues="control")
         record = iso.wait_done(send_load(iso, sql_dir=str(pagila_dir)))
     assert record["state"] == "succeeded", record.get("error")
@@ -310,3 +319,315 @@ def test_sql_dir_missing_on_the_worker_fails_once(servers, tmp_path: Path, isola
     rows = ledger(servers.source_dsn)
     assert [(r[1], r[2]) for r in rows] == [(run_id, False)]
     assert str(missing) in rows[0][3]
+
+
+# -- files read by PostgreSQL's grammar: nothing smuggled, nothing committed -----------------
+
+VICTIM = (
+    "CREATE SCHEMA victim; CREATE TABLE victim.keep (id integer PRIMARY KEY, note text); "
+    "INSERT INTO victim.keep VALUES (1, 'one'), (2, 'two');"
+)
+SMUGGLED = (
+    b"SET application_name = E'\\''; DROP TABLE victim.keep; "
+    b"CREATE TABLE public.smuggled AS SELECT 1; --'\n"
+)
+
+
+def _before_rental(line: bytes) -> Callable[[bytes, bytes], tuple[bytes, bytes, int]]:
+    def edit(schema: bytes, data: bytes) -> tuple[bytes, bytes, int]:
+        i = data.index(b"COPY public.rental ")
+        return schema, data[:i] + line + data[i:], data[:i].count(b"\n") + 1
+
+    return edit
+
+
+def _schema_in_begin_commit(schema: bytes, data: bytes) -> tuple[bytes, bytes, int]:
+    return b"BEGIN;\n" + schema + b"COMMIT;\n", data, 1
+
+
+def _set_role_in_schema(schema: bytes, data: bytes) -> tuple[bytes, bytes, int]:
+    i = schema.index(b"CREATE TABLE public.actor ")
+    return schema[:i] + b"SET ROLE NONE;\n" + schema[i:], data, schema[:i].count(b"\n") + 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (_before_rental(SMUGGLED), "pagila-data.sql:{line}: statement not allowed in a data file"),
+        (
+            _before_rental(
+                b"SET application_name = E'\\''; COMMIT; "
+                b"CREATE TABLE public.smuggled AS SELECT 1; --'\n"
+            ),
+            "pagila-data.sql:{line}: statement not allowed in a data file",
+        ),
+        (
+            _before_rental(b"SET role = 'pagila';\n"),
+            "pagila-data.sql:{line}: statement not allowed",
+        ),
+        (
+            _schema_in_begin_commit,
+            "pagila-schema.sql:{line}: statement not allowed in a schema file (transaction",
+        ),
+        (
+            _set_role_in_schema,
+            "pagila-schema.sql:{line}: statement not allowed in a schema file (a change of role)",
+        ),
+    ],
+    ids=["E'' smuggling", "hidden COMMIT", "SET role in data", "BEGIN/COMMIT schema", "SET ROLE"],
+)
+def test_smuggled_statements_are_refused_and_nothing_commits(
+    workers: list[int],
+    servers,
+    workers_files: Path,
+    edit: Callable[[bytes, bytes], tuple[bytes, bytes, int]],
+    words: str,
+) -> None:
+    """Statements hidden behind E'' escapes, transaction control and role changes fail the load
+    at their file:line; victim.keep stays, public.smuggled never exists, and the source's DDL,
+    every table's count and md5 and the sequences are as before."""
+    from tests.support import state_of
+
+    dsn = servers.source_dsn
+    assert submit("load").returncode == 0
+    query(dsn, VICTIM)
+    before, history = state_of(dsn, ("public", "victim")), ledger(dsn)
+    schema, data = workers_files / "pagila-schema.sql", workers_files / "pagila-data.sql"
+    new_schema, new_data, line = edit(schema.read_bytes(), data.read_bytes())
+    schema.write_bytes(new_schema)
+    data.write_bytes(new_data)
+    code, out = submit_json("load")
+    assert code == 1, out
+    assert words.format(line=line) in out["error"], out["error"]
+    assert scalar(dsn, "SELECT count(*) FROM victim.keep") == 2
+    assert scalar(dsn, "SELECT to_regclass('public.smuggled') IS NULL") is True
+    assert state_of(dsn, ("public", "victim")) == before
+    assert_one_failed_row(dsn, history, out["run_id"], words.format(line=line))
+
+
+def test_a_transaction_ended_by_a_file_is_not_reported_as_loaded(
+    servers, workers_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a COMMIT get past the parser, the load fails at once saying its transaction ended,
+    and never reports success."""
+    from pagila_tasks import loader, pagila_files
+    from pagila_tasks.config import from_env
+    from pagila_tasks.errors import InputError
+
+    monkeypatch.setattr(loader, "data_only", lambda items, path, tables: items)  # a parser hole
+    data = workers_files / "pagila-data.sql"
+    data.write_bytes(data.read_bytes() + b"COMMIT;\n")
+    s = from_env()
+    with pytest.raises(InputError, match="the load's transaction ended here"):
+        loader.load(s, pagila_files.locate(s), "unit-commit", False, before_commit=lambda: None)
+    assert [r[2] for r in ledger(servers.source_dsn)] == []
+
+
+# -- --sql-dir stays under PAGILA_SQL_ROOTS ---------------------------------------------------
+
+
+def test_sql_dir_outside_the_roots_is_refused_alike(
+    workers: list[int], servers, workers_files: Path, pagila_dir: Path
+) -> None:
+    """A --sql-dir that is missing, outside PAGILA_SQL_ROOTS, a symlink out of a root, a folder
+    whose file links out of a root, or a ~ path: exit 2 before any lock, one same message."""
+    link = workers_files / "link-out"
+    sub = workers_files / "file-link-out"
+    link.symlink_to(pagila_dir)
+    sub.mkdir()
+    (sub / "pagila-schema.sql").write_bytes((pagila_dir / "pagila-schema.sql").read_bytes())
+    (sub / "pagila-data.sql").symlink_to(pagila_dir / "pagila-data.sql")
+    try:
+        given = [
+            str(workers_files / "missing"),
+            str(pagila_dir),
+            str(link),
+            str(sub),
+            "~",
+            f"~/{workers_files.name}",
+        ]
+        lines = set()
+        for path in given:
+            proc = submit("load", "--sql-dir", path)
+            assert proc.returncode == 2, (path, proc.stdout, proc.stderr)
+            lines.add(proc.stderr.strip().replace(path, "X"))
+        assert lines == {
+            f"pagila-submit: --sql-dir X: not an allowed folder on worker host "
+            f"{socket.gethostname()} (see PAGILA_SQL_ROOTS)"
+        }
+        from tests.support import redis_client
+
+        assert redis_client().get("pagila:lock") is None
+        assert (
+            scalar(servers.source_dsn, "SELECT to_regclass('pagila_support.pagila_load_audit')")
+            is None
+        )
+    finally:
+        link.unlink()
+        (sub / "pagila-data.sql").unlink()
+        (sub / "pagila-schema.sql").unlink()
+        sub.rmdir()
+
+
+def test_sql_dir_under_a_root_loads_and_tilde_is_never_expanded(
+    tmp_path: Path, pagila_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder under PAGILA_SQL_ROOTS is accepted (resolved); the same folder named through ~
+    is refused, whatever HOME says."""
+    import os
+
+    from pagila_tasks import loader
+    from pagila_tasks.config import from_env
+    from pagila_tasks.errors import InputError
+
+    for name in ("pagila-schema.sql", "pagila-data.sql"):
+        (tmp_path / name).symlink_to(pagila_dir / name)
+    s = from_env({**os.environ, "PAGILA_SQL_ROOTS": f"{tmp_path}{os.pathsep}{pagila_dir}"})
+    assert loader.run_folder(s, str(tmp_path)) == tmp_path.resolve()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(InputError, match="not an allowed folder"):
+        loader.run_folder(s, "~")
+    with pytest.raises(InputError, match="not an allowed folder"):
+        loader.run_folder(s, "relative/folder")
+
+
+@pytest.mark.parametrize("where", ["missing", "outside the roots"])
+def test_sql_dir_refused_by_the_load_task_too(
+    servers, tmp_path: Path, pagila_dir: Path, isolated, where: str
+) -> None:
+    """A load task whose sql_dir is missing or outside the roots (a message that skipped the
+    submit checks) fails with the same message, and its failed row fingerprints nothing there."""
+    folder = tmp_path / "not-on-this-worker" if where == "missing" else pagila_dir
+    with isolated({}) as iso:
+        iso.pool(1, prefix="dir", queues="control")
+        record = iso.wait_done(send_load(iso, sql_dir=str(folder)))
+    assert record["state"] == "failed"
+    assert record["error"] == (
+        f"--sql-dir {folder}: not an allowed folder on worker host {socket.gethostname()} "
+        "(see PAGILA_SQL_ROOTS)"
+    ), record["error"]
+    assert [(r[2], r[4]) for r in ledger(servers.source_dsn)] == [(False, None)]
+
+
+# -- a load never wipes a database it did not load --------------------------------------------
+
+FOREIGN = """
+CREATE TABLE public.mine (id integer PRIMARY KEY, note text);
+INSERT INTO public.mine VALUES (1, 'theirs'), (2, 'also theirs');
+CREATE SCHEMA app;
+CREATE VIEW app.mine_view AS SELECT * FROM public.mine;
+CREATE TABLE app.child (id integer PRIMARY KEY, mine_id integer REFERENCES public.mine);
+INSERT INTO app.child VALUES (10, 1);
+"""
+
+
+@pytest.mark.parametrize("how", ["--force-reset", "PAGILA_FORCE_RESET=1"])
+def test_a_database_with_its_own_public_is_not_reset(workers: list[int], servers, how: str) -> None:
+    """A plain load into a source whose public holds its own table, with a view and a foreign key
+    over it in another schema, exits 2 listing them and naming the flag, changing nothing; with
+    --force-reset (or PAGILA_FORCE_RESET=1) it loads and its result lists what it dropped."""
+    from tests.support import redis_client, state_of
+
+    dsn = servers.source_dsn
+    query(dsn, FOREIGN)
+    before = state_of(dsn, ("public", "app"))
+    proc = submit("load")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line, line
+    for words in ("table public.mine", "view app.mine_view", "on app.child", "--force-reset"):
+        assert words in line, line
+    assert state_of(dsn, ("public", "app")) == before
+    assert redis_client().get("pagila:lock") is None
+
+    if how == "--force-reset":
+        code, out = submit_json("load", "--force-reset")
+    else:
+        code, out = submit_json("load", env={"PAGILA_FORCE_RESET": "1"})
+    assert code == 0, out
+    assert out["options"]["force_reset"] is True
+    dropped = out["result"]["reset_dropped"]
+    assert "table public.mine" in dropped and "view app.mine_view" in dropped, dropped
+    assert scalar(dsn, "SELECT to_regclass('public.mine') IS NULL") is True
+    assert scalar(dsn, "SELECT to_regclass('app.mine_view') IS NULL") is True
+    assert query(dsn, "SELECT id, mine_id FROM app.child") == [(10, 1)]
+    assert scalar(dsn, "SELECT count(*) FROM public.rental") == 16044
+
+
+def test_the_load_transaction_checks_public_again(servers) -> None:
+    """A load whose source gained a foreign object after its checks refuses inside its own
+    transaction, before the reset; nothing changes."""
+    from pagila_tasks import loader, pagila_files
+    from pagila_tasks.config import from_env
+    from pagila_tasks.errors import UsageError
+    from tests.support import state_of
+
+    s = from_env()
+    files = pagila_files.locate(s)
+    dsn = servers.source_dsn
+    loader.load(s, files, "unit-first", False, before_commit=lambda: None)
+    query(dsn, "CREATE SCHEMA app; CREATE VIEW app.actors AS SELECT * FROM public.actor")
+    before = state_of(dsn, ("public", "app"))
+    with pytest.raises(UsageError, match=r"depend on public: view app\.actors .*--force-reset"):
+        loader.load(s, files, "unit-second", True, before_commit=lambda: None)
+    assert state_of(dsn, ("public", "app")) == before
+    result = loader.load(s, files, "unit-forced", True, lambda: None, force_reset=True)
+    assert result.reset_dropped == ["view app.actors"]
+
+
+def test_a_second_load_of_changed_files_goes_ahead(
+    workers: list[int], servers, workers_files: Path
+) -> None:
+    """A plain load of changed files into a source this project loaded resets public as before:
+    its manifest says every object there is the project's."""
+    dsn = servers.source_dsn
+    assert submit("load").returncode == 0
+    assert scalar(dsn, "SELECT count(*) FROM pagila_support.load_manifest") > 100
+    data = workers_files / "pagila-data.sql"
+    data.write_bytes(data.read_bytes().replace(b"PENELOPE\tGUINESS", b"PENELOPE\tOTHER", 1))
+    code, out = submit_json("load")
+    assert code == 0, out
+    assert out["result"]["status"] == "loaded" and out["result"]["reset_dropped"] == []
+    assert scalar(dsn, "SELECT last_name FROM public.actor WHERE actor_id = 1") == "OTHER"
+
+
+def test_a_source_loaded_by_an_earlier_version(
+    workers: list[int], servers, workers_files: Path
+) -> None:
+    """A source with a load ledger and no manifest counts as the project's when public holds only
+    the pinned files' objects: a plain load goes ahead; with a table of its own it is refused."""
+    dsn = servers.source_dsn
+    assert submit("load").returncode == 0
+    query(dsn, "DROP TABLE pagila_support.load_manifest")  # as an earlier version left it
+    data = workers_files / "pagila-data.sql"
+    data.write_bytes(data.read_bytes().replace(b"PENELOPE\tGUINESS", b"PENELOPE\tOTHER", 1))
+    code, out = submit_json("load")
+    assert code == 0, out
+    query(dsn, "DROP TABLE pagila_support.load_manifest")
+    query(dsn, "CREATE TABLE public.extra (id integer)")
+    (workers_files / "pagila-data.sql").write_bytes(data.read_bytes() + b"\n")
+    proc = submit("load")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "table public.extra (1)" in proc.stderr and "--force-reset" in proc.stderr
+
+
+def test_pinned_public_objects_are_what_the_pinned_files_create(servers) -> None:
+    """sql/pinned_public_objects.sql lists exactly the objects a load of the pinned files leaves
+    in public (and the manifest records them)."""
+    import psycopg2 as pg
+
+    from pagila_tasks import loader, ownership, pagila_files, sqlfiles
+    from pagila_tasks.config import from_env
+
+    s = from_env()
+    loader.load(s, pagila_files.locate(s), "unit-pinned", False, before_commit=lambda: None)
+    conn = pg.connect(servers.source_dsn)
+    try:
+        with conn.cursor() as cur:
+            created = ownership.public_objects(cur)
+            cur.execute(sqlfiles.query("pinned_public_objects"))
+            assert set(cur.fetchall()) == created
+            cur.execute(sqlfiles.query("load_manifest_rows"))
+            assert set(cur.fetchall()) == created
+    finally:
+        conn.close()

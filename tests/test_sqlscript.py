@@ -162,3 +162,144 @@ def test_pinned_copy_tables_are_the_pinned_files_blocks(pagila_dir: object) -> N
     path = Path(str(pagila_dir)) / "pagila-data.sql"
     blocks = [i.table for i in data_only(parse_file(path), str(path)) if isinstance(i, CopyBlock)]
     assert sorted(blocks) == sorted(PINNED_COPY_TABLES) and len(set(blocks)) == 21
+
+
+# -- PostgreSQL's own grammar decides (pglast) ------------------------------------------------
+
+SMUGGLE = (
+    b"SET application_name = E'\\''; DROP TABLE victim.keep; "
+    b"CREATE TABLE public.smuggled AS SELECT 1; --'"
+)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        SMUGGLE,
+        b"SET application_name = E'\\''; COMMIT; --'",
+        b"SET role = 'pagila';",
+        b"SET ROLE pagila;",
+        b"SET SESSION AUTHORIZATION DEFAULT;",
+        b"RESET ROLE;",
+        b"RESET ALL;",
+        b"COMMIT;",
+        b"BEGIN;",
+        b"SET search_path = victim;",
+        b"SET search_path = public, victim;",
+        b"SET standard_conforming_strings = off;",
+        b"SET client_encoding = 'SJIS';",
+        b"SET default_transaction_read_only = on;",
+        b"SET statement_timeout = DEFAULT;",
+        b"SELECT pg_catalog.setval('s', 1, true) AS x;",
+        b"SELECT pg_catalog.setval('s', 1, true) FROM public.t;",
+        b"SELECT setval('s', 1, true);",
+        b"SELECT pg_catalog.set_config('search_path', 'victim', false);",
+        b"SELECT pg_catalog.set_config('role', 'pagila', false);",
+    ],
+)
+def test_data_file_refuses_by_the_grammar(statement: bytes) -> None:
+    """E'' escapes, hidden transaction control, identity changes and settings outside the
+    allow-list are refused at their line, before anything of them is handed out to run."""
+    handed: list[str] = []
+    with pytest.raises(InputError) as info:
+        for item in data_only(parse(io.BytesIO(DATA + statement + b"\n"), "data.sql"), "data.sql"):
+            handed.append(item.text if isinstance(item, Statement) else item.table)
+    assert str(info.value) == "data.sql:11: statement not allowed in a data file"
+    assert len(handed) == 5
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        b"SET search_path = public, pg_catalog;",
+        b"SET search_path = '';",
+        b"SET transaction_timeout = 0;",
+        b"SET default_table_access_method = heap;",
+        b"SET client_encoding = 'UTF8';",
+        b"SELECT pg_catalog.setval('public.t_a_seq', 9999999999, false);",
+        b"SELECT pg_catalog.setval('public.t_a_seq', 5);",
+    ],
+)
+def test_data_file_allows_what_pg_dump_writes(statement: bytes) -> None:
+    """The settings pg_dump writes, search_path to the loaded schema, and setval with literal
+    (bigint) arguments pass."""
+    got = list(data_only(parse(io.BytesIO(DATA + statement + b"\n"), "data.sql"), "data.sql"))
+    assert len(got) == 6 and got[5].text == statement.decode()  # type: ignore[union-attr]
+
+
+def test_escape_strings_end_where_the_server_ends_them() -> None:
+    """A ; inside an E'' string with an escaped quote does not end the statement."""
+    got = items(b"SELECT E'it\\'s; fine', 'x';\nSELECT 2;\n")
+    assert [i.text for i in got] == ["SELECT E'it\\'s; fine', 'x';", "SELECT 2;"]  # type: ignore[union-attr]
+
+
+def test_a_piece_that_is_not_one_statement_is_refused() -> None:
+    """Text the splitter took for one statement but the grammar reads as two, or as none that
+    parses, is refused naming the file and line, its content not quoted."""
+    from pagila_tasks.sqlscript import _one_statement
+
+    with pytest.raises(InputError) as info:
+        _one_statement("SELECT 1; DROP TABLE victim.keep;", 7, "x.sql")
+    assert str(info.value).startswith("x.sql:7: 2 statements where one was expected")
+    with pytest.raises(InputError) as info:
+        _one_statement("CREATE TABLE t ((\n  secret_word_here);", 3, "x.sql")
+    assert str(info.value).startswith("x.sql:3: statement failed to parse: syntax error")
+    assert "secret_word_here" not in str(info.value)
+
+
+def test_copy_only_into_the_given_tables() -> None:
+    """Given the pinned tables, a COPY block into another table, or with options, is refused."""
+    for statement in (
+        b"COPY public.other (a) FROM stdin;\n1\n\\.\n",
+        b"COPY public.t (a, b) FROM stdin WITH (FORMAT csv);\n1,x\n\\.\n",
+    ):
+        with pytest.raises(InputError) as info:
+            for item in data_only(
+                parse(io.BytesIO(DATA + statement), "d.sql"), "d.sql", ("public.t",)
+            ):
+                if isinstance(item, CopyBlock):
+                    item.drain()
+        assert str(info.value).startswith("d.sql:11: statement not allowed in a data file (COPY")
+    assert len(list(data_only(parse(io.BytesIO(DATA), "d.sql"), "d.sql", ("public.t",)))) == 5
+
+
+@pytest.mark.parametrize(
+    ("statement", "why"),
+    [
+        (b"BEGIN;", "transaction control"),
+        (b"START TRANSACTION;", "transaction control"),
+        (b"COMMIT;", "transaction control"),
+        (b"END;", "transaction control"),
+        (b"ROLLBACK;", "transaction control"),
+        (b"SAVEPOINT s;", "transaction control"),
+        (b"RELEASE SAVEPOINT s;", "transaction control"),
+        (b"PREPARE TRANSACTION 'x';", "transaction control"),
+        (b"SET ROLE pagila;", "a change of role"),
+        (b"SET role = 'pagila';", "a change of role"),
+        (b"SET SESSION AUTHORIZATION pagila;", "a change of session authorization"),
+        (b"RESET ROLE;", "a change of role"),
+        (b"RESET ALL;", "RESET ALL"),
+        (b"SET standard_conforming_strings = off;", "standard_conforming_strings other than on"),
+    ],
+)
+def test_schema_file_refuses_transaction_control_and_identity(statement: bytes, why: str) -> None:
+    """Transaction control and changes of identity in a schema file are refused at their line."""
+    from pagila_tasks.sqlscript import schema_only
+
+    script = b"SET client_encoding = 'UTF8';\nCREATE TABLE public.t (a int);\n" + statement + b"\n"
+    handed = []
+    with pytest.raises(InputError) as info:
+        for item in schema_only(parse(io.BytesIO(script), "s.sql"), "s.sql"):
+            handed.append(item)
+    assert str(info.value) == f"s.sql:3: statement not allowed in a schema file ({why})"
+    assert len(handed) == 2
+
+
+def test_the_pinned_schema_file_passes_schema_only(pagila_dir: object) -> None:
+    """Every statement of the pinned schema file parses alone and passes schema_only."""
+    from pathlib import Path
+
+    from pagila_tasks.sqlscript import parse_file, schema_only
+
+    path = Path(str(pagila_dir)) / "pagila-schema.sql"
+    assert len(list(schema_only(parse_file(path), str(path)))) > 200
