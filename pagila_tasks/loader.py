@@ -28,7 +28,7 @@ from pagila_tasks import audit, catalog, guard, names, ownership, pagila_files, 
 from pagila_tasks.config import Settings
 from pagila_tasks.context import Context
 from pagila_tasks.db import connect, connection
-from pagila_tasks.errors import InputError, PagilaError, one_line
+from pagila_tasks.errors import FinalError, InputError, PagilaError, one_line
 from pagila_tasks.lock import Heartbeat
 from pagila_tasks.pagila_files import PagilaFiles
 from pagila_tasks.sqlscript import (
@@ -256,22 +256,24 @@ class TransactionMark:
         self.conn = conn
         with conn.cursor() as cur:
             cur.execute(sqlfiles.query("transaction_identity"))
-            self.xact, self.user, _ = cur.fetchone()
+            self.xact, *self.users = cur.fetchone()
 
     def check(self) -> None:
         status = self.conn.info.transaction_status
         if status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
-            raise PagilaError("the load's transaction is no longer open; nothing committed")
+            raise FinalError("the load's transaction is no longer open; nothing committed")
         with self.conn.cursor() as cur:
             cur.execute(sqlfiles.query("transaction_identity"))
-            xact, user, session_user = cur.fetchone()
+            xact, *users = cur.fetchone()
         if xact != self.xact:
-            raise PagilaError(
+            raise FinalError(
                 f"the load's transaction {self.xact} was ended by a file (now {xact}); "
                 "nothing more committed"
             )
-        if user != self.user or user != session_user:
-            raise PagilaError(f"the load's session changed user to {user}; nothing committed")
+        if users != self.users:
+            raise FinalError(
+                f"the load's session changed user to {'/'.join(users)}; nothing committed"
+            )
 
 
 def _within(path: Path, roots: list[Path]) -> bool:

@@ -631,3 +631,25 @@ def test_pinned_public_objects_are_what_the_pinned_files_create(servers) -> None
             assert set(cur.fetchall()) == created
     finally:
         conn.close()
+
+
+def test_the_commit_goes_ahead_only_in_the_transaction_the_load_opened(servers) -> None:
+    """TransactionMark refuses a commit once the transaction it marked has ended, even if a new
+    one is open on the same session."""
+    from pagila_tasks.errors import FinalError
+    from pagila_tasks.loader import TransactionMark
+
+    conn = psycopg2.connect(servers.source_dsn)
+    try:
+        mark = TransactionMark(conn)
+        mark.check()
+        with conn.cursor() as cur:
+            cur.execute("COMMIT")  # what a hidden COMMIT in a file does
+        with pytest.raises(FinalError, match="no longer open"):
+            mark.check()
+        with conn.cursor() as cur:
+            cur.execute("BEGIN; SELECT pg_current_xact_id()")
+        with pytest.raises(FinalError, match="was ended by a file"):
+            mark.check()
+    finally:
+        conn.close()
