@@ -156,7 +156,7 @@ class _Applier:
 
     def _still_in_the_load(self, line: int) -> None:
         """After each statement: still inside the load's transaction, and the server still reads
-        quotes as the parser did. Both are client-side facts (no round trip)."""
+        the file as the parser did (quotes, encoding). Client-side facts (no round trip)."""
         conn = self.cur.connection
         if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
             raise InputError(str(self.path), line, "the load's transaction ended here; refused")
@@ -164,6 +164,8 @@ class _Applier:
             raise InputError(
                 str(self.path), line, "standard_conforming_strings is no longer on; refused"
             )
+        if conn.get_parameter_status("client_encoding") != "UTF8":
+            raise InputError(str(self.path), line, "client_encoding is no longer UTF8; refused")
 
     def apply(self, path: Path, on_block: Callable[[CopyBlock], None] | None = None) -> None:
         items = parse_file(path)

@@ -1,8 +1,9 @@
 -- Every object in one schema, as pg_identify_object names it (type, identity): relations,
 -- routines, types (not the row type of a relation nor an array type made with a type),
--- constraints, operators and their classes and families, collations, conversions, text search
--- objects, extended statistics, extensions, and the triggers, rules and policies on the
--- schema's tables. What a load's manifest records, and what the reset check compares with it.
+-- constraints (not the NOT NULL ones PostgreSQL 18 catalogs: part of their column), operators
+-- and their classes and families, collations, conversions, text search objects, extended
+-- statistics, extensions, and the triggers, rules and policies on the schema's tables. What a
+-- load's manifest records, and what the reset check compares with it.
 -- Parameters: :schema (an exact schema name).
 WITH ns AS (
     SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s
@@ -18,7 +19,7 @@ WITH ns AS (
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.typarray = t.oid)
     UNION ALL
     SELECT 'pg_catalog.pg_constraint'::regclass, k.oid FROM pg_catalog.pg_constraint k, ns
-    WHERE k.connamespace = ns.oid
+    WHERE k.connamespace = ns.oid AND k.contype <> 'n'
     UNION ALL
     SELECT 'pg_catalog.pg_operator'::regclass, o.oid FROM pg_catalog.pg_operator o, ns
     WHERE o.oprnamespace = ns.oid
