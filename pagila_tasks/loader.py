@@ -425,6 +425,9 @@ def load(
     started = time.monotonic()
     conn = connect(s.source_dsn, s, f"pagila-load {run_id}")
     try:
+        # The files are UTF-8 (the parser checks it): the server must read them so, whatever
+        # the database's encoding; a file may not change it (see _Applier._still_in_the_load).
+        conn.set_client_encoding("UTF8")
         audit.ensure(conn, "load")
         latest = audit.latest_load(conn, files.schema_sha256, files.data_sha256)
         if latest and latest["succeeded"] and not force:
