@@ -541,7 +541,11 @@ def test_a_database_with_its_own_public_is_not_reset(workers: list[int], servers
     assert redis_client().get("pagila:lock") is None
 
     if how == "--force-reset":
-        code, out = submit_json("load", "--force-reset")
+        proc = submit("load", "--force-reset")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "--force-reset dropped: " in proc.stdout and "table public.mine" in proc.stdout
+        run_id = proc.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+        code, out = submit_json("status", run_id)
     else:
         code, out = submit_json("load", env={"PAGILA_FORCE_RESET": "1"})
     assert code == 0, out

@@ -41,6 +41,9 @@ def _finish(sub: Submitter, record: dict[str, Any]) -> int:
             else:
                 counts = ", ".join(f"{k} {v}" for k, v in sorted(res.get("counts", {}).items()))
                 sub.say(f"loaded in {res.get('duration_s')} s: {counts}")
+                if res.get("reset_dropped"):
+                    dropped = ", ".join(res["reset_dropped"])
+                    sub.say(f"--force-reset dropped: {render.printable(dropped)}")
         if record.get("kind") == "replicate" and (line := render.target_line(record)):
             sub.say(line)
         error = record.get("error") if state != "succeeded" else None
