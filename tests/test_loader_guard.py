@@ -657,3 +657,20 @@ def test_the_commit_goes_ahead_only_in_the_transaction_the_load_opened(servers) 
             mark.check()
     finally:
         conn.close()
+
+
+def test_a_forged_force_reset_is_refused(servers, isolated) -> None:
+    """A load message carrying force_reset for a run submitted without it is refused before it
+    touches the source."""
+    from pagila_tasks import loader
+    from pagila_tasks.config import from_env
+    from pagila_tasks.context import Context
+    from pagila_tasks.errors import Refused
+
+    query(servers.source_dsn, FOREIGN)
+    with isolated({}) as iso:
+        run_id = iso.start("load")  # recorded with force_reset False; no worker takes it
+        ctx = Context(from_env())
+        with pytest.raises(Refused, match="force_reset=True is not what was submitted"):
+            loader.run(ctx, run_id, False, "forger", None, force_reset=True)
+    assert scalar(servers.source_dsn, "SELECT count(*) FROM public.mine") == 2
