@@ -265,11 +265,12 @@ def parse(stream: BinaryIO, path: str) -> Iterator[Statement | CopyBlock]:
 
 
 def _one_statement(text: str, line: int, path: str) -> Statement | None:
-    """The piece ``text`` as one parsed statement; None for comments only.
+    """The piece ``text`` as one parsed statement; None for comments (and empty statements).
 
     The piece is what the quote tracking of :class:`_Splitter` cut, but the decision is
     PostgreSQL's grammar's: a piece that parses to more than one statement (quoting the
-    splitter read otherwise than the server would) or to none is refused, naming the line.
+    splitter read otherwise than the server would) or that does not parse is refused, naming
+    the line; the error quotes nothing of the file (pglast's "at or near" token is left out).
     """
     if _is_blank(text[:-1]):
         return None
