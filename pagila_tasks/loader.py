@@ -306,7 +306,7 @@ def run_folder(s: Settings, sql_dir: str | None) -> Path | None:
         folder = given.resolve(strict=True)
         files = [(folder / name).resolve() for name in pagila_files.PINNED_SHA256]
         allowed = folder.is_dir() and all(_within(p, roots) for p in (folder, *files))
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in the path
         allowed = False
     if not allowed:
         raise refused

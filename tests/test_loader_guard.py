@@ -487,8 +487,9 @@ def test_sql_dir_under_a_root_loads_and_tilde_is_never_expanded(
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(InputError, match="not an allowed folder"):
         loader.run_folder(s, "~")
-    with pytest.raises(InputError, match="not an allowed folder"):
-        loader.run_folder(s, "relative/folder")
+    for path in ("relative/folder", f"{tmp_path}/\x00"):
+        with pytest.raises(InputError, match="not an allowed folder"):
+            loader.run_folder(s, path)
 
 
 @pytest.mark.parametrize("where", ["missing", "outside the roots"])
