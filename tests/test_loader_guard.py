@@ -675,3 +675,23 @@ def test_a_forged_force_reset_is_refused(servers, isolated) -> None:
         with pytest.raises(Refused, match="force_reset=True is not what was submitted"):
             loader.run(ctx, run_id, False, "forger", None, force_reset=True)
     assert scalar(servers.source_dsn, "SELECT count(*) FROM public.mine") == 2
+
+
+def test_sql_roots_setting(tmp_path: Path) -> None:
+    """PAGILA_SQL_ROOTS defaults to PAGILA_SQL_DIR and the download cache, splits on os.pathsep,
+    and refuses relative folders and an empty value."""
+    import os
+
+    from pagila_tasks.config import from_env
+    from pagila_tasks.errors import ConfigError
+
+    base = {k: v for k, v in os.environ.items() if k != "PAGILA_SQL_ROOTS"}
+    env = {**base, "PAGILA_SQL_DIR": str(tmp_path), "PAGILA_CACHE_DIR": "/var/cache/p"}
+    assert from_env(env).sql_roots == (tmp_path, Path("/var/cache/p"))
+    assert from_env({**env, "PAGILA_SQL_ROOTS": f"/a{os.pathsep}/b"}).sql_roots == (
+        Path("/a"),
+        Path("/b"),
+    )
+    for bad in ("relative", " "):
+        with pytest.raises(ConfigError, match="PAGILA_SQL_ROOTS"):
+            from_env({**env, "PAGILA_SQL_ROOTS": bad})
