@@ -210,6 +210,7 @@ class Settings:
     maintenance_work_mem: str | None
     replace: str = "swap"
     overwrite_target: bool = False
+    drop_dependents: bool = False
     switch_lock_ms: int = 200
     copy_start_timeout: int = 600
     schedule: str | None = None
@@ -295,6 +296,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         maintenance_work_mem=mwm or None,
         replace=_choice(env, "PAGILA_REPLACE", "swap", REPLACE_MODES),
         overwrite_target=_bool(env, "PAGILA_OVERWRITE_TARGET", False),
+        drop_dependents=_bool(env, "PAGILA_DROP_DEPENDENTS", False),
         switch_lock_ms=_int(env, "PAGILA_SWITCH_LOCK_MS", 200, minimum=0),
         copy_start_timeout=_int(env, "PAGILA_COPY_START_TIMEOUT", 600, minimum=10),
         schedule=parse_schedule(env.get("PAGILA_SCHEDULE") or ""),

@@ -132,3 +132,8 @@ def dump_pattern(name: str) -> str:
 def printable(text: str) -> str:
     """``text`` safe for a terminal: control characters (escape sequences) shown as ``\\xNN``."""
     return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
+
+
+def run_token(run_id: str) -> str:
+    """A short name part unique to a run (the tail of its id), for schemas and objects it names."""
+    return "".join(c for c in run_id if c.isalnum())[-8:].lower()

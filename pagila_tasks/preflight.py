@@ -18,7 +18,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2.extensions import parse_dsn
 
-from pagila_tasks import catalog, extensions, loader, names, pagila_files, protect
+from pagila_tasks import catalog, extensions, keep, loader, names, pagila_files, protect
 from pagila_tasks.config import Settings
 from pagila_tasks.db import CATALOG_PATH, connect
 from pagila_tasks.errors import PagilaError, UsageError, one_line
@@ -46,11 +46,17 @@ def _connect(s: Settings, which: str) -> Iterator[psycopg2.extensions.connection
 
 
 def replicate(
-    s: Settings, tables: list[str] | None, schemas: list[str] | None, overwrite: bool
+    s: Settings,
+    tables: list[str] | None,
+    schemas: list[str] | None,
+    overwrite: bool,
+    drop_dependents: bool = False,
 ) -> dict[str, Any]:
     """Refuse what prepare would refuse, before any lock: unknown schemas or tables, a target
-    that is the source or never was a replica, an extension the target cannot have."""
+    schema that is the source's or was never a replica, an extension the target cannot have,
+    something the target's users built that the run could not keep."""
     chosen = tuple(schemas) if schemas else s.schemas
+    kept = keep.KeepPlan()
     with (
         _connect(s, "source") as src,
         _connect(s, "target") as tgt,
@@ -68,11 +74,16 @@ def replicate(
         protect.check(scur, tcur, chosen, overwrite or s.overwrite_target)
         if tables is None:
             extensions.check_target(tcur, extensions.needed(scur, chosen), chosen)
+            swap = s.replace == "swap"
+            kept = keep.assess(tcur, scur, chosen, swap, "preflight")
+            keep.check(kept, drop_dependents or s.drop_dependents, keep.how_lost(swap))
     return {
         "source": where(s.source_dsn),
         "target": where(s.target_dsn),
         "schemas": [names.printable(names.quote(x)) for x in chosen],
         "replace": "in place (--tables)" if tables is not None else s.replace,
+        "keeps": len(kept.kept),
+        "drops": list(kept.lost),
     }
 
 
@@ -97,7 +108,11 @@ def check(s: Settings, kind: str, options: dict[str, Any]) -> dict[str, Any]:
             return load(s, options.get("sql_dir"))
         if kind == "replicate":
             return replicate(
-                s, options.get("tables"), options.get("schemas"), bool(options.get("overwrite"))
+                s,
+                options.get("tables"),
+                options.get("schemas"),
+                bool(options.get("overwrite")),
+                bool(options.get("drop_dependents")),
             )
         raise UsageError(f"no run of kind {kind!r}")
     except (PagilaError, psycopg2.Error) as exc:

@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "load": {"force": False, "sql_dir": None},
-    "replicate": {"tables": None, "schemas": None, "overwrite": False},
+    "replicate": {
+        "tables": None,
+        "schemas": None,
+        "overwrite": False,
+        "drop_dependents": False,
+    },
 }
 """A scheduled run's options: the workers' own settings, nothing forced or overwritten."""
 

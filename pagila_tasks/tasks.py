@@ -202,9 +202,10 @@ def prepare(
     tables: list[str] | None = None,
     schemas: list[str] | None = None,
     overwrite: bool = False,
+    drop_dependents: bool = False,
 ) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
-    units = replicate.prepare(self.ctx, run_id, tables, schemas, overwrite)
+    units = replicate.prepare(self.ctx, run_id, tables, schemas, overwrite, drop_dependents)
     _launch(self.ctx, run_id, units)
     return {"run_id": run_id, "units": len(units)}
 

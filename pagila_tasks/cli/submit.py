@@ -89,10 +89,12 @@ def options(s: Settings, kind: str, args: argparse.Namespace) -> dict[str, Any]:
     overwrite = args.overwrite_target or (
         s.overwrite_target and "PAGILA_OVERWRITE_TARGET" in s.given
     )
+    drop = args.drop_dependents or (s.drop_dependents and "PAGILA_DROP_DEPENDENTS" in s.given)
     return {
         "tables": plan.parse_table_list(args.tables),
         "schemas": schemas,
         "overwrite": bool(overwrite),
+        "drop_dependents": bool(drop),
     }
 
 
@@ -298,6 +300,12 @@ def parser() -> argparse.ArgumentParser:
                 "--overwrite-target",
                 action="store_true",
                 help="replace the target's schemas even though it was never a replica",
+            )
+            sp.add_argument(
+                "--drop-dependents",
+                action="store_true",
+                help="let go what the target's users built that the run cannot keep (named "
+                "when refused without it)",
             )
     sp = common(sub.add_parser("status", help="show one run"))
     sp.add_argument("run_id")
