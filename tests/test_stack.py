@@ -389,3 +389,15 @@ def test_stack_modules_stay_small() -> None:
     for path in STACK_DIR.glob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, path.name
     assert not hasattr(RedisServer, "url")
+
+
+@pytest.mark.parametrize("workers", ["-1", "33", "100000"])
+def test_up_refuses_a_worker_count_out_of_bounds(
+    workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pagila-stack up --workers N` outside 0..32 exits 2 with one line and starts nothing."""
+    state = tmp_path / "never"
+    assert stack_cli.main(["up", "--workers", workers, "--state", str(state)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers" in err[0] and str(stack_cli.MAX_WORKERS) in err[0]
+    assert not state.exists()
