@@ -190,7 +190,8 @@ def preflight_check(self: AnswerTask, kind: str, options: dict[str, Any]) -> dic
 @app.task(name="pagila.scheduled", bind=True, base=AnswerTask)
 @classified
 def scheduled(self: AnswerTask, job: str) -> dict[str, Any]:
-    """Celery beat's tick: start the scheduled job (see :mod:`pagila_tasks.schedule`)."""
+    """Celery beat's tick: start the scheduled job, if this worker has a schedule and the job
+    is known (see :mod:`pagila_tasks.schedule`)."""
     return schedule.job(self.ctx, job, _send)
 
 
