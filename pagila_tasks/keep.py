@@ -424,6 +424,24 @@ def load(cur: Cursor, run_id: str) -> KeepPlan | None:
     return KeepPlan.from_json(row[0]) if row else None
 
 
+def put_back(cur: Cursor, kept: KeepPlan) -> list[str]:
+    """Make again, as far as the target allows, what an in-place run took down before its
+    reset (its errback, or the next run); returns what could not be made, with why."""
+    if kept.swap:
+        return []  # a swap never took anything down: what it built ahead went with its staging
+    return run_steps(cur, kept.build + kept.switch, "after a failed run", best_effort=True)
+
+
+def pending(cur: Cursor, run_id: str) -> list[tuple[str, KeepPlan]]:
+    """Plans of other runs still on the target (runs that ended without switching)."""
+    cur.execute(
+        "SELECT run_id, plan FROM pagila_support.kept_objects WHERE run_id <> %s "
+        "ORDER BY created_at",
+        (run_id,),
+    )
+    return [(r, KeepPlan.from_json(p)) for r, p in cur.fetchall()]
+
+
 def forget(cur: Cursor, run_id: str) -> None:
     cur.execute("DELETE FROM pagila_support.kept_objects WHERE run_id = %s", (run_id,))
 
