@@ -32,6 +32,7 @@ from pagila_tasks import (
     keep,
     largeobjects,
     names,
+    protect,
     schema,
     sequences,
     staging,
@@ -241,13 +242,18 @@ def _keep(
     what readers use until the switch); in place, prepare read it before its reset. Done once
     per run (a recorded step, with the plan the switch then carries out)."""
     s = ctx.s
-    drop = bool(guard.options(ctx.record(run_id)).get("drop_dependents")) or s.drop_dependents
+    options = guard.options(ctx.record(run_id))
+    drop = bool(options.get("drop_dependents")) or s.drop_dependents
     with connection(s.target_dsn, s, f"pagila-keep {run_id}") as conn, conn.cursor() as cur:
         saved = keep.load(cur, run_id)
         if _step_done(cur, run_id, "keep-build") and saved is not None:
             return saved
         if layout.swap or saved is None:
-            kept = keep.assess(cur, manifest, layout.schemas, layout.swap, names.run_token(run_id))
+            mine = protect.replaceable(
+                cur, layout.schemas, bool(options.get("overwrite")) or s.overwrite_target
+            )
+            token = names.run_token(run_id)
+            kept = keep.assess(cur, manifest, layout.schemas, layout.swap, token, mine)
             keep.check(kept, drop, keep.how_lost(layout.swap))
         else:
             kept = saved

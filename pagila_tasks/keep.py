@@ -205,6 +205,7 @@ def assess(
     schemas: Iterable[str],
     swap: bool,
     token: str,
+    replaceable: frozenset[str] = frozenset(),
 ) -> KeepPlan:
     """Read what the target's users built on and around ``schemas`` and plan to keep it: what
     the project owns is the last switch's record, else (a target an earlier version replicated,
@@ -218,7 +219,7 @@ def assess(
     elif manifest is None:
         with catalog_path(source):
             manifest = source_manifest(source, schemas)
-    return plan(found, manifest, swap, token)
+    return plan(found, manifest, swap, token, replaceable)
 
 
 def survey(cur: Cursor, schemas: Iterable[str], ignore: Iterable[str]) -> Survey:
@@ -276,10 +277,17 @@ def temp_name(token: str, index: int) -> str:
     return f"{TEMP_PREFIX}{token}_{index}"
 
 
-def plan(s: Survey, manifest: Manifest, swap: bool, token: str) -> KeepPlan:
-    """What to run, and when, to keep what the target's users built (pure)."""
+def plan(
+    s: Survey,
+    manifest: Manifest,
+    swap: bool,
+    token: str,
+    replaceable: frozenset[str] = frozenset(),
+) -> KeepPlan:
+    """What to run, and when, to keep what the target's users built (pure). What is inside the
+    ``replaceable`` schemas (``--overwrite-target`` of a schema no run put there) is let go."""
     ours = manifest.objects
-    extras = [o for o in s.objects if o.key not in ours]
+    extras = [o for o in s.objects if o.key not in ours and o.schema not in replaceable]
     extra_keys = {o.key for o in extras}
     inside_kept = [
         o for o in extras if o.key.startswith(SUB_OBJECTS) and o.parent_key in ours and o.create_sql

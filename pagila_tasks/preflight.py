@@ -75,7 +75,8 @@ def replicate(
         if tables is None:
             extensions.check_target(tcur, extensions.needed(scur, chosen), chosen)
             swap = s.replace == "swap"
-            kept = keep.assess(tcur, scur, chosen, swap, "preflight")
+            mine = protect.replaceable(tcur, chosen, overwrite or s.overwrite_target)
+            kept = keep.assess(tcur, scur, chosen, swap, "preflight", mine)
             keep.check(kept, drop_dependents or s.drop_dependents, keep.how_lost(swap))
     return {
         "source": where(s.source_dsn),

@@ -48,6 +48,12 @@ def project_schemas(cur: Cursor) -> set[str]:
     return {names.split_sql(t)[0] for (t,) in cur.fetchall() if t}
 
 
+def replaceable(cur: Cursor, schemas: tuple[str, ...], overwrite: bool) -> frozenset[str]:
+    """The schemas a run may replace whole although no run put them there: with
+    ``--overwrite-target``, what they hold is let go, not kept."""
+    return frozenset(set(schemas) - project_schemas(cur)) if overwrite else frozenset()
+
+
 def registered_staging(cur: Cursor) -> set[str]:
     """Schemas runs registered as theirs (staging and previous copies)."""
     cur.execute("SELECT to_regclass('pagila_support.replication_schemas') IS NOT NULL")

@@ -97,7 +97,8 @@ def prepare(
             swap = s.replace == "swap" and requested is None and not hosts & set(chosen)
             kept = None
             if requested is None:
-                kept = _keep_plan(ctx, run_id, tgt, cur, chosen, swap, drop_dependents)
+                lets_go = (drop_dependents, overwrite or s.overwrite_target)
+                kept = _keep_plan(ctx, run_id, tgt, cur, chosen, swap, lets_go)
     layout = staging.Layout(chosen, swap=swap)
     ctx.progress.set_state(run_id, "running", replace="swap" if swap else "in-place")
     units = plan.plan_units(tables, s.split_rows, spans)
@@ -152,11 +153,13 @@ def _keep_plan(
     src: psycopg2.extensions.cursor,
     chosen: tuple[str, ...],
     swap: bool,
-    drop_dependents: bool,
+    lets_go: tuple[bool, bool],
 ) -> keep.KeepPlan:
     """What the target's users built that this run keeps; refused (nothing changed) when it
-    would lose something without ``--drop-dependents``. What an earlier in-place run took down
-    and could not put back is put back first, so it is kept like the rest."""
+    would lose something without ``--drop-dependents`` (``lets_go``: that flag and
+    ``--overwrite-target``). What an earlier in-place run took down and could not put back is
+    put back first, so it is kept like the rest."""
+    drop_dependents, overwrite = lets_go
     audit.ensure(tgt, "replication")
     with tgt.cursor() as tc:
         tc.execute(sqlfiles.query("replication_work_ddl"))
@@ -167,7 +170,8 @@ def _keep_plan(
                 log.warning("run %s: not put back after run %s: %s", run_id, other, missed)
         guard.still_ours(ctx, run_id)
         tgt.commit()
-        kept = keep.assess(tc, src, chosen, swap, names.run_token(run_id))
+        mine = protect.replaceable(tc, chosen, overwrite)
+        kept = keep.assess(tc, src, chosen, swap, names.run_token(run_id), mine)
     keep.check(kept, drop_dependents or ctx.s.drop_dependents, keep.how_lost(swap))
     if kept.lost:
         log.warning("run %s: --drop-dependents: letting go %s", run_id, "; ".join(kept.lost))

@@ -5,6 +5,8 @@ lock, named, and let go only with --drop-dependents."""
 
 from __future__ import annotations
 
+import sys
+
 import psycopg2
 import pytest
 
@@ -177,3 +179,135 @@ def test_what_cannot_be_kept_is_refused_before_any_lock(servers, isolated) -> No
     assert scalar(servers.target_dsn, "SELECT n FROM mine.keepable") == films
     query(servers.target_dsn, "DROP SCHEMA mine CASCADE")  # see the first test
     assert_replica(servers.source_dsn, servers.target_dsn)
+
+
+def _replica_state(dsn: str) -> tuple:
+    """The live copy as readers see it: DDL, and every table's count and checksum."""
+    from tests.support import checksums, tables
+
+    return schema_ddl(dsn), checksums(dsn, tables(dsn))
+
+
+def test_a_key_the_new_rows_break_fails_the_run_before_the_switch(servers, isolated) -> None:
+    """A foreign key from a target user's table to a replicated table that the new copy's rows
+    violate fails the run before the switch, naming the key; the live copy is untouched and the
+    key still holds on it."""
+    iso = isolated({})
+    iso.pool(2)
+    assert iso.submit("load").returncode == 0
+    assert iso.submit("replicate").returncode == 0
+    query(
+        servers.target_dsn,
+        "CREATE SCHEMA reporting; CREATE TABLE reporting.notes (rental_id integer "
+        "CONSTRAINT notes_rental_fk REFERENCES public.rental (rental_id)); "
+        "INSERT INTO reporting.notes VALUES (16044)",
+    )
+    query(servers.source_dsn, "DELETE FROM public.payment WHERE rental_id = 16044")
+    query(servers.source_dsn, "DELETE FROM public.rental WHERE rental_id = 16044")
+    before = _replica_state(servers.target_dsn)
+    code, out = iso.submit_json("replicate")
+    assert code == 1, out
+    assert "notes_rental_fk" in out["error"] and out["target_state"] == "unchanged", out
+    assert _replica_state(servers.target_dsn) == before
+    assert scalar(servers.target_dsn, "SELECT count(*) FROM public.rental") == 16044
+    assert (
+        scalar(
+            servers.target_dsn,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'notes_rental_fk' AND convalidated",
+        )
+        == 1
+    )
+    assert (
+        scalar(
+            servers.target_dsn,
+            "SELECT count(*) FROM pg_namespace WHERE nspname "
+            "LIKE 'pagila\\_stage%%' OR nspname LIKE 'pagila\\_old%%'",
+        )
+        == 0
+    )
+
+
+def test_a_schema_no_run_put_there_is_refused_without_overwrite(servers, isolated) -> None:
+    """On a target replicated once (public), a schema of its own (payroll) named in --schemas is
+    refused before any lock, naming it, unless --overwrite-target; a schema that merely carries a
+    staging copy's name is refused and left as it is."""
+    iso = isolated({})
+    iso.pool(2)
+    assert iso.submit("load").returncode == 0
+    assert iso.submit("replicate").returncode == 0
+    query(servers.source_dsn, "CREATE SCHEMA payroll; CREATE TABLE payroll.src (id int)")
+    query(servers.target_dsn, "CREATE SCHEMA payroll; CREATE TABLE payroll.salaries (id int)")
+    query(servers.target_dsn, "INSERT INTO payroll.salaries VALUES (1), (2)")
+    proc = iso.submit("replicate", "--schemas", "public,payroll")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "payroll" in line and "--overwrite-target" in line and "public" not in line, line
+    assert scalar(servers.target_dsn, "SELECT count(*) FROM payroll.salaries") == 2
+    assert iso.redis.keys("pagila:lock*") == []
+
+    from pagila_tasks.staging import stage_name
+
+    squat = stage_name("public")
+    query(servers.target_dsn, f"CREATE SCHEMA {squat}; CREATE TABLE {squat}.mine (id int)")
+    proc = iso.submit("replicate")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert squat in proc.stderr, proc.stderr
+    assert scalar(servers.target_dsn, f"SELECT count(*) FROM {squat}.mine") == 0
+    query(servers.target_dsn, f"DROP SCHEMA {squat} CASCADE")
+
+    code, out = iso.submit_json("replicate", "--schemas", "public,payroll", "--overwrite-target")
+    assert code == 0, out
+    assert scalar(servers.target_dsn, "SELECT to_regclass('payroll.salaries')") is None
+    assert scalar(servers.target_dsn, "SELECT to_regclass('payroll.src') IS NOT NULL")
+
+
+def test_a_previous_copy_something_still_depends_on_is_not_dropped(servers, isolated) -> None:
+    """A registered previous copy that a view elsewhere still reads (made after the run read
+    what to keep) is left for later, not dropped with the view by CASCADE; the run succeeds."""
+    iso = isolated({})
+    iso.pool(2)
+    assert iso.submit("load").returncode == 0
+    assert iso.submit("replicate").returncode == 0
+    query(
+        servers.target_dsn,
+        "CREATE SCHEMA pagila_old_zz_0; CREATE TABLE pagila_old_zz_0.t (id int); "
+        "INSERT INTO pagila_support.replication_schemas (name, kind, live, run_id) "
+        "VALUES ('pagila_old_zz_0', 'old', 'public', 'replicate-x'); "
+        "CREATE SCHEMA reporting; CREATE VIEW reporting.v AS SELECT id FROM pagila_old_zz_0.t",
+    )
+    code, out = iso.submit_json("replicate")
+    assert code == 0, out
+    assert scalar(servers.target_dsn, "SELECT to_regclass('reporting.v') IS NOT NULL")
+    assert scalar(servers.target_dsn, "SELECT to_regnamespace('pagila_old_zz_0') IS NOT NULL")
+
+
+def test_a_failed_in_place_run_puts_back_what_it_took_down(servers, isolated) -> None:
+    """An in-place run that fails after its reset (a checksum mismatch at verification) puts
+    back what the target's users built around the schemas (its errback), and the next run keeps
+    it as usual."""
+    _make_role(servers)
+    iso = isolated({"PAGILA_REPLACE": "in-place"})
+    plain = iso.pool(2)
+    assert iso.submit("load").returncode == 0
+    assert iso.submit("replicate").returncode == 0
+    query(servers.target_dsn, BUILT_ON_TARGET)
+    plain.stop()
+    iso.env["PAGILA_TEST_FAULT"] = "corrupt-stage"
+    iso.pool(1, prefix="cp", queues="copy")
+    faulty = iso.pool(
+        1, prefix="ctl", queues="control", argv=[sys.executable, "-m", "tests.fault_worker"]
+    )
+    code, out = iso.submit_json("replicate")
+    assert code == 1, out
+    assert out["target_state"] == "partly replaced", out.get("error")
+    rentals = scalar(servers.target_dsn, "SELECT count(*) FROM public.rental")
+    assert scalar(servers.target_dsn, "SELECT count(*) FROM reporting.recent") == rentals
+    fk = "SELECT count(*) FROM pg_constraint WHERE conname = 'notes_rental_fk'"
+    assert scalar(servers.target_dsn, fk) == 1
+    assert scalar(servers.target_dsn, "SELECT to_regclass('reporting.by_staff') IS NOT NULL")
+    assert _as_reader(servers, "SELECT count(*) FROM public.rental") == rentals
+    faulty.stop()
+    iso.pool(1, prefix="ok", queues="control")
+    proc = iso.submit("replicate")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _assert_kept(servers)
