@@ -10,7 +10,8 @@ import sys
 import psycopg2
 import pytest
 
-from tests.support import assert_replica, query, scalar, schema_ddl
+from tests.support import assert_replica, query, scalar, schema_ddl, wait_for
+from tests.test_swap import Reader
 
 pytestmark = [pytest.mark.e2e]
 
@@ -42,6 +43,12 @@ CREATE INDEX rental_last_update_idx ON public.rental (last_update);
 COMMENT ON TABLE public.rental IS 'commented on the target';
 COMMENT ON VIEW reporting.recent IS 'an analyst''s view';
 """
+
+READS = (
+    "SELECT count(*) FROM reporting.recent",
+    "SELECT sum(n) FROM reporting.by_staff",
+    "SELECT reporting.rentals()",
+)
 
 NEW_RENTALS = """
 INSERT INTO public.rental (rental_date, inventory_id, customer_id, staff_id)
@@ -120,10 +127,20 @@ def test_a_refresh_keeps_what_the_targets_users_built(servers, isolated) -> None
     assert proc.returncode == 0, proc.stdout + proc.stderr
     query(servers.target_dsn, BUILT_ON_TARGET)
     query(servers.source_dsn, NEW_RENTALS)
+    readers = [Reader(servers.target_dsn, sql) for sql in READS]
+    for reader in readers:
+        reader.start()
+    wait_for(lambda: all(r.values for r in readers), 60, "every reader to read once")
     proc = iso.submit("replicate")
+    for reader in readers:
+        reader.stop.set()
+        reader.join(timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "keeps" in proc.stdout, proc.stdout
     _assert_kept(servers)
+    for reader in readers:  # readers never saw a kept object missing, nor a mix of copies
+        assert reader.errors == [], reader.errors[:3]
+        assert len(set(reader.values)) == 2, (reader.sql, set(reader.values))
     before = schema_ddl(servers.target_dsn, ("reporting",))
     iso.close()
 
