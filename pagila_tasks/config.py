@@ -147,12 +147,20 @@ def parse_schemas(raw: str, name: str = "PAGILA_SCHEMAS") -> tuple[str, ...]:
     except UsageError as exc:
         problem = str(exc).removeprefix(f"{name} ").removeprefix(f"{name}: ")
         raise ConfigError(name, problem) from None
+    check_schemas(schemas, name)
+    return schemas
+
+
+def check_schemas(schemas: tuple[str, ...], name: str) -> None:
+    """Refuse schemas no run may replicate: the ledgers' schema and the runs' own copies (also
+    for a run record's schemas, re-checked by the task that acts on them)."""
+    if not schemas or not all(isinstance(s, str) and s for s in schemas):
+        raise ConfigError(name, "must name at least one schema, each a non-empty name")
     if SUPPORT_SCHEMA in schemas:
         raise ConfigError(name, f"must not name {SUPPORT_SCHEMA}: it holds the audit ledgers")
     if any(s.startswith(STAGING_PREFIXES) for s in schemas):
         prefixes = " or ".join(STAGING_PREFIXES)
         raise ConfigError(name, f"must not name a staging schema of this project ({prefixes}*)")
-    return schemas
 
 
 STAGING_PREFIXES = ("pagila_stage_", "pagila_old_")

@@ -19,6 +19,7 @@ from psycopg2 import sql
 from pagila_tasks import (
     audit,
     catalog,
+    config,
     copy,
     extensions,
     fkeys,
@@ -33,9 +34,16 @@ from pagila_tasks import (
     sqlfiles,
     staging,
 )
+from pagila_tasks.config import ConfigError
 from pagila_tasks.context import Context
 from pagila_tasks.db import CATALOG_PATH, connection
-from pagila_tasks.errors import PoisonMessage, ReplicationError, SnapshotLost, UsageError
+from pagila_tasks.errors import (
+    PoisonMessage,
+    Refused,
+    ReplicationError,
+    SnapshotLost,
+    UsageError,
+)
 from pagila_tasks.progress import RECORD_TTL, run_key
 from pagila_tasks.snapshot import snapshot_cursor
 
@@ -71,6 +79,10 @@ def prepare(
     }
     guard.run(ctx, run_id, "replicate", submitted)
     chosen = tuple(schemas) if schemas else s.schemas
+    try:
+        config.check_schemas(chosen, "the run's schemas")
+    except ConfigError as exc:
+        raise Refused(f"run {run_id}: {exc}") from None
     ctx.progress.set_state(run_id, "running")
     log.info("STEP prepare %s: export snapshot", run_id)
     snapshot_id = snapshot.start_holder(run_id, ctx.redis)
