@@ -377,7 +377,8 @@ def _target_state(record: dict[str, Any]) -> str:
 
 def _put_back(cur: psycopg2.extensions.cursor, run_id: str) -> list[str]:
     """What an in-place run took down around its schemas, made again over what it left (each
-    object on its own; the rest stays for the next run to put back); a swap's plan is let go."""
+    object on its own; when something could not be made, the plan stays for the next run to
+    try again); a swap's plan is let go."""
     cur.execute("SELECT to_regclass('pagila_support.kept_objects') IS NOT NULL")
     if not cur.fetchone()[0]:
         return []
@@ -385,7 +386,8 @@ def _put_back(cur: psycopg2.extensions.cursor, run_id: str) -> list[str]:
     if kept is None:
         return []
     missed = keep.put_back(cur, kept)
-    keep.forget(cur, run_id)
+    if not missed:
+        keep.forget(cur, run_id)
     return missed
 
 

@@ -180,6 +180,7 @@ def _keep_plan(
             keep.forget(tc, other)
             if missed:
                 log.warning("run %s: not put back after run %s: %s", run_id, other, missed)
+                ctx.progress.set_state(run_id, "running", not_put_back=missed)
         guard.still_ours(ctx, run_id)
         tgt.commit()
         mine = protect.replaceable(tc, chosen, overwrite)
