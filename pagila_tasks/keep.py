@@ -304,7 +304,16 @@ def plan(
         if d.kind == "other" or any(p in lost_refs or p in lost_keys for p in d.parents):
             lost_keys.add(d.key)
     kept = [d for d in s.dependents if d.key not in lost_keys]
-    temps = {d.key: temp_name(token, i) for i, d in enumerate(kept) if d.prebuild_sql}
+    # Built ahead only what reads nothing but the replicated schemas (depth 1): something that
+    # reads another dependent would bind to the old one, which the switch drops.
+    temps = {
+        d.key: temp_name(token, i) for i, d in enumerate(kept) if d.prebuild_sql and d.depth == 1
+    }
+    refresh = [
+        Step(d.label, f"REFRESH MATERIALIZED VIEW {d.identity}")
+        for d in kept
+        if d.kind == "matview" and d.populated and (d.key not in temps or not swap)
+    ]
 
     lost = tuple(
         [f"{o.key} (made on the target inside a replicated schema)" for o in lost_inside]
@@ -329,15 +338,10 @@ def plan(
             for d in kept
         ]
         detach: list[Step] = []
-        switch = drops + makes
+        switch = drops + makes + refresh
     else:
         detach = drops
-        build += [Step(d.label, d.create_sql or "") for d in kept]
-        build += [
-            Step(d.label, f"REFRESH MATERIALIZED VIEW {d.identity}")
-            for d in kept
-            if d.kind == "matview" and d.populated
-        ]
+        build += [Step(d.label, d.create_sql or "") for d in kept] + refresh
         switch = []
     kept_units = {d.key for d in kept}
     notes = []

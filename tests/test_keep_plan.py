@@ -115,3 +115,28 @@ def test_annotations_keep_the_targets_own_not_the_sources_comments() -> None:
         ("COMMENT y", True),
     ]
     assert kept.notes == ("TABLE public.rental stays owned by the run's user, not boss",)
+
+
+def test_a_matview_over_another_dependent_is_made_in_the_switch() -> None:
+    """A materialized view that reads another dependent (a view elsewhere) is not built ahead
+    (it would bind to the view the switch drops): it is made and refreshed in the switch."""
+    view = dep("v", "view")
+    mv = dep(
+        "m",
+        "matview",
+        2,
+        ("v",),
+        populated=True,
+        identity="reporting.mv",
+        prebuild_sql=f"CREATE MATERIALIZED VIEW reporting.{MARK} AS SELECT 1 WITH DATA",
+        swap_in_sql=f"ALTER MATERIALIZED VIEW reporting.{MARK} RENAME TO mv",
+    )
+    kept = plan(survey([view, mv]), OURS, True, "t")
+    assert kept.build == ()
+    assert [s.sql for s in kept.switch] == [
+        "DROP m",
+        "DROP v",
+        "CREATE v",
+        "CREATE m",
+        "REFRESH MATERIALIZED VIEW reporting.mv",
+    ]
