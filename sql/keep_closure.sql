@@ -73,7 +73,7 @@ SELECT u.classid::oid || ':' || u.objid AS key, u.parents, u.depth, o.type, o.id
        CASE
          WHEN u.classid = 'pg_catalog.pg_class'::regclass THEN
            CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'matview'
-                          WHEN 'i' THEN 'index' ELSE 'other' END
+                          WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' ELSE 'other' END
          WHEN u.classid = 'pg_catalog.pg_proc'::regclass THEN
            CASE WHEN p.prokind IN ('f', 'p', 'w') THEN 'function' ELSE 'other' END
          WHEN u.classid = 'pg_catalog.pg_trigger'::regclass THEN 'trigger'
@@ -94,7 +94,8 @@ SELECT u.classid::oid || ':' || u.objid AS key, u.parents, u.depth, o.type, o.id
               CASE WHEN c.reloptions IS NULL THEN ''
                    ELSE ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' END,
               pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';'))
-         WHEN c.relkind = 'i' THEN pg_catalog.pg_get_indexdef(c.oid)
+         WHEN c.relkind IN ('i', 'I') THEN
+              pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef(c.oid), ' ON ONLY ', ' ON ')
          WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid)
          WHEN u.classid = 'pg_catalog.pg_trigger'::regclass THEN pg_catalog.pg_get_triggerdef(u.objid)
          WHEN u.classid = 'pg_catalog.pg_rewrite'::regclass THEN pg_catalog.pg_get_ruledef(u.objid)
@@ -122,7 +123,7 @@ SELECT u.classid::oid || ':' || u.objid AS key, u.parents, u.depth, o.type, o.id
        CASE
          WHEN c.relkind = 'v' THEN pg_catalog.format('DROP VIEW %%s', c.oid::regclass)
          WHEN c.relkind = 'm' THEN pg_catalog.format('DROP MATERIALIZED VIEW %%s', c.oid::regclass)
-         WHEN c.relkind = 'i' THEN pg_catalog.format('DROP INDEX %%s', c.oid::regclass)
+         WHEN c.relkind IN ('i', 'I') THEN pg_catalog.format('DROP INDEX %%s', c.oid::regclass)
          WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.format('DROP ROUTINE %%s', p.oid::regprocedure)
          WHEN u.classid = 'pg_catalog.pg_trigger'::regclass THEN
               (SELECT pg_catalog.format('DROP TRIGGER %%I ON %%s', tg.tgname, tg.tgrelid::regclass)

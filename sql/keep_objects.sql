@@ -3,7 +3,9 @@
 -- source it is what a replication puts there (recorded at the switch); run on the target, a key
 -- that no run recorded is an object someone made there. Indexes, constraints, triggers, policies
 -- and rules also carry the key of their relation and the statement that makes them again.
--- NOT NULL constraints (pg_constraint rows from PostgreSQL 18 on) are part of their column.
+-- NOT NULL constraints (pg_constraint rows from PostgreSQL 18 on) are part of their column. An
+-- index on a partitioned table is made again whole (ON, not ON ONLY: its partitions' indexes
+-- with it), so those are not listed apart.
 -- Run with search_path = pg_catalog, so every name comes back qualified.
 -- Parameters: :schemas (text[]).
 WITH s AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY (%(schemas)s)),
@@ -17,7 +19,8 @@ rel AS (
 objects (classid, objid, parent, create_sql) AS (
     SELECT classid, oid, NULL::oid, NULL::text FROM rel WHERE relkind NOT IN ('i', 'I')
     UNION ALL
-    SELECT 'pg_catalog.pg_class'::regclass, i.indexrelid, i.indrelid, pg_catalog.pg_get_indexdef(i.indexrelid)
+    SELECT 'pg_catalog.pg_class'::regclass, i.indexrelid, i.indrelid,
+           pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
     FROM pg_catalog.pg_index i JOIN rel ON rel.oid = i.indexrelid
     WHERE NOT rel.relispartition AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k
                       WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))

@@ -40,6 +40,7 @@ GRANT USAGE ON SCHEMA reporting TO {ROLE};
 GRANT SELECT ON reporting.recent, reporting.by_staff TO {ROLE};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {ROLE};
 CREATE INDEX rental_last_update_idx ON public.rental (last_update);
+CREATE INDEX payment_amount_idx ON public.payment (amount);
 COMMENT ON TABLE public.rental IS 'commented on the target';
 COMMENT ON VIEW reporting.recent IS 'an analyst''s view';
 """
@@ -100,6 +101,12 @@ def _assert_kept(servers) -> None:
     assert _as_reader(servers, "SELECT count(*) FROM reporting.recent") == rentals
     assert _as_reader(servers, "SELECT count(*) FROM reporting.by_staff") == len(by_staff)
     assert scalar(tgt, "SELECT to_regclass('public.rental_last_update_idx') IS NOT NULL")
+    partitioned = "'public.payment_amount_idx'::regclass"
+    assert scalar(tgt, f"SELECT indisvalid FROM pg_index WHERE indexrelid = {partitioned}")
+    parts = scalar(tgt, f"SELECT count(*) FROM pg_inherits WHERE inhparent = {partitioned}")
+    assert parts == scalar(
+        src, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.payment'::regclass"
+    )
     assert scalar(tgt, "SELECT obj_description('public.rental'::regclass, 'pg_class')") == (
         "commented on the target"
     )
@@ -152,6 +159,7 @@ def test_a_refresh_keeps_what_the_targets_users_built(servers, isolated) -> None
     _assert_kept(servers)
     assert schema_ddl(servers.target_dsn, ("reporting",)) == before
     query(servers.target_dsn, "DROP INDEX public.rental_last_update_idx")
+    query(servers.target_dsn, "DROP INDEX public.payment_amount_idx")
     query(servers.target_dsn, "COMMENT ON TABLE public.rental IS NULL")
     # pg_dump orders objects by their dependencies, those of other schemas' objects included:
     # the source has none of these, so the order is compared without them
