@@ -72,7 +72,11 @@ def ours_kept(b: BenchStack) -> Outcome:
     say(f"  ours-kept: the target holds {kept.describe(before)}")
     checkpoint(b)  # as before every timed run: it pays for none of the first replica's writes
     outcome = ours(b, what="ours-kept")
-    after = kept.check(b, "after the run")
+    try:
+        after = kept.check(b, "after the run")
+    except RunFailed as exc:  # the run's numbers, for whoever reads why it failed
+        took = f"{outcome.run.seconds:.2f} s, switch {outcome.detail['switch_ms']} ms"
+        raise RunFailed(f"{exc} (the run took {took})") from None
     say(f"  ours-kept: after the run {kept.describe(after)}, reading the new copy")
     detail = {
         **outcome.detail,

@@ -174,33 +174,35 @@ def _medians(runs: list[Result]) -> dict[str, float]:
 def kept_summary(
     results: list[Result], failures: dict[tuple[str, str], str], datasets: list[str]
 ) -> list[dict[str, Any]]:
-    """Per dataset where ``ours-kept`` ran: ours, ours-refresh and ours-kept (medians), the
-    ratios, and the issue's two verdicts. The 5 % verdict is taken against ``ours-refresh``
-    (the same runs without the objects) when it ran, else against ``ours``."""
+    """Per dataset where ``ours-kept`` ran (or failed): ours, ours-refresh and ours-kept
+    (medians), the ratios, and the issue's two verdicts. The 5 % verdict is taken against
+    ``ours-refresh`` (the same runs without the objects) when it ran, else against ``ours``."""
     rows = []
     for ds in datasets:
         by = {
             m: [r for r in results if r.method == m and r.dataset == ds]
             for m in ("ours", "ours-refresh", "ours-kept")
         }
-        if not by["ours-kept"]:
-            if ("ours-kept", ds) in failures:
-                rows.append({"dataset": ds, "na": failures[("ours-kept", ds)]})
+        failed = failures.get(("ours-kept", ds))
+        if not by["ours-kept"] and not failed:
             continue
-        row: dict[str, Any] = {"dataset": ds}
+        row: dict[str, Any] = {"dataset": ds, "failed": failed}
         row |= {m: _medians(runs) for m, runs in by.items() if runs}
-        k = row["ours-kept"]
+        base = "ours-refresh" if "ours-refresh" in row else "ours" if "ours" in row else None
+        row["base"] = base
+        k = row.get("ours-kept")
+        if k is None:  # every run of ours-kept failed: no verdict
+            row["switch_ok"] = row["apart_ok"] = False
+            rows.append(row)
+            continue
         k["before"] = min(int(r.detail.get("objects") or 0) for r in by["ours-kept"])
         k["after"] = min(int(r.detail.get("objects_after") or 0) for r in by["ours-kept"])
         k["keeps"] = by["ours-kept"][0].detail.get("keeps")
-        k["failed"] = failures.get(("ours-kept", ds))
-        for base in ("ours", "ours-refresh"):
-            if base in row:
-                row[f"vs {base}"] = k["seconds"] / row[base]["seconds"]
-        base = "ours-refresh" if "ours-refresh" in row else "ours" if "ours" in row else None
-        row["base"] = base
+        for b in ("ours", "ours-refresh"):
+            if b in row:
+                row[f"vs {b}"] = k["seconds"] / row[b]["seconds"]
         row["switch_ok"] = (
-            k["switch_max"] < SWITCH_LIMIT_MS and k["after"] == EXPECTED and not k["failed"]
+            k["switch_max"] < SWITCH_LIMIT_MS and k["after"] == EXPECTED and not failed
         )
         row["apart_ok"] = abs(row[f"vs {base}"] - 1) <= APART_LIMIT if base else None
         rows.append(row)
@@ -217,22 +219,22 @@ def kept_table_text(rows: list[dict[str, Any]]) -> str:
 
     body = []
     for r in rows:
-        if "na" in r:
-            body.append([r["dataset"], *["n/a"] * (len(KEPT_HEAD) - 2), r["na"]])
-            continue
         cells = [r["dataset"]]
         for m in ("ours", "ours-refresh", "ours-kept"):
             x = r.get(m)
             cells += [f"{x['seconds']:.2f}", f"{x['switch_ms']:.1f}"] if x else ["n/a", "n/a"]
-        k = r["ours-kept"]
+        k = r.get("ours-kept")
+        failed = f"FAILED: {r['failed']}" if r["failed"] else ""
+        if k is None:
+            cells += ["n/a"] * 3 + [verdict(False, failed), verdict(False, "ours-kept failed")]
+            body.append(cells)
+            continue
         cells.append(f"{k['before']} / {k['after']} (the run's plan: {k['keeps']})")
         for base in ("ours", "ours-refresh"):
             ratio = r.get(f"vs {base}")
             cells.append(f"{ratio:.3f}x" if ratio else "n/a")
-        cells.append(
-            verdict(r["switch_ok"], f"largest of {k['runs']}: {k['switch_max']:.1f} ms")
-            + (f"; FAILED: {k['failed']}" if k["failed"] else "")
-        )
+        why = f"largest of {k['runs']}: {k['switch_max']:.1f} ms"
+        cells.append(verdict(r["switch_ok"], why + (f"; {failed}" if failed else "")))
         base = r["base"]
         cells.append(
             verdict(r["apart_ok"], f"{r[f'vs {base}'] - 1:+.1%} vs {base}" if base else "no base")
