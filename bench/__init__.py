@@ -5,6 +5,7 @@
 - ``data.py``: the dataset: Pagila loaded, scaled (``scale.sql``), counted, the target reset;
 - ``methods.py``: the methods compared, one function each, in one table;
 - ``ours.py``: this project's replication measured (submit, STEP lines, lock to audit row);
+- ``kept.py``: the 30 target-side objects of ``ours-kept``, built and counted;
 - ``memory.py``: the spool-cap memory check;
 - ``measuring.py``: a command run to its end with the peak memory of its processes;
 - ``results.py``: what a run yields; ``machine.py``: facts about the machine and servers;

@@ -99,7 +99,8 @@ def table_counts(b: BenchStack, which: str) -> dict[str, int]:
 
 
 def reset_target(b: BenchStack, create_public: bool = True) -> None:
-    """Drop public (and our pagila_support), recreate public as the database owner.
+    """Drop public (and our pagila_support, and ours-kept's reporting), recreate public as the
+    database owner.
 
     ``create_public=False`` for the methods restoring a pg_dump archive of ``-n public``:
     it holds its own ``CREATE SCHEMA public``. Both servers are checkpointed, so no run pays
@@ -108,8 +109,14 @@ def reset_target(b: BenchStack, create_public: bool = True) -> None:
     with b.cursor("target") as cur:
         cur.execute("DROP SCHEMA IF EXISTS public CASCADE")
         cur.execute("DROP SCHEMA IF EXISTS pagila_support CASCADE")
+        cur.execute("DROP SCHEMA IF EXISTS reporting CASCADE")  # ours-kept's (bench/kept.py)
         if create_public:
             cur.execute("CREATE SCHEMA public")
+    checkpoint(b)
+
+
+def checkpoint(b: BenchStack) -> None:
+    """Both servers checkpointed, so no run pays for earlier writes."""
     b.admin("target", "CHECKPOINT")
     b.admin("source", "CHECKPOINT")
 

@@ -13,10 +13,10 @@ import shutil
 import sys
 from collections.abc import Callable
 
-from bench import BENCH, MB, say
-from bench.data import reset_target, verify
+from bench import BENCH, MB, kept, say
+from bench.data import checkpoint, reset_target, verify
 from bench.measuring import du, last_line, run_measured
-from bench.ours import lock_to_audit, replicate, spilled_bytes, step_lines, units
+from bench.ours import kept_by_run, lock_to_audit, replicate, spilled_bytes, step_lines, units
 from bench.reporting import steps_text
 from bench.results import NotAvailable, Outcome, Result, RunFailed, Tally
 from bench.stack import BenchStack
@@ -24,11 +24,11 @@ from bench.stack import BenchStack
 COMMON = "--no-owner --no-privileges"
 
 
-def ours(b: BenchStack, replace: str = "swap") -> Outcome:
+def ours(b: BenchStack, replace: str = "swap", what: str = "ours") -> Outcome:
     """``pagila-submit replicate`` on two fresh workers (their peak RSS is per run), replacing
     the target's copy as ``replace`` says (PAGILA_REPLACE)."""
     b.restart_workers({"PAGILA_REPLACE": replace})
-    run, record = replicate(b, "ours")
+    run, record = replicate(b, what)
     detail = {
         "run_id": record["run_id"],
         "lock_to_audit": lock_to_audit(b, record),
@@ -37,12 +37,54 @@ def ours(b: BenchStack, replace: str = "swap") -> Outcome:
         "units": units(record),
         "steps": step_lines(b, record["run_id"], run.started_at),
     }
+    detail["keeps"] = kept_by_run(detail["steps"])
     return Outcome(run, spilled_bytes(record), detail)
 
 
 def ours_in_place(b: BenchStack) -> Outcome:
     """The same, with ``PAGILA_REPLACE=in-place`` (today's behaviour before the swap)."""
     return ours(b, "in-place")
+
+
+def _first_replica(b: BenchStack, what: str) -> None:
+    """An untimed ``pagila-submit replicate`` (swap) into the emptied target: the replica the
+    target's users build on."""
+    b.restart_workers({"PAGILA_REPLACE": "swap"})
+    replicate(b, f"{what} (first replica, untimed)")
+
+
+def ours_refresh(b: BenchStack) -> Outcome:
+    """``ours`` over a target that already holds a replica (made untimed just before): the
+    like-for-like run of ``ours-kept`` without the target-side objects."""
+    _first_replica(b, "ours-refresh")
+    checkpoint(b)  # as before every timed run: it pays for none of the first replica's writes
+    return ours(b, what="ours-refresh")
+
+
+def ours_kept(b: BenchStack) -> Outcome:
+    """``ours`` over a replica that 30 target-side objects depend on (bench/kept.py): a first
+    replica (untimed), the objects built and counted, then the timed run (swap), after which
+    the objects are counted again and must read the new copy."""
+    _first_replica(b, "ours-kept")
+    before = kept.build(b)
+    if kept.total(before) != kept.EXPECTED:
+        raise RunFailed(f"ours-kept: built {kept.describe(before)}, not {kept.EXPECTED}")
+    say(f"  ours-kept: the target holds {kept.describe(before)}")
+    checkpoint(b)  # as before every timed run: it pays for none of the first replica's writes
+    outcome = ours(b, what="ours-kept")
+    try:
+        after = kept.check(b, "after the run")
+    except RunFailed as exc:  # the run's numbers, for whoever reads why it failed
+        took = f"{outcome.run.seconds:.2f} s, switch {outcome.detail['switch_ms']} ms"
+        raise RunFailed(f"{exc} (the run took {took})") from None
+    say(f"  ours-kept: after the run {kept.describe(after)}, reading the new copy")
+    detail = {
+        **outcome.detail,
+        "objects": kept.total(before),
+        "objects_after": kept.total(after),
+        "objects_by_kind": after,
+    }
+    return Outcome(outcome.run, outcome.spilled, detail)
 
 
 def dump_pipe(b: BenchStack) -> Outcome:
@@ -132,6 +174,8 @@ def floor_binary(b: BenchStack) -> Outcome:
 METHODS: dict[str, Callable[[BenchStack], Outcome]] = {
     "ours": ours,
     "ours-in-place": ours_in_place,
+    "ours-refresh": ours_refresh,
+    "ours-kept": ours_kept,
     "pg_dump|pg_restore": dump_pipe,
     "dump-dir-j2": dump_dir,
     "pgcopydb": pgcopydb,
@@ -140,7 +184,7 @@ METHODS: dict[str, Callable[[BenchStack], Outcome]] = {
     "floor-binary": floor_binary,
 }
 """Every method by the name the table and ``--methods`` use, in the table's order."""
-NEEDS_PUBLIC = frozenset({"ours", "ours-in-place", "pgcopydb"})
+NEEDS_PUBLIC = frozenset({"ours", "ours-in-place", "ours-refresh", "ours-kept", "pgcopydb"})
 """Methods that expect an existing ``public`` (the others restore an archive creating it)."""
 
 

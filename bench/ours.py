@@ -18,6 +18,8 @@ from bench.stack import BenchStack
 AUDIT_FINISHED = """
 SELECT extract(epoch FROM finished_at) FROM pagila_support.replication_audit WHERE run_id = %s
 """
+KEEP_STEP = re.compile(r"^STEP finish RUN: keep (\d+) objects")
+"""The finish step naming how many objects of the target's users the run keeps."""
 LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/([^\]]+)\] (.*)$")
 """A Celery worker log line: time, process, message."""
 
@@ -83,3 +85,12 @@ def units(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def spilled_bytes(record: dict[str, Any]) -> int:
     """Bytes of the units whose spool spilled to disk."""
     return sum(int(u.get("bytes", 0)) for u in record.get("units", {}).values() if u.get("spilled"))
+
+
+def kept_by_run(steps: list[dict[str, Any]]) -> int | None:
+    """How many objects the run said it keeps (its ``keep N objects`` STEP line), if it said."""
+    for s in steps:
+        m = KEEP_STEP.match(s["msg"])
+        if m:
+            return int(m.group(1))
+    return None

@@ -11,11 +11,29 @@ from datetime import datetime
 from typing import Any
 
 from bench import MB, ROOT, say
+from bench.kept import EXPECTED
 from bench.results import Result
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 MEMORY_START, MEMORY_END = "<!-- bench:memory:start -->", "<!-- bench:memory:end -->"
+KEPT_START, KEPT_END = "<!-- bench:kept:start -->", "<!-- bench:kept:end -->"
+KEPT_HEAD = [
+    "dataset",
+    "ours s",
+    "ours switch ms",
+    "ours-refresh s",
+    "ours-refresh switch ms",
+    "ours-kept s",
+    "ours-kept switch ms",
+    "kept objects before / after",
+    "ours-kept / ours",
+    "ours-kept / ours-refresh",
+    f"switch < 100 ms with {EXPECTED} kept objects",
+    "at most 5 % apart",
+]
+SWITCH_LIMIT_MS = 100.0
+APART_LIMIT = 0.05
 HEAD = ["method", "dataset", "median s", "vs pgcopydb", "peak RSS MB", "spilled MB", "runs (s)"]
 
 
@@ -140,6 +158,107 @@ def ours_breakdown(results: list[Result], datasets: list[str]) -> str:
             f"  slowest units:\n{_unit_lines(units)}"
         )
     return "\n\n".join(parts)
+
+
+def _medians(runs: list[Result]) -> dict[str, float]:
+    """Median seconds and switch ms, and the largest switch ms, of some of our runs."""
+    held = [float(r.detail.get("switch_ms") or 0) for r in runs]
+    return {
+        "seconds": statistics.median(r.seconds for r in runs),
+        "switch_ms": statistics.median(held),
+        "switch_max": max(held),
+        "runs": len(runs),
+    }
+
+
+def kept_summary(
+    results: list[Result], failures: dict[tuple[str, str], str], datasets: list[str]
+) -> list[dict[str, Any]]:
+    """Per dataset where ``ours-kept`` ran (or failed): ours, ours-refresh and ours-kept
+    (medians), the ratios, and the issue's two verdicts. The 5 % verdict is taken against
+    ``ours-refresh`` (the same runs without the objects) when it ran, else against ``ours``."""
+    rows = []
+    for ds in datasets:
+        by = {
+            m: [r for r in results if r.method == m and r.dataset == ds]
+            for m in ("ours", "ours-refresh", "ours-kept")
+        }
+        failed = failures.get(("ours-kept", ds))
+        if not by["ours-kept"] and not failed:
+            continue
+        row: dict[str, Any] = {"dataset": ds, "failed": failed}
+        row |= {m: _medians(runs) for m, runs in by.items() if runs}
+        base = "ours-refresh" if "ours-refresh" in row else "ours" if "ours" in row else None
+        row["base"] = base
+        k = row.get("ours-kept")
+        if k is None:  # every run of ours-kept failed: no verdict
+            row["switch_ok"] = row["apart_ok"] = False
+            rows.append(row)
+            continue
+        k["before"] = min(int(r.detail.get("objects") or 0) for r in by["ours-kept"])
+        k["after"] = min(int(r.detail.get("objects_after") or 0) for r in by["ours-kept"])
+        k["keeps"] = by["ours-kept"][0].detail.get("keeps")
+        for b in ("ours", "ours-refresh"):
+            if b in row:
+                row[f"vs {b}"] = k["seconds"] / row[b]["seconds"]
+        row["switch_ok"] = (
+            k["switch_max"] < SWITCH_LIMIT_MS and k["after"] == EXPECTED and not failed
+        )
+        row["apart_ok"] = abs(row[f"vs {base}"] - 1) <= APART_LIMIT if base else None
+        rows.append(row)
+    return rows
+
+
+def kept_table_text(rows: list[dict[str, Any]]) -> str:
+    """The kept-objects comparison in Markdown, one row per dataset."""
+
+    def verdict(ok: bool | None, why: str) -> str:
+        if ok is None:
+            return f"n/a ({why})"
+        return f"**{'met' if ok else 'not met'}** ({why})"
+
+    body = []
+    for r in rows:
+        cells = [r["dataset"]]
+        for m in ("ours", "ours-refresh", "ours-kept"):
+            x = r.get(m)
+            cells += [f"{x['seconds']:.2f}", f"{x['switch_ms']:.1f}"] if x else ["n/a", "n/a"]
+        k = r.get("ours-kept")
+        failed = f"FAILED: {r['failed']}" if r["failed"] else ""
+        if k is None:
+            cells += ["n/a"] * 3 + [verdict(False, failed), verdict(False, "ours-kept failed")]
+            body.append(cells)
+            continue
+        cells.append(f"{k['before']} / {k['after']} (the run's plan: {k['keeps']})")
+        for base in ("ours", "ours-refresh"):
+            ratio = r.get(f"vs {base}")
+            cells.append(f"{ratio:.3f}x" if ratio else "n/a")
+        why = f"largest of {k['runs']}: {k['switch_max']:.1f} ms"
+        cells.append(verdict(r["switch_ok"], why + (f"; {failed}" if failed else "")))
+        base = r["base"]
+        cells.append(
+            verdict(r["apart_ok"], f"{r[f'vs {base}'] - 1:+.1%} vs {base}" if base else "no base")
+        )
+        body.append(cells)
+    lines = ["| " + " | ".join(KEPT_HEAD) + " |", "|" + "|".join(" --- " for _ in KEPT_HEAD) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def kept_text(rows: list[dict[str, Any]], machine: dict[str, Any], command: str) -> str:
+    """The docs' kept-objects section: machine, the comparison table."""
+    return (
+        "## Kept objects\n\n"
+        "Written by `bench/run.py` when `ours-kept` ran; do not edit by hand.\n\n"
+        f"{machine_text(machine, command)}\n"
+        f"{kept_table_text(rows)}\n\n"
+        "Seconds and switch ms are medians of the runs; the switch verdict takes the largest "
+        f"switch of the `ours-kept` runs and needs all {EXPECTED} objects found after each run; "
+        "the 5 % verdict compares the `ours-kept` median with `ours-refresh` (the same runs "
+        "without the objects) when it ran, else with `ours` (a first replica into an emptied "
+        "target). The run's plan is the number its `keep N objects` STEP line gives: the "
+        "objects it makes again; the grants and comments it adds again are not in it.\n"
+    )
 
 
 def machine_text(m: dict[str, Any], command: str) -> str:

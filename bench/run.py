@@ -3,6 +3,7 @@ alternatives, on the same two local servers, and write the results into docs/ben
 
     .venv/bin/python bench/run.py [--scales 1,50] [--runs 3] [--methods ours,pgcopydb,..]
     .venv/bin/python bench/run.py --memory            # the spool-cap memory check only
+    .venv/bin/python bench/run.py --kept --scales 50  # ours with and without 30 kept objects
 
 The script brings up its own stack (two PostgreSQL servers + Redis, state in --state-dir, purged
 at the end), applies the benchmark's server settings to both servers, loads Pagila with
@@ -28,6 +29,9 @@ if not __package__:  # run as a script: import the bench package from the checko
 from bench import ROOT, data, machine, memory, methods, reporting, say
 from bench.results import Tally
 from bench.stack import BenchStack
+
+KEPT = ("ours", "ours-refresh", "ours-kept")
+"""``--kept``'s methods unless ``--methods`` says otherwise."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,15 +76,22 @@ def stop(b: BenchStack, tally: Tally, json_out: str | None) -> None:
 
 
 def report(tally: Tally, args: argparse.Namespace, facts: dict[str, Any]) -> int:
-    """Print the table and our breakdown, write the docs section; 1 if a run failed."""
+    """Print the table, our breakdown and the kept-objects comparison; write their docs
+    sections (``--kept``: that one only); 1 if a run failed."""
     datasets = tally.names()
     rows = reporting.summarize(tally.results, tally.failures, args.methods, datasets)
     say("\n" + reporting.table_text(rows))
     ours_text = reporting.ours_breakdown(tally.results, datasets)
     say("\n" + ours_text)
-    if not args.no_docs:
+    kept_rows = reporting.kept_summary(tally.results, tally.failures, datasets)
+    if kept_rows:
+        say("\n" + reporting.kept_table_text(kept_rows))
+    if not args.no_docs and not args.kept:
         section = reporting.results_text(rows, tally.datasets, facts, args.command, ours_text)
         reporting.write_docs(section, reporting.RESULTS_START, reporting.RESULTS_END)
+    if not args.no_docs and kept_rows:
+        section = reporting.kept_text(kept_rows, facts, args.command)
+        reporting.write_docs(section, reporting.KEPT_START, reporting.KEPT_END)
     return 1 if any(not v.startswith("n/a") for v in tally.failures.values()) else 0
 
 
@@ -96,9 +107,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--methods", default=",".join(names), help=f"comma list of {', '.join(names)}"
+        "--methods",
+        help=f"comma list of {', '.join(names)} (default: all; with --kept: {', '.join(KEPT)})",
     )
     parser.add_argument("--memory", action="store_true", help="run only the spool-cap memory check")
+    parser.add_argument(
+        "--kept",
+        action="store_true",
+        help="the kept-objects check: write only its docs section (not the results table)",
+    )
     parser.add_argument("--memory-cap-mb", type=int, default=32)
     parser.add_argument("--memory-table-mb", type=int, default=150)
     parser.add_argument(
@@ -118,7 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.command = "python bench/run.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    chosen = args.methods or ",".join(KEPT if args.kept else names)
+    args.methods = [m.strip() for m in chosen.split(",") if m.strip()]
     unknown = [m for m in args.methods if m not in methods.METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(names)}")

@@ -6,13 +6,14 @@ submit script and the stack agree on what a setting means.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from pagila_tasks import names
 from pagila_tasks.errors import ConfigError, UsageError
@@ -72,6 +73,8 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
         value = float(raw)
     except ValueError:
         raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(name, f"must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigError(name, f"must be at least {minimum}, got {value}")
     return value
@@ -91,9 +94,24 @@ def _set(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _split(name: str, value: str) -> SplitResult:
+    """``value`` as URL parts; an unbalanced bracket or a bad port names the variable."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ConfigError(name, f"has an unbalanced [ or ] in {mask_dsn(value)!r}") from None
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad or out-of-range port
+    except ValueError:
+        raise ConfigError(name, f"has a bad port (0-65535) in {mask_dsn(value)!r}") from None
+    return parts
+
+
 def _not_sample(name: str, value: str) -> str:
-    password = urlsplit(value).password or ""
-    if password.startswith(SAMPLE_PASSWORD_PREFIX):
+    """Refuse a sample password, in the URL's user part or as a ``?password=`` parameter."""
+    parts = _split(name, value)
+    passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    if any(password.startswith(SAMPLE_PASSWORD_PREFIX) for password in passwords):
         raise ConfigError(
             name, "uses a sample password from .env.example; set a real one (see its first lines)"
         )
@@ -102,22 +120,18 @@ def _not_sample(name: str, value: str) -> str:
 
 def _dsn(env: Mapping[str, str], name: str, default: str) -> str:
     value = _set(env, name, default)
-    parts = urlsplit(value)
+    parts = _split(name, value)
     if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
         raise ConfigError(
             name,
             f"must be a postgresql://user:password@host:port/dbname URL, got {mask_dsn(value)!r}",
         )
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError(name, f"has a bad port in {mask_dsn(value)!r}") from None
     return _not_sample(name, value)
 
 
 def _redis_url(env: Mapping[str, str], name: str, default: str) -> str:
     value = _set(env, name, default)
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+    if _split(name, value).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(name, f"must be a redis:// URL, got {mask_dsn(value)!r}")
     return _not_sample(name, value)
 
@@ -133,20 +147,32 @@ def parse_schemas(raw: str, name: str = "PAGILA_SCHEMAS") -> tuple[str, ...]:
     except UsageError as exc:
         problem = str(exc).removeprefix(f"{name} ").removeprefix(f"{name}: ")
         raise ConfigError(name, problem) from None
+    check_schemas(schemas, name)
+    return schemas
+
+
+def check_schemas(schemas: tuple[str, ...], name: str) -> None:
+    """Refuse schemas no run may replicate: the ledgers' schema and the runs' own copies (also
+    for a run record's schemas, re-checked by the task that acts on them)."""
+    if not schemas or not all(isinstance(s, str) and s for s in schemas):
+        raise ConfigError(name, "must name at least one schema, each a non-empty name")
     if SUPPORT_SCHEMA in schemas:
         raise ConfigError(name, f"must not name {SUPPORT_SCHEMA}: it holds the audit ledgers")
     if any(s.startswith(STAGING_PREFIXES) for s in schemas):
         prefixes = " or ".join(STAGING_PREFIXES)
         raise ConfigError(name, f"must not name a staging schema of this project ({prefixes}*)")
-    return schemas
 
 
 STAGING_PREFIXES = ("pagila_stage_", "pagila_old_")
 """Schemas named so on the target belong to replication runs (see :mod:`pagila_tasks.staging`)."""
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).strip().lower()
+def _choice(
+    env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...], empty_ok: bool = True
+) -> str:
+    """One of ``choices``; empty is the default when ``empty_ok``, else an error (see _set)."""
+    raw = (env.get(name) or default) if empty_ok else _set(env, name, default)
+    value = raw.strip().lower()
     if value not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
     return value
@@ -210,6 +236,7 @@ class Settings:
     maintenance_work_mem: str | None
     replace: str = "swap"
     overwrite_target: bool = False
+    drop_dependents: bool = False
     switch_lock_ms: int = 200
     copy_start_timeout: int = 600
     schedule: str | None = None
@@ -236,9 +263,10 @@ class Settings:
         """Passwords found in the DSNs, so free text (errors, logs) can be scrubbed of them."""
         found = []
         for dsn in (self.source_dsn, self.target_dsn, self.redis_url):
-            pw = urlsplit(dsn).password
-            if pw:
-                found.append(pw)
+            parts = urlsplit(dsn)
+            for pw in (parts.password, *parse_qs(parts.query).get("password", [])):
+                if pw:
+                    found.append(pw)
         return tuple(found)
 
     def scrub(self, text: str) -> str:
@@ -249,7 +277,7 @@ class Settings:
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings from ``env`` (default ``os.environ``)."""
     env = os.environ if env is None else env
-    sql_dir_raw = env.get("PAGILA_SQL_DIR")
+    sql_dir_raw = _set(env, "PAGILA_SQL_DIR", "") or None
     # Not checked here: a submitter's PAGILA_SQL_DIR names a folder on the workers.
     sql_dir = Path(sql_dir_raw).expanduser() if sql_dir_raw else None
     cache_default = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pagila-tasks"
@@ -280,7 +308,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         spool_max_bytes=_int(
             env, "PAGILA_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, minimum=MIN_SPOOL_BYTES
         ),
-        schemas=parse_schemas(env.get("PAGILA_SCHEMAS") or "public"),
+        schemas=parse_schemas(_set(env, "PAGILA_SCHEMAS", "public")),
         pg_dump=env.get("PAGILA_PG_DUMP") or None,
         retry_max=_int(env, "PAGILA_RETRY_MAX", 3, minimum=MIN_RETRIES),
         retry_delay=_float(env, "PAGILA_RETRY_DELAY", 60.0, minimum=0.0),
@@ -298,8 +326,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         verify_checksums=_bool(env, "PAGILA_VERIFY_CHECKSUMS", True),
         warm_connections=_bool(env, "PAGILA_WARM_CONNECTIONS", True),
         maintenance_work_mem=mwm or None,
-        replace=_choice(env, "PAGILA_REPLACE", "swap", REPLACE_MODES),
+        replace=_choice(env, "PAGILA_REPLACE", "swap", REPLACE_MODES, empty_ok=False),
         overwrite_target=_bool(env, "PAGILA_OVERWRITE_TARGET", False),
+        drop_dependents=_bool(env, "PAGILA_DROP_DEPENDENTS", False),
         switch_lock_ms=_int(env, "PAGILA_SWITCH_LOCK_MS", 200, minimum=0),
         copy_start_timeout=_int(env, "PAGILA_COPY_START_TIMEOUT", 600, minimum=10),
         schedule=parse_schedule(env.get("PAGILA_SCHEDULE") or ""),

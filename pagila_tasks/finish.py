@@ -29,7 +29,10 @@ from pagila_tasks import (
     catalog,
     fkeys,
     guard,
+    keep,
     largeobjects,
+    names,
+    protect,
     schema,
     sequences,
     staging,
@@ -79,6 +82,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
             foreign = [fkeys.ForeignKey(*row) for row in record.get("foreign_keys") or []]
         else:
             foreign = fkeys.read(src, layout.schemas)
+        manifest = None if subset else keep.source_manifest(src, layout.schemas)
     large_objects = bool(record.get("large_objects"))
     log.info("STEP finish %s: verification (checksums of both sides)", run_id)
     # Ordered by what each step needs (measured in docs/benchmarks.md): the target's rows are
@@ -113,6 +117,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
             )
         )
     ctx.progress.set_state(run_id, "running", verification=detail, sequences=len(seq_values))
+    kept = None if manifest is None else _keep(ctx, run_id, layout, manifest)
     done = switch.run(
         s,
         run_id,
@@ -120,6 +125,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
         _audit_row(ctx.record(run_id), run_id, True, None, detail),
         lambda: guard.still_ours(ctx, run_id),
         large_objects or not subset,
+        switch.Kept(kept, manifest) if kept is not None and manifest is not None else None,
     )
     ctx.progress.set_state(
         run_id,
@@ -227,6 +233,45 @@ def _build_apart(ctx: Context, run_id: str, statements: list[str]) -> None:
             done.result()
 
 
+def _keep(
+    ctx: Context, run_id: str, layout: staging.Layout, manifest: keep.Manifest
+) -> keep.KeepPlan:
+    """Build on the new copy what the target's users added to the replicated tables, and ahead
+    under temporary names their materialized views and constraints elsewhere (checked against
+    the new rows), as live, before the switch. A swap reads what to keep now (the live copy is
+    what readers use until the switch); in place, prepare read it before its reset. Done once
+    per run (a recorded step, with the plan the switch then carries out)."""
+    s = ctx.s
+    options = guard.options(ctx.record(run_id))
+    drop = bool(options.get("drop_dependents")) or s.drop_dependents
+    with connection(s.target_dsn, s, f"pagila-keep {run_id}") as conn, conn.cursor() as cur:
+        saved = keep.load(cur, run_id)
+        if _step_done(cur, run_id, "keep-build") and saved is not None:
+            return saved
+        if layout.swap or saved is None:
+            mine = protect.replaceable(
+                cur, layout.schemas, bool(options.get("overwrite")) or s.overwrite_target
+            )
+            token = names.run_token(run_id)
+            kept = keep.assess(cur, manifest, layout.schemas, layout.swap, token, mine)
+            keep.check(kept, drop, keep.how_lost(layout.swap))
+        else:
+            kept = saved
+        log.info("STEP finish %s: keep %d objects the target's users built", run_id, len(kept.kept))
+        if s.maintenance_work_mem:
+            cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
+        with staging.as_live(cur, layout):
+            keep.run_steps(cur, kept.build, "on the new copy, before the switch")
+        keep.save(cur, run_id, kept)
+        cur.execute(
+            "INSERT INTO pagila_support.replication_steps (run_id, step) VALUES (%s, %s)",
+            (run_id, "keep-build"),
+        )
+        guard.still_ours(ctx, run_id)
+        conn.commit()
+    return kept
+
+
 def _sequences_and_matviews(
     ctx: Context,
     run_id: str,
@@ -314,7 +359,8 @@ def _drop_old(ctx: Context, run_id: str) -> None:
             with conn.cursor() as cur:
                 old = staging.registered(cur, "old", run_id)
             conn.commit()
-            left = staging.drop(conn, old, DROP_WAIT_MS)
+            drop = bool(guard.options(ctx.record(run_id)).get("drop_dependents"))
+            left = staging.drop(conn, old, DROP_WAIT_MS, take_dependents=drop)
     except psycopg2.Error as exc:  # the copy is live: a leftover is the next run's to drop
         log.warning("run %s: previous copy not dropped: %s", run_id, s.scrub(str(exc)))
         return
@@ -327,6 +373,22 @@ def _target_state(record: dict[str, Any]) -> str:
     if record.get("replace") == "in-place" and record.get("built"):
         return "partly replaced"
     return "unchanged"
+
+
+def _put_back(cur: psycopg2.extensions.cursor, run_id: str) -> list[str]:
+    """What an in-place run took down around its schemas, made again over what it left (each
+    object on its own; when something could not be made, the plan stays for the next run to
+    try again); a swap's plan is let go."""
+    cur.execute("SELECT to_regclass('pagila_support.kept_objects') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return []
+    kept = keep.load(cur, run_id)
+    if kept is None:
+        return []
+    missed = keep.put_back(cur, kept)
+    if not missed:
+        keep.forget(cur, run_id)
+    return missed
 
 
 def fail(ctx: Context, run_id: str, reason: str | None = None) -> dict[str, Any]:
@@ -372,7 +434,10 @@ def fail(ctx: Context, run_id: str, reason: str | None = None) -> dict[str, Any]
             conn.commit()
             with conn.cursor() as cur:
                 ours = staging.registered(cur, "stage", run_id)
+                missed = _put_back(cur, run_id)
             conn.commit()
+            if missed:
+                error += f" (not put back: {'; '.join(missed)})"
             staging.drop(conn, ours, DROP_WAIT_MS, keep_extensions=False)
     except Exception as exc:  # the target may be the thing that broke: still free the lock
         log.error("run %s: could not write the failed audit row: %s", run_id, ctx.s.scrub(str(exc)))

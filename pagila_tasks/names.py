@@ -7,8 +7,11 @@ as a pattern. The rules for lists (``PAGILA_SCHEMAS``, ``--schemas``, ``--tables
 - items are separated by commas outside double quotes;
 - a double-quoted item is taken exactly, two quotes standing for one: ``"a,b"``, ``"x""y"``;
 - a bare item is taken as written, blanks around it dropped and its case kept (unlike SQL:
-  ``Sales`` is the schema ``"Sales"``);
-- in ``--tables`` only, a dot outside quotes separates schema and table (``app."v2.t"``).
+  ``Sales`` is the schema ``"Sales"``); in a schema list a dot belongs to the name, so nothing
+  inside the item changes: `` Sp1eCial .Char `` is the schema ``"Sp1eCial .Char"``;
+- in ``--tables`` only, a dot outside quotes separates schema and table (``app."v2.t"``), and
+  blanks around that dot are dropped as SQL drops them (``public . actor`` is ``public.actor``);
+  a bare part keeps its inner blanks, and a name that starts or ends with a blank is quoted.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ _BARE = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 def _items(raw: str, what: str) -> list[list[tuple[str, bool]]]:
-    """Split ``raw`` into items, each a list of (text, quoted) parts cut at unquoted dots."""
+    """Split ``raw`` into items, each a list of (text, quoted) parts cut at unquoted dots.
+
+    Unquoted parts keep their blanks: which blanks are dropped depends on whether a dot
+    separates names (``--tables``) or belongs to one (schema lists); see :func:`_bare`.
+    """
     items: list[list[tuple[str, bool]]] = []
     parts: list[tuple[str, bool]] = []
     buf: list[str] = []
@@ -30,10 +37,7 @@ def _items(raw: str, what: str) -> list[list[tuple[str, bool]]]:
 
     def end_part() -> None:
         nonlocal buf, quoted, closed
-        text = "".join(buf)
-        if not quoted:
-            text = text.strip()
-        parts.append((text, quoted))
+        parts.append(("".join(buf), quoted))
         buf, quoted, closed = [], False, False
 
     while i < n:
@@ -55,8 +59,9 @@ def _items(raw: str, what: str) -> list[list[tuple[str, bool]]]:
             end_part()
         elif c == '"' and not "".join(buf).strip() and not closed:
             buf, quoted = [], True
-        elif closed and not c.isspace():
-            raise UsageError(f"{what}: text after a closing quote in {raw!r}")
+        elif closed:
+            if not c.isspace():  # blanks after a closing quote are around the item: dropped
+                raise UsageError(f"{what}: text after a closing quote in {raw!r}")
         elif c == '"':
             raise UsageError(f"{what}: a quote inside an unquoted name in {raw!r}")
         else:
@@ -70,8 +75,14 @@ def _items(raw: str, what: str) -> list[list[tuple[str, bool]]]:
 
 
 def _join(parts: list[tuple[str, bool]]) -> str:
-    """Parts rejoined with the dots that separated them (for lists where a dot is no separator)."""
-    return ".".join(text for text, _ in parts)
+    """Parts rejoined with the dots that separated them (for lists where a dot is no separator),
+    exactly as written inside the item: only the blanks around the whole item are dropped."""
+    return ".".join(text for text, _ in parts).strip()
+
+
+def _bare(text: str, quoted: bool) -> str:
+    """One part of a qualified name: quoted exactly, bare without the blanks around it."""
+    return text if quoted else text.strip()
 
 
 def parse_names(raw: str, what: str) -> tuple[str, ...]:
@@ -80,7 +91,8 @@ def parse_names(raw: str, what: str) -> tuple[str, ...]:
     for parts in _items(raw, what):
         if len(parts) > 1 and any(quoted for _, quoted in parts):
             raise UsageError(f'{what}: quote a name with a dot whole, as "app.v2", in {raw!r}')
-        name = _join(parts)
+        text, quoted = parts[0]
+        name = text if len(parts) == 1 and quoted else _join(parts)
         if not name:
             raise UsageError(f"{what} {raw!r} names an empty schema")
         names.append(name)
@@ -93,7 +105,7 @@ def parse_qualified_list(raw: str, what: str) -> list[tuple[str | None, str]]:
     for parts in _items(raw, what):
         if len(parts) > 2:
             raise UsageError(f"{what}: {_join(parts)!r} has more than one unquoted dot")
-        names = [text for text, _ in parts]
+        names = [_bare(text, quoted) for text, quoted in parts]
         if any(not name for name in names):
             raise UsageError(f"{what} {raw!r} names an empty table")
         out.append((None, names[0]) if len(names) == 1 else (names[0], names[1]))
@@ -104,7 +116,7 @@ def split_sql(name: str) -> tuple[str, str]:
     """``schema.table`` in SQL syntax (bare parts fold to lower case) as exact names."""
     items = _items(name, "table name")
     parts = items[0] if len(items) == 1 else []
-    names = [text if quoted else text.lower() for text, quoted in parts]
+    names = [text if quoted else text.strip().lower() for text, quoted in parts]
     if len(names) == 1 and names[0]:
         return "public", names[0]
     if len(names) != 2 or not all(names):
@@ -132,3 +144,8 @@ def dump_pattern(name: str) -> str:
 def printable(text: str) -> str:
     """``text`` safe for a terminal: control characters (escape sequences) shown as ``\\xNN``."""
     return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
+
+
+def run_token(run_id: str) -> str:
+    """A short name part unique to a run (the tail of its id), for schemas and objects it names."""
+    return "".join(c for c in run_id if c.isalnum())[-8:].lower()

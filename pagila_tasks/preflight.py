@@ -22,6 +22,7 @@ from pagila_tasks import (
     audit,
     catalog,
     extensions,
+    keep,
     loader,
     names,
     ownership,
@@ -56,11 +57,17 @@ def _connect(s: Settings, which: str) -> Iterator[psycopg2.extensions.connection
 
 
 def replicate(
-    s: Settings, tables: list[str] | None, schemas: list[str] | None, overwrite: bool
+    s: Settings,
+    tables: list[str] | None,
+    schemas: list[str] | None,
+    overwrite: bool,
+    drop_dependents: bool = False,
 ) -> dict[str, Any]:
     """Refuse what prepare would refuse, before any lock: unknown schemas or tables, a target
-    that is the source or never was a replica, an extension the target cannot have."""
+    schema that is the source's or was never a replica, an extension the target cannot have,
+    something the target's users built that the run could not keep."""
     chosen = tuple(schemas) if schemas else s.schemas
+    kept = keep.KeepPlan()
     with (
         _connect(s, "source") as src,
         _connect(s, "target") as tgt,
@@ -78,11 +85,17 @@ def replicate(
         protect.check(scur, tcur, chosen, overwrite or s.overwrite_target)
         if tables is None:
             extensions.check_target(tcur, extensions.needed(scur, chosen), chosen)
+            swap = s.replace == "swap"
+            mine = protect.replaceable(tcur, chosen, overwrite or s.overwrite_target)
+            kept = keep.assess(tcur, scur, chosen, swap, "preflight", mine)
+            keep.check(kept, drop_dependents or s.drop_dependents, keep.how_lost(swap))
     return {
         "source": where(s.source_dsn),
         "target": where(s.target_dsn),
         "schemas": [names.printable(names.quote(x)) for x in chosen],
         "replace": "in place (--tables)" if tables is not None else s.replace,
+        "keeps": len(kept.kept),
+        "drops": list(kept.lost),
     }
 
 
@@ -128,7 +141,11 @@ def check(s: Settings, kind: str, options: dict[str, Any]) -> dict[str, Any]:
             )
         if kind == "replicate":
             return replicate(
-                s, options.get("tables"), options.get("schemas"), bool(options.get("overwrite"))
+                s,
+                options.get("tables"),
+                options.get("schemas"),
+                bool(options.get("overwrite")),
+                bool(options.get("drop_dependents")),
             )
         raise UsageError(f"no run of kind {kind!r}")
     except (PagilaError, psycopg2.Error) as exc:

@@ -1,17 +1,20 @@
 """What stops a run from destroying the wrong database: refused before any lock or write.
 
 A run replaces the replicated schemas of the target. Two mistakes would destroy data that is
-not a replica: a target DSN that reaches the source itself, and a target whose schemas hold
+not a replica: a target DSN that reaches the source itself, and a target schema that holds
 someone's own objects. The first is refused always; the second unless the operator says the
-target may be overwritten (``--overwrite-target``, ``PAGILA_OVERWRITE_TARGET=1``). A target
-that carries this project's replication ledger has been a replica before, and is replaced.
+target may be overwritten (``--overwrite-target``, ``PAGILA_OVERWRITE_TARGET=1``). Ownership is
+decided per schema, not per database: a schema is the project's when a run switched it in
+(``pagila_support.replication_live``), so a replica's own ``payroll`` schema is refused like any
+other. A schema that merely carries a staging copy's name but was never registered is someone's
+too: refused, never renamed or dropped.
 """
 
 from __future__ import annotations
 
 import psycopg2.extensions
 
-from pagila_tasks import names, sqlfiles
+from pagila_tasks import names, sqlfiles, staging
 from pagila_tasks.errors import UsageError
 
 Cursor = psycopg2.extensions.cursor
@@ -30,6 +33,36 @@ def is_replica(cur: Cursor) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def project_schemas(cur: Cursor) -> set[str]:
+    """The live schemas runs switched in; on a target an earlier version replicated (a ledger
+    but no register), the schemas of the tables its last successful run verified."""
+    if not is_replica(cur):
+        return set()
+    cur.execute("SELECT to_regclass('pagila_support.replication_live') IS NOT NULL")
+    if cur.fetchone()[0]:
+        cur.execute("SELECT name FROM pagila_support.replication_live")
+        found = {name for (name,) in cur.fetchall()}
+        if found:
+            return found
+    cur.execute(sqlfiles.query("replication_audit_last_tables"))
+    return {names.split_sql(t)[0] for (t,) in cur.fetchall() if t}
+
+
+def replaceable(cur: Cursor, schemas: tuple[str, ...], overwrite: bool) -> frozenset[str]:
+    """The schemas a run may replace whole although no run put them there: with
+    ``--overwrite-target``, what they hold is let go, not kept."""
+    return frozenset(set(schemas) - project_schemas(cur)) if overwrite else frozenset()
+
+
+def registered_staging(cur: Cursor) -> set[str]:
+    """Schemas runs registered as theirs (staging and previous copies)."""
+    cur.execute("SELECT to_regclass('pagila_support.replication_schemas') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return set()
+    cur.execute("SELECT name FROM pagila_support.replication_schemas")
+    return {name for (name,) in cur.fetchall()}
+
+
 def owned_objects(cur: Cursor, schemas: tuple[str, ...]) -> int:
     """How many objects (not extensions') the schemas hold on this server."""
     cur.execute(sqlfiles.query("schema_objects"), {"schemas": list(schemas)})
@@ -43,13 +76,26 @@ def check(source: Cursor, target: Cursor, schemas: tuple[str, ...], overwrite: b
             "PAGILA_TARGET_DSN reaches the source database itself (same server system "
             "identifier and database name): refusing to replicate a database onto itself"
         )
-    if overwrite or is_replica(target):
-        return
-    found = owned_objects(target, schemas)
-    if found:
-        shown = ", ".join(names.quote(s) for s in schemas)
+    registered = registered_staging(target)
+    squatted = [
+        name
+        for name in (staging.stage_name(s) for s in schemas)
+        if name not in registered and staging.exists(target, name)
+    ]
+    if squatted:
         raise UsageError(
-            f"the target's schemas {shown} hold {found} objects, but the target has no "
-            "replication ledger (pagila_support.replication_audit): it was never a replica; "
-            "pass --overwrite-target (or set PAGILA_OVERWRITE_TARGET=1) to replace them"
+            f"the target holds schema {', '.join(squatted)}, which has the name of this run's "
+            "staging copy but was not created by a run: rename or drop it first"
+        )
+    if overwrite:
+        return
+    ours = project_schemas(target)
+    theirs = [s for s in schemas if s not in ours and owned_objects(target, (s,))]
+    if theirs:
+        shown = ", ".join(names.quote(s) for s in theirs)
+        found = owned_objects(target, tuple(theirs))
+        raise UsageError(
+            f"the target's schema(s) {shown} hold {found} objects that no run of this project "
+            "put there (never a replica of them): pass --overwrite-target (or set "
+            "PAGILA_OVERWRITE_TARGET=1) to replace them"
         )

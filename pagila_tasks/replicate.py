@@ -19,11 +19,14 @@ from psycopg2 import sql
 from pagila_tasks import (
     audit,
     catalog,
+    config,
     copy,
     extensions,
     fkeys,
     guard,
+    keep,
     largeobjects,
+    names,
     plan,
     protect,
     schema,
@@ -31,9 +34,16 @@ from pagila_tasks import (
     sqlfiles,
     staging,
 )
+from pagila_tasks.config import ConfigError
 from pagila_tasks.context import Context
 from pagila_tasks.db import CATALOG_PATH, connection
-from pagila_tasks.errors import PoisonMessage, ReplicationError, SnapshotLost, UsageError
+from pagila_tasks.errors import (
+    PoisonMessage,
+    Refused,
+    ReplicationError,
+    SnapshotLost,
+    UsageError,
+)
 from pagila_tasks.progress import RECORD_TTL, run_key
 from pagila_tasks.snapshot import snapshot_cursor
 
@@ -57,12 +67,22 @@ def prepare(
     requested: list[str] | None,
     schemas: list[str] | None = None,
     overwrite: bool = False,
+    drop_dependents: bool = False,
 ) -> list[plan.Unit]:
     """Snapshot, plan, checks and the target schema; returns the units the chord fans out."""
     s = ctx.s
-    submitted = {"tables": requested, "schemas": schemas, "overwrite": overwrite}
+    submitted = {
+        "tables": requested,
+        "schemas": schemas,
+        "overwrite": overwrite,
+        "drop_dependents": drop_dependents,
+    }
     guard.run(ctx, run_id, "replicate", submitted)
     chosen = tuple(schemas) if schemas else s.schemas
+    try:
+        config.check_schemas(chosen, "the run's schemas")
+    except ConfigError as exc:
+        raise Refused(f"run {run_id}: {exc}") from None
     ctx.progress.set_state(run_id, "running")
     log.info("STEP prepare %s: export snapshot", run_id)
     snapshot_id = snapshot.start_holder(run_id, ctx.redis)
@@ -85,8 +105,12 @@ def prepare(
             hosts = {e.schema for e in wanted} | {
                 sch for _, sch in staging.extensions_in(tc, list(chosen))
             }
-    # An extension cannot move between copies (see pagila_tasks.extensions): in place then.
-    swap = s.replace == "swap" and requested is None and not hosts & set(chosen)
+            # An extension cannot move between copies (see pagila_tasks.extensions): in place.
+            swap = s.replace == "swap" and requested is None and not hosts & set(chosen)
+            kept = None
+            if requested is None:
+                lets_go = (drop_dependents, overwrite or s.overwrite_target)
+                kept = _keep_plan(ctx, run_id, tgt, cur, chosen, swap, lets_go)
     layout = staging.Layout(chosen, swap=swap)
     ctx.progress.set_state(run_id, "running", replace="swap" if swap else "in-place")
     units = plan.plan_units(tables, s.split_rows, spans)
@@ -110,7 +134,7 @@ def prepare(
             extensions.create_outside(tgt, needs)
             where = "beside the live copy" if layout.swap else "in place of the live copy"
             log.info("STEP prepare %s: build %s, pre-data %s", run_id, layout.schemas, where)
-            _pre_data(ctx, run_id, tgt, layout, text, needs)
+            _pre_data(ctx, run_id, tgt, layout, text, needs, kept)
     ctx.progress.set_state(
         run_id,
         "running",
@@ -134,12 +158,46 @@ def prepare(
     return units
 
 
+def _keep_plan(
+    ctx: Context,
+    run_id: str,
+    tgt: psycopg2.extensions.connection,
+    src: psycopg2.extensions.cursor,
+    chosen: tuple[str, ...],
+    swap: bool,
+    lets_go: tuple[bool, bool],
+) -> keep.KeepPlan:
+    """What the target's users built that this run keeps; refused (nothing changed) when it
+    would lose something without ``--drop-dependents`` (``lets_go``: that flag and
+    ``--overwrite-target``). What an earlier in-place run took down and could not put back is
+    put back first, so it is kept like the rest."""
+    drop_dependents, overwrite = lets_go
+    audit.ensure(tgt, "replication")
+    with tgt.cursor() as tc:
+        tc.execute(sqlfiles.query("replication_work_ddl"))
+        for other, earlier in keep.pending(tc, run_id):
+            missed = keep.put_back(tc, earlier)
+            keep.forget(tc, other)
+            if missed:
+                log.warning("run %s: not put back after run %s: %s", run_id, other, missed)
+                ctx.progress.set_state(run_id, "running", not_put_back=missed)
+        guard.still_ours(ctx, run_id)
+        tgt.commit()
+        mine = protect.replaceable(tc, chosen, overwrite)
+        kept = keep.assess(tc, src, chosen, swap, names.run_token(run_id), mine)
+    keep.check(kept, drop_dependents or ctx.s.drop_dependents, keep.how_lost(swap))
+    if kept.lost:
+        log.warning("run %s: --drop-dependents: letting go %s", run_id, "; ".join(kept.lost))
+    ctx.progress.set_state(run_id, "running", keeps=list(kept.kept), drops=list(kept.lost))
+    return kept
+
+
 def _drop_leftovers(conn: psycopg2.extensions.connection, layout: staging.Layout) -> None:
-    """Drop what earlier runs left: staging copies (a failed run's) and previous copies."""
+    """Drop what earlier runs left: staging copies (a failed run's) and previous copies. Only a
+    schema a run registered is ever dropped: one that merely carries a staging name is someone's
+    (the preflight refuses to run beside it)."""
     with conn.cursor() as cur:
         stale = staging.registered(cur, "stage")
-        ours = [staging.stage_name(s) for s in layout.schemas]
-        stale += [name for name in ours if staging.exists(cur, name)]
         old = staging.registered(cur, "old")
     conn.commit()
     staging.drop(conn, list(dict.fromkeys(stale)), DROP_WAIT_MS, keep_extensions=False)
@@ -155,8 +213,11 @@ def _pre_data(
     layout: staging.Layout,
     text: str,
     needs: extensions.TargetPlan,
+    kept: keep.KeepPlan | None,
 ) -> None:
-    """The new copy's pre-data, in one transaction: all of it, or nothing changed."""
+    """The new copy's pre-data, in one transaction: all of it, or nothing changed. In place,
+    what the target's users built around the schemas is dropped first (and the plan to make it
+    again kept on the target, in the same transaction)."""
     with conn.cursor() as cur:
         if layout.swap:
             with staging.as_live(cur, layout, create=True):
@@ -166,8 +227,12 @@ def _pre_data(
             for live in layout.schemas:
                 staging.register(cur, layout.build(live), "stage", live, run_id)
         else:
+            if kept is not None:
+                keep.save(cur, run_id, kept)
+                keep.run_steps(cur, kept.detach, "before the in-place reset")
             for live in layout.schemas:
                 staging.empty(cur, live)
+            staging.register_live(cur, layout.schemas, run_id)
             for ext, version in needs.inside:
                 extensions.create(cur, ext, version)
             schema.run(cur, text)

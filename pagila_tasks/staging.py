@@ -27,7 +27,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import sqlfiles
+from pagila_tasks import keep, names, sqlfiles
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ def aside_name(live: str) -> str:
 
 def old_name(live: str, run_id: str) -> str:
     """Where the switch of ``run_id`` puts the previous copy of ``live`` until it is dropped."""
-    token = "".join(c for c in run_id if c.isalnum())[-8:].lower()
-    return f"pagila_old_{token}_{_hash(live, 16)}"
+    return f"pagila_old_{names.run_token(run_id)}_{_hash(live, 16)}"
 
 
 @dataclass(frozen=True)
@@ -136,18 +135,31 @@ def registered(cur: Cursor, kind: str, run_id: str | None = None) -> list[str]:
     return [name for (name,) in cur.fetchall()]
 
 
+def register_live(cur: Cursor, schemas: tuple[str, ...], run_id: str) -> None:
+    """Record the live schemas this run switched in (or replaced in place) as the project's."""
+    cur.execute(
+        "INSERT INTO pagila_support.replication_live (name, run_id) SELECT unnest(%s::text[]), %s "
+        "ON CONFLICT (name) DO UPDATE SET run_id = EXCLUDED.run_id, switched_at = now()",
+        (list(schemas), run_id),
+    )
+
+
 def drop(
     conn: psycopg2.extensions.connection,
     names: list[str],
     lock_timeout_ms: int,
     keep_extensions: bool = True,
+    take_dependents: bool = False,
 ) -> list[str]:
     """Drop registered schemas, each in its own transaction, waiting at most ``lock_timeout_ms``
     for the locks (a reader still on an old copy keeps it, for the next run to drop).
 
     With ``keep_extensions`` (previous copies), a schema that still holds an extension is left
     alone: the CASCADE would take the extension and its users in the live copy with it. A
-    staging copy's own extensions belong to it alone. Returns the names left behind.
+    staging copy's own extensions belong to it alone. A schema that something elsewhere still
+    depends on (a view someone made after the switch read what to keep) is left alone too,
+    unless ``take_dependents`` (``--drop-dependents``): the CASCADE would take it silently.
+    Returns the names left behind.
     """
     left = []
     with conn.cursor() as cur:
@@ -156,6 +168,12 @@ def drop(
                 cur.execute("SET LOCAL lock_timeout = %s", (f"{lock_timeout_ms}ms",))
                 if keep_extensions and extensions_in(cur, [name]):
                     log.warning("schema %s still holds an extension; not dropped", name)
+                    conn.rollback()
+                    left.append(name)
+                    continue
+                others = [] if take_dependents else keep.outside_dependents(cur, name)
+                if others:
+                    log.warning("schema %s not dropped: %s depend on it", name, "; ".join(others))
                     conn.rollback()
                     left.append(name)
                     continue
@@ -175,12 +193,9 @@ def drop(
 
 def empty(cur: Cursor, schema: str) -> None:
     """Drop everything in ``schema`` but what extensions put there (in-place, in the caller's
-    transaction): an extension, and the types and functions of it that tables use, live on."""
+    transaction): an extension, and the types and functions of it that tables use, live on, and
+    so do the schema itself, its privileges and its default privileges."""
     if not exists(cur, schema):
-        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        return
-    if not extensions_in(cur, [schema]):
-        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         return
     cur.execute(sqlfiles.query("schema_drop_statements"), {"schema": schema})

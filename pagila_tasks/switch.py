@@ -25,11 +25,24 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import audit, largeobjects, sqlfiles, staging
+from pagila_tasks import audit, keep, largeobjects, sqlfiles, staging
 from pagila_tasks.config import Settings
 from pagila_tasks.db import connection
 
 log = logging.getLogger(__name__)
+
+
+KEEP_WAIT_MS = 30000
+"""How long the switch, when it could not lock the live tables, waits for readers of the
+objects it makes again elsewhere (a view someone is reading) before the run fails."""
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What the switch makes again of the target's users' work, and records as the project's."""
+
+    plan: keep.KeepPlan
+    manifest: keep.Manifest
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,11 @@ def run(
     row: dict[str, Any],
     assert_held: Any,
     large_objects: bool,
+    kept: Kept | None = None,
 ) -> Switched:
-    """Make the build live (swap) or just final (in-place), with the ledger ``row``, atomically."""
+    """Make the build live (swap) or just final (in-place), with the ledger ``row``, atomically;
+    with ``kept``, what the target's users built is made again on the new copy in the same
+    transaction, so readers never see it missing."""
     state = "switched" if layout.swap else "replaced in place"
     with connection(s.target_dsn, s, f"pagila-switch {run_id}") as conn:
         for locking in (layout.swap and s.switch_lock_ms > 0, False):
@@ -82,6 +98,9 @@ def run(
                         if locking:
                             _lock_live(cur, layout, s.switch_lock_ms)
                         _swap(cur, layout, run_id)
+                    if kept is not None:
+                        wait = s.switch_lock_ms if locking else KEEP_WAIT_MS
+                        _keep(cur, layout, run_id, kept, wait)
                     assert_held()
                     cur.execute("SELECT clock_timestamp()")
                     at = cur.fetchone()[0]
@@ -104,6 +123,25 @@ def run(
         conn.commit()
     log.info("STEP switch %s: %s in %.1f ms (locks: %s)", run_id, state, held, locking)
     return Switched(at, held, locking)
+
+
+def _keep(
+    cur: psycopg2.extensions.cursor,
+    layout: staging.Layout,
+    run_id: str,
+    kept: Kept,
+    wait_ms: int,
+) -> None:
+    """Make the target's users' objects again on the new copy, record what the project now
+    owns in the live schemas, and let the run's plan go."""
+    cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
+    skipped = keep.run_steps(cur, kept.plan.switch, "in the switch")
+    cur.execute("SET LOCAL lock_timeout = 0")
+    if skipped:
+        log.info("switch %s: gone with the source's objects, not kept: %s", run_id, skipped)
+    keep.record(cur, layout.schemas, kept.manifest)
+    staging.register_live(cur, layout.schemas, run_id)
+    keep.forget(cur, run_id)
 
 
 def _lock_live(cur: psycopg2.extensions.cursor, layout: staging.Layout, wait_ms: int) -> None:

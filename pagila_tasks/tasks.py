@@ -194,7 +194,8 @@ def preflight_check(self: AnswerTask, kind: str, options: dict[str, Any]) -> dic
 @app.task(name="pagila.scheduled", bind=True, base=AnswerTask)
 @classified
 def scheduled(self: AnswerTask, job: str) -> dict[str, Any]:
-    """Celery beat's tick: start the scheduled job (see :mod:`pagila_tasks.schedule`)."""
+    """Celery beat's tick: start the scheduled job, if this worker has a schedule and the job
+    is known (see :mod:`pagila_tasks.schedule`)."""
     return schedule.job(self.ctx, job, _send)
 
 
@@ -206,9 +207,10 @@ def prepare(
     tables: list[str] | None = None,
     schemas: list[str] | None = None,
     overwrite: bool = False,
+    drop_dependents: bool = False,
 ) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
-    units = replicate.prepare(self.ctx, run_id, tables, schemas, overwrite)
+    units = replicate.prepare(self.ctx, run_id, tables, schemas, overwrite, drop_dependents)
     _launch(self.ctx, run_id, units)
     return {"run_id": run_id, "units": len(units)}
 

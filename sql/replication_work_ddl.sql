@@ -25,3 +25,28 @@ CREATE TABLE IF NOT EXISTS pagila_support.large_object_stage (
     loid  oid PRIMARY KEY,
     data  bytea NOT NULL
 );
+-- replication_live names each live schema a run switched in (or replaced in place): a target
+-- schema not listed here is someone else's, and no run replaces it without --overwrite-target.
+CREATE TABLE IF NOT EXISTS pagila_support.replication_live (
+    name         text PRIMARY KEY,
+    run_id       text NOT NULL,
+    switched_at  timestamptz NOT NULL DEFAULT now()
+);
+-- replication_manifest holds what the last switch put in each live schema (the source's objects
+-- and comments, by keys that read the same on any server): anything else there was made on the
+-- target, and a run keeps it (pagila_tasks.keep).
+CREATE TABLE IF NOT EXISTS pagila_support.replication_manifest (
+    schema_name  text NOT NULL,
+    kind         text NOT NULL CHECK (kind IN ('object', 'comment')),
+    key          text NOT NULL,
+    value        text NOT NULL DEFAULT '',
+    PRIMARY KEY (kind, key)
+);
+-- kept_objects holds a run's plan for what the target's users built (dropped before an in-place
+-- reset and made again after it), so the errback or the next run can put back what a failed run
+-- took down.
+CREATE TABLE IF NOT EXISTS pagila_support.kept_objects (
+    run_id      text PRIMARY KEY,
+    plan        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

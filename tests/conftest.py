@@ -35,7 +35,7 @@ from celery.contrib.pytest import (  # noqa: F401
     use_celery_app_trap,
 )
 
-from tests.support import SHARED_PAGILA
+from tests.support import SHARED_PAGILA, let_servers_cross
 
 TEST_ENV = {
     "PAGILA_RETRY_DELAY": "0.5",  # tests shorten the delay, never the count
@@ -127,6 +127,16 @@ def _temporary_folders_under_pytest(tmp_path_factory: pytest.TempPathFactory) ->
     tempfile.tempdir = str(tmp_path_factory.getbasetemp())
     yield
     tempfile.tempdir = before
+
+
+@pytest.fixture(autouse=True)
+def _server_user_crosses_tmp_path(request: pytest.FixtureRequest) -> None:
+    """Under root, a test's ``tmp_path`` (where stack tests put servers run as the server
+    user) and pytest's folders above it are crossable by others, as a user would have to make
+    them: the stack refuses to widen a private folder itself."""
+    if "tmp_path" in request.fixturenames:
+        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+        let_servers_cross(request.getfixturevalue("tmp_path"), factory.getbasetemp().parent)
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,12 @@ class Isolated:
 
         defaults = {
             "load": {"force": False, "sql_dir": None, "force_reset": False},
-            "replicate": {"tables": None, "schemas": None, "overwrite": False},
+            "replicate": {
+                "tables": None,
+                "schemas": None,
+                "overwrite": False,
+                "drop_dependents": False,
+            },
         }
         app = Celery(set_as_current=False)
         app.config_from_object("celeryconfig")

@@ -89,6 +89,32 @@ def test_schemas_travel_with_the_run(servers, isolated) -> None:
         shapes.drop_database(servers, "travel")
 
 
+def test_a_schema_with_a_blank_before_a_dot_is_replicated_as_written(servers, isolated) -> None:
+    """PAGILA_SCHEMAS='public,Sp1eCial .Char' (workers and submitter) and --schemas with that
+    item replicate the schema "Sp1eCial .Char": nothing inside an item is dropped."""
+    if servers.admin_source is None:
+        pytest.skip("needs the stack's admin access to create a source database")
+    source = shapes.make_database(
+        servers,
+        "blankdot",
+        'CREATE SCHEMA "Sp1eCial .Char"; CREATE TABLE "Sp1eCial .Char".t (id int PRIMARY KEY);'
+        'INSERT INTO "Sp1eCial .Char".t SELECT generate_series(1, 30);',
+    )
+    try:
+        both = ("public", "Sp1eCial .Char")
+        iso = isolated({"PAGILA_SOURCE_DSN": source, "PAGILA_SCHEMAS": "public,Sp1eCial .Char"})
+        iso.pool(2, prefix="d")
+        code, out = iso.submit_json("replicate")
+        assert code == 0 and out["options"]["schemas"] == list(both), out
+        assert_replica(source, servers.target_dsn, both)
+        query(source, 'INSERT INTO "Sp1eCial .Char".t VALUES (31)')
+        code, out = iso.submit_json("replicate", "--schemas", " Sp1eCial .Char ,public")
+        assert code == 0 and out["options"]["schemas"] == list(reversed(both)), out
+        assert_replica(source, servers.target_dsn, both)
+    finally:
+        shapes.drop_database(servers, "blankdot")
+
+
 def test_sql_dir_travels_with_the_run(servers, isolated, pagila_dir: Path, tmp_path: Path) -> None:
     """`load --sql-dir` loads that folder's pair of files on the workers (its sha256 in the
     ledger), not the workers' own PAGILA_SQL_DIR."""

@@ -285,6 +285,8 @@ def test_beat_is_one_celery_beat_with_the_schedule_variables() -> None:
     assert env["PAGILA_SCHEDULE_JOB"] == "${PAGILA_SCHEDULE_JOB:-run}"
     worker_env = env_of("worker")
     assert {k: v for k, v in env.items() if k in worker_env} == worker_env
+    # workers refuse pagila.scheduled without a schedule of their own
+    assert worker_env["PAGILA_SCHEDULE"] == env["PAGILA_SCHEDULE"]
 
 
 def test_flower_requires_basic_auth() -> None:

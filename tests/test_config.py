@@ -146,3 +146,87 @@ def test_env_example_passwords_are_refused() -> None:
         with pytest.raises(ConfigError) as info:
             from_env({k: v for k, v in env.items() if k == variable})
         assert info.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u@h:1/db?password=change-me-source",
+        "postgresql://u@h:1/db?sslmode=prefer&password=change-me",
+        "postgresql://u@h:1/db?password=change-me%2Dtoo",
+    ],
+)
+def test_query_string_sample_password_is_refused(dsn: str) -> None:
+    """A sample password given as ``?password=`` is refused like one in the URL's user part."""
+    with pytest.raises(ConfigError) as info:
+        from_env({"PAGILA_SOURCE_DSN": dsn})
+    assert info.value.variable == "PAGILA_SOURCE_DSN"
+    assert "sample password" in str(info.value)
+    scrubbed = from_env({"PAGILA_SOURCE_DSN": "postgresql://u@h:1/db?password=s3cret-qs"})
+    assert "s3cret-qs" not in scrubbed.scrub("failed: s3cret-qs") + repr(scrubbed)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:notaport/0",
+        "redis://localhost:99999/0",
+        "redis://:pw@[::1/0",
+        "redis://::1]:6379/0",
+    ],
+)
+def test_bad_redis_urls_are_one_line_naming_the_variable(url: str) -> None:
+    """A Redis URL with a bad port or an unbalanced bracket is a ConfigError naming the variable
+    (never a ValueError), and pagila-submit says so in one line with exit status 2."""
+    with pytest.raises(ConfigError) as info:
+        from_env({"PAGILA_REDIS_URL": url})
+    assert info.value.variable == "PAGILA_REDIS_URL"
+    assert "pw@" not in str(info.value)
+    proc = submit("history", env={"PAGILA_REDIS_URL": url}, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PAGILA_REDIS_URL" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("raw", ["nan", "NaN", "-nan", "inf", "+Inf", "-INFINITY", "infinity"])
+@pytest.mark.parametrize("variable", ["PAGILA_RETRY_DELAY", "PAGILA_STALL_TIMEOUT"])
+def test_nan_and_inf_are_refused_for_numbers(variable: str, raw: str) -> None:
+    """``nan`` and ``inf`` in any case and with any sign are refused, naming the variable."""
+    with pytest.raises(ConfigError) as info:
+        from_env({variable: raw})
+    assert info.value.variable == variable
+    assert "finite" in str(info.value)
+
+
+@pytest.mark.parametrize("variable", ["PAGILA_SCHEMAS", "PAGILA_REPLACE", "PAGILA_SQL_DIR"])
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_set_but_empty_is_an_error(variable: str, empty: str) -> None:
+    """PAGILA_SCHEMAS, PAGILA_REPLACE and PAGILA_SQL_DIR set but empty are errors, not the
+    default."""
+    with pytest.raises(ConfigError, match="set but empty") as info:
+        from_env({variable: empty})
+    assert info.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [
+        (["history", "--limit", "0"], "--limit"),
+        (["history", "--limit", "-3"], "--limit"),
+        (["history", "--limit", "10000000000000000000000"], "--limit"),
+        (["history", "--limit", "ten"], "--limit"),
+        (["load", "--sql-dir", ""], "--sql-dir"),
+        (["run", "--sql-dir", " "], "--sql-dir"),
+        (["replicate", "--schemas", ""], "--schemas"),
+    ],
+)
+def test_submit_usage_errors_are_one_line(
+    argv: list[str], word: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`history --limit` outside 1..1000 and an empty --sql-dir or --schemas exit 2 with one
+    line naming the option, before anything reaches Redis or a worker."""
+    from pagila_tasks.cli import submit as submit_cli
+
+    assert submit_cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and word in err[0], err

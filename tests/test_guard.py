@@ -186,3 +186,23 @@ def test_names_from_the_source_cannot_drive_the_terminal(servers, isolated) -> N
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "\x1b" not in proc.stdout + proc.stderr
     assert "evil\\x1b[2Jname" in proc.stdout + proc.stderr
+
+
+def test_prepare_refuses_a_record_naming_the_ledgers_schema(servers, isolated) -> None:
+    """A run record whose schemas name pagila_support (written with the Redis password, never
+    by pagila-submit, which refuses it) is refused by prepare before any write: no snapshot, no
+    staging, the target's ledger and copy unchanged."""
+    iso = isolated({})
+    iso.pool(2)
+    assert iso.submit("load").returncode == 0
+    assert iso.submit("replicate").returncode == 0
+    before = state_of(servers.target_dsn)
+    ledger = query(servers.target_dsn, "SELECT * FROM pagila_support.replication_audit")
+    run_id = iso.start("replicate", schemas=["pagila_support"])
+    app = project_app(iso.env["PAGILA_REDIS_URL"])
+    (task_id,) = [t.decode() for t in iso.redis.smembers(f"pagila:run:{run_id}:tasks")]
+    with pytest.raises(Exception, match=r"^refused: .*pagila_support"):
+        app.AsyncResult(task_id).get(timeout=120)
+    assert state_of(servers.target_dsn) == before
+    assert query(servers.target_dsn, "SELECT * FROM pagila_support.replication_audit") == ledger
+    assert "snapshot" not in iso.record(run_id)

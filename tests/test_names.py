@@ -57,3 +57,30 @@ def test_display_is_unambiguous_and_terminal_safe() -> None:
     assert names.printable("x\x1b[2Jy") == "x\\x1b[2Jy"
     assert names.dump_pattern("Sales") == '"Sales"'
     assert names.dump_pattern("*") == '"*"'
+
+
+def test_schema_lists_keep_everything_inside_an_item() -> None:
+    """In a schema list a dot belongs to the name, so blanks beside it stay: only the blanks
+    around the whole item are dropped (`Sp1eCial .Char` is that schema, not `Sp1eCial.Char`)."""
+    raw = "public,Sp1eCial .Char,  a . b  ,x. y,tab\tin.side"
+    assert names.parse_names(raw, "PAGILA_SCHEMAS") == (
+        "public",
+        "Sp1eCial .Char",
+        "a . b",
+        "x. y",
+        "tab\tin.side",
+    )
+    assert names.parse_names(' " padded " ', "X") == (" padded ",)
+
+
+def test_blanks_around_the_dot_of_a_qualified_name_are_dropped() -> None:
+    """In --tables, blanks around the separating dot are dropped as SQL drops them; a bare part
+    keeps its inner blanks; a quoted part is exact, blanks included."""
+    raw = 'public . actor, Sp1eCial . my table ,app ." v2 ", "Sp1eCial .Char".t'
+    assert names.parse_qualified_list(raw, "--tables") == [
+        ("public", "actor"),
+        ("Sp1eCial", "my table"),
+        ("app", " v2 "),
+        ("Sp1eCial .Char", "t"),
+    ]
+    assert names.split_sql('Public . "Actor"') == ("public", "Actor")

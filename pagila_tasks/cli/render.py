@@ -37,9 +37,16 @@ def facts(kind: str, seen: dict[str, Any] | None) -> str:
         files = ", ".join(f"{f['path']} (sha256 {f['sha256']})" for f in seen.get("files", []))
         return f"source {seen.get('source')}, files {printable(files)}"
     schemas = ", ".join(seen.get("schemas", []))
+    keeps = seen.get("keeps")
     return (
         f"source {seen.get('source')} -> target {seen.get('target')}, schemas {schemas}, "
         f"replace: {seen.get('replace')}"
+        + (f"; keeps {keeps} object(s) the target's users built" if keeps else "")
+        + (
+            f"; drops (--drop-dependents): {printable('; '.join(seen['drops']))}"
+            if seen.get("drops")
+            else ""
+        )
     )
 
 

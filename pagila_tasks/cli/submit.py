@@ -83,6 +83,8 @@ def options(s: Settings, kind: str, args: argparse.Namespace) -> dict[str, Any]:
     (``PAGILA_SCHEMAS``, ``PAGILA_SQL_DIR``, ``PAGILA_OVERWRITE_TARGET``,
     ``PAGILA_FORCE_RESET``) when it set them; left unset, the workers' settings apply."""
     if kind == "load":
+        if args.sql_dir is not None and not args.sql_dir.strip():
+            raise UsageError("--sql-dir is empty; name a folder on the workers, or leave it out")
         sql_dir = args.sql_dir or (str(s.sql_dir) if "PAGILA_SQL_DIR" in s.given else None)
         force_reset = args.force_reset or (s.force_reset and "PAGILA_FORCE_RESET" in s.given)
         return {"force": bool(args.force), "sql_dir": sql_dir, "force_reset": bool(force_reset)}
@@ -93,10 +95,12 @@ def options(s: Settings, kind: str, args: argparse.Namespace) -> dict[str, Any]:
     overwrite = args.overwrite_target or (
         s.overwrite_target and "PAGILA_OVERWRITE_TARGET" in s.given
     )
+    drop = args.drop_dependents or (s.drop_dependents and "PAGILA_DROP_DEPENDENTS" in s.given)
     return {
         "tables": plan.parse_table_list(args.tables),
         "schemas": schemas,
         "overwrite": bool(overwrite),
+        "drop_dependents": bool(drop),
     }
 
 
@@ -151,8 +155,24 @@ def cmd_status(sub: Submitter, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+HISTORY_MAX = 1000
+"""The most rows ``history --limit`` lists (Redis keeps the recent run ids; ledgers grow)."""
+
+
+def history_limit(raw: str) -> int:
+    """``--limit``: a whole number from 1 to :data:`HISTORY_MAX`, else one usage line."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= HISTORY_MAX:
+        raise UsageError(f"--limit must be a whole number from 1 to {HISTORY_MAX}, got {raw!r}")
+    return value
+
+
 def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
     s = sub.s
+    args.limit = history_limit(args.limit)
     runs = [sub.progress.get(r) for r in sub.progress.recent(args.limit)]
     runs = [_summary(r) for r in runs if r]
     loads = audit.history(s, "load", args.limit)
@@ -256,16 +276,6 @@ def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
     return EXIT_OK if state in TERMINAL else EXIT_FAILED
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {raw!r}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pagila-submit", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -309,10 +319,16 @@ def parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="replace the target's schemas even though it was never a replica",
             )
+            sp.add_argument(
+                "--drop-dependents",
+                action="store_true",
+                help="let go what the target's users built that the run cannot keep (named "
+                "when refused without it)",
+            )
     sp = common(sub.add_parser("status", help="show one run"))
     sp.add_argument("run_id")
     sp = common(sub.add_parser("history", help="recent runs and both audit ledgers"))
-    sp.add_argument("--limit", type=_positive_int, default=10, help="rows per list (1+)")
+    sp.add_argument("--limit", default="10", help=f"rows per list (1 to {HISTORY_MAX})")
     sp = common(sub.add_parser("cancel", help="cancel a run"))
     sp.add_argument("run_id")
     return p

