@@ -11,27 +11,30 @@
 WITH s AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY (%(schemas)s)),
 ext AS (SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'),
 rel AS (
-    SELECT c.oid, c.relkind, c.relispartition, 'pg_catalog.pg_class'::regclass AS classid
+    SELECT c.oid, c.relkind, c.relispartition, c.relnamespace,
+           'pg_catalog.pg_class'::regclass AS classid
     FROM pg_catalog.pg_class c
     WHERE c.relnamespace IN (SELECT oid FROM s)
       AND ('pg_catalog.pg_class'::regclass, c.oid) NOT IN (SELECT classid, objid FROM ext)
 ),
-objects (classid, objid, parent, create_sql) AS (
-    SELECT classid, oid, NULL::oid, NULL::text FROM rel WHERE relkind NOT IN ('i', 'I')
+objects (classid, objid, parent, create_sql, nsp) AS (
+    SELECT classid, oid, NULL::oid, NULL::text, relnamespace FROM rel WHERE relkind NOT IN ('i', 'I')
     UNION ALL
     SELECT 'pg_catalog.pg_class'::regclass, i.indexrelid, i.indrelid,
-           pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
+           pg_catalog.regexp_replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON '),
+           rel.relnamespace
     FROM pg_catalog.pg_index i JOIN rel ON rel.oid = i.indexrelid
     WHERE NOT rel.relispartition AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k
                       WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
     UNION ALL
     SELECT 'pg_catalog.pg_constraint'::regclass, k.oid, k.conrelid,
            pg_catalog.format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s', k.conrelid::regclass,
-                             k.conname, pg_catalog.pg_get_constraintdef(k.oid))
+                             k.conname, pg_catalog.pg_get_constraintdef(k.oid)), rel.relnamespace
     FROM pg_catalog.pg_constraint k JOIN rel ON rel.oid = k.conrelid
     WHERE k.contype <> 'n' AND k.conparentid = 0
     UNION ALL
-    SELECT 'pg_catalog.pg_trigger'::regclass, t.oid, t.tgrelid, pg_catalog.pg_get_triggerdef(t.oid)
+    SELECT 'pg_catalog.pg_trigger'::regclass, t.oid, t.tgrelid, pg_catalog.pg_get_triggerdef(t.oid),
+           rel.relnamespace
     FROM pg_catalog.pg_trigger t JOIN rel ON rel.oid = t.tgrelid
     WHERE NOT t.tgisinternal AND t.tgparentid = 0
     UNION ALL
@@ -45,39 +48,40 @@ objects (classid, objid, parent, create_sql) AS (
                           ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r)) END, ', ')
                    FROM pg_catalog.unnest(p.polroles) r),
                   ' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')',
-                  ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')')
+                  ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')'),
+           rel.relnamespace
     FROM pg_catalog.pg_policy p JOIN rel ON rel.oid = p.polrelid
     UNION ALL
-    SELECT 'pg_catalog.pg_rewrite'::regclass, r.oid, r.ev_class, pg_catalog.pg_get_ruledef(r.oid)
+    SELECT 'pg_catalog.pg_rewrite'::regclass, r.oid, r.ev_class, pg_catalog.pg_get_ruledef(r.oid),
+           rel.relnamespace
     FROM pg_catalog.pg_rewrite r JOIN rel ON rel.oid = r.ev_class WHERE r.rulename <> '_RETURN'
     UNION ALL
-    SELECT 'pg_catalog.pg_proc'::regclass, p.oid, NULL, NULL FROM pg_catalog.pg_proc p
+    SELECT 'pg_catalog.pg_proc'::regclass, p.oid, NULL, NULL, p.pronamespace FROM pg_catalog.pg_proc p
     WHERE p.pronamespace IN (SELECT oid FROM s)
       AND ('pg_catalog.pg_proc'::regclass, p.oid) NOT IN (SELECT classid, objid FROM ext)
     UNION ALL
-    SELECT 'pg_catalog.pg_type'::regclass, t.oid, NULL, NULL FROM pg_catalog.pg_type t
+    SELECT 'pg_catalog.pg_type'::regclass, t.oid, NULL, NULL, t.typnamespace FROM pg_catalog.pg_type t
     WHERE t.typnamespace IN (SELECT oid FROM s) AND t.typcategory <> 'A'
       AND (t.typrelid = 0 OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c')
       AND ('pg_catalog.pg_type'::regclass, t.oid) NOT IN (SELECT classid, objid FROM ext)
     UNION ALL
-    SELECT 'pg_catalog.pg_collation'::regclass, oid, NULL, NULL FROM pg_catalog.pg_collation
+    SELECT 'pg_catalog.pg_collation'::regclass, oid, NULL, NULL, collnamespace FROM pg_catalog.pg_collation
     WHERE collnamespace IN (SELECT oid FROM s)
       AND ('pg_catalog.pg_collation'::regclass, oid) NOT IN (SELECT classid, objid FROM ext)
     UNION ALL
-    SELECT 'pg_catalog.pg_operator'::regclass, oid, NULL, NULL FROM pg_catalog.pg_operator
+    SELECT 'pg_catalog.pg_operator'::regclass, oid, NULL, NULL, oprnamespace FROM pg_catalog.pg_operator
     WHERE oprnamespace IN (SELECT oid FROM s)
       AND ('pg_catalog.pg_operator'::regclass, oid) NOT IN (SELECT classid, objid FROM ext)
     UNION ALL
-    SELECT 'pg_catalog.pg_ts_config'::regclass, oid, NULL, NULL FROM pg_catalog.pg_ts_config
+    SELECT 'pg_catalog.pg_ts_config'::regclass, oid, NULL, NULL, cfgnamespace FROM pg_catalog.pg_ts_config
     WHERE cfgnamespace IN (SELECT oid FROM s)
       AND ('pg_catalog.pg_ts_config'::regclass, oid) NOT IN (SELECT classid, objid FROM ext)
     UNION ALL
-    SELECT 'pg_catalog.pg_statistic_ext'::regclass, oid, NULL, NULL FROM pg_catalog.pg_statistic_ext
+    SELECT 'pg_catalog.pg_statistic_ext'::regclass, oid, NULL, NULL, stxnamespace FROM pg_catalog.pg_statistic_ext
     WHERE stxnamespace IN (SELECT oid FROM s)
 )
 SELECT o.type || ' ' || o.identity AS key, objects.classid::oid || ':' || objects.objid AS ref,
-       coalesce(o.schema, (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n
-                           ON n.oid = c.relnamespace WHERE c.oid = objects.parent)) AS schema,
+       (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = objects.nsp) AS schema,
        (SELECT p.type || ' ' || p.identity
         FROM pg_catalog.pg_identify_object('pg_catalog.pg_class'::regclass, objects.parent, 0) p
         WHERE objects.parent IS NOT NULL) AS parent_key,
