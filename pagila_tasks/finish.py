@@ -30,6 +30,7 @@ from pagila_tasks import (
     fkeys,
     guard,
     keep,
+    keepplan,
     largeobjects,
     names,
     protect,
@@ -234,8 +235,8 @@ def _build_apart(ctx: Context, run_id: str, statements: list[str]) -> None:
 
 
 def _keep(
-    ctx: Context, run_id: str, layout: staging.Layout, manifest: keep.Manifest
-) -> keep.KeepPlan:
+    ctx: Context, run_id: str, layout: staging.Layout, manifest: keepplan.Manifest
+) -> keepplan.KeepPlan:
     """Build on the new copy what the target's users added to the replicated tables, and ahead
     under temporary names their materialized views and constraints elsewhere (checked against
     the new rows), as live, before the switch. A swap reads what to keep now (the live copy is
@@ -254,7 +255,7 @@ def _keep(
             )
             token = names.run_token(run_id)
             kept = keep.assess(cur, manifest, layout.schemas, layout.swap, token, mine)
-            keep.check(kept, drop, keep.how_lost(layout.swap))
+            keepplan.check(kept, drop, keepplan.how_lost(layout.swap))
         else:
             kept = saved
         log.info("STEP finish %s: keep %d objects the target's users built", run_id, len(kept.kept))

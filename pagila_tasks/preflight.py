@@ -23,6 +23,7 @@ from pagila_tasks import (
     catalog,
     extensions,
     keep,
+    keepplan,
     loader,
     names,
     ownership,
@@ -67,7 +68,7 @@ def replicate(
     schema that is the source's or was never a replica, an extension the target cannot have,
     something the target's users built that the run could not keep."""
     chosen = tuple(schemas) if schemas else s.schemas
-    kept = keep.KeepPlan()
+    kept = keepplan.KeepPlan()
     with (
         _connect(s, "source") as src,
         _connect(s, "target") as tgt,
@@ -88,7 +89,7 @@ def replicate(
             swap = s.replace == "swap"
             mine = protect.replaceable(tcur, chosen, overwrite or s.overwrite_target)
             kept = keep.assess(tcur, scur, chosen, swap, "preflight", mine)
-            keep.check(kept, drop_dependents or s.drop_dependents, keep.how_lost(swap))
+            keepplan.check(kept, drop_dependents or s.drop_dependents, keepplan.how_lost(swap))
     return {
         "source": where(s.source_dsn),
         "target": where(s.target_dsn),

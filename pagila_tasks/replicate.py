@@ -25,6 +25,7 @@ from pagila_tasks import (
     fkeys,
     guard,
     keep,
+    keepplan,
     largeobjects,
     names,
     plan,
@@ -166,7 +167,7 @@ def _keep_plan(
     chosen: tuple[str, ...],
     swap: bool,
     lets_go: tuple[bool, bool],
-) -> keep.KeepPlan:
+) -> keepplan.KeepPlan:
     """What the target's users built that this run keeps; refused (nothing changed) when it
     would lose something without ``--drop-dependents`` (``lets_go``: that flag and
     ``--overwrite-target``). What an earlier in-place run took down and could not put back is
@@ -185,7 +186,7 @@ def _keep_plan(
         tgt.commit()
         mine = protect.replaceable(tc, chosen, overwrite)
         kept = keep.assess(tc, src, chosen, swap, names.run_token(run_id), mine)
-    keep.check(kept, drop_dependents or ctx.s.drop_dependents, keep.how_lost(swap))
+    keepplan.check(kept, drop_dependents or ctx.s.drop_dependents, keepplan.how_lost(swap))
     if kept.lost:
         log.warning("run %s: --drop-dependents: letting go %s", run_id, "; ".join(kept.lost))
     ctx.progress.set_state(run_id, "running", keeps=list(kept.kept), drops=list(kept.lost))
@@ -213,7 +214,7 @@ def _pre_data(
     layout: staging.Layout,
     text: str,
     needs: extensions.TargetPlan,
-    kept: keep.KeepPlan | None,
+    kept: keepplan.KeepPlan | None,
 ) -> None:
     """The new copy's pre-data, in one transaction: all of it, or nothing changed. In place,
     what the target's users built around the schemas is dropped first (and the plan to make it

@@ -25,7 +25,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks import audit, keep, largeobjects, sqlfiles, staging
+from pagila_tasks import audit, keep, keepplan, largeobjects, sqlfiles, staging
 from pagila_tasks.config import Settings
 from pagila_tasks.db import connection
 
@@ -41,8 +41,8 @@ objects it makes again elsewhere (a view someone is reading) before the run fail
 class Kept:
     """What the switch makes again of the target's users' work, and records as the project's."""
 
-    plan: keep.KeepPlan
-    manifest: keep.Manifest
+    plan: keepplan.KeepPlan
+    manifest: keepplan.Manifest
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pagila_tasks.keep import MARK, Annotation, Dependent, KeepPlan, Manifest, Own, Survey, plan
+from pagila_tasks.keepplan import MARK, Annotation, Dependent, KeepPlan, Manifest, Own, Survey, plan
 
 
 def dep(key: str, kind: str, depth: int = 1, parents: tuple[str, ...] = ("1259:1",), **kw):
