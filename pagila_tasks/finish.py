@@ -261,8 +261,12 @@ def _keep(
         log.info("STEP finish %s: keep %d objects the target's users built", run_id, len(kept.kept))
         if s.maintenance_work_mem:
             cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
-        with staging.as_live(cur, layout):
-            keep.run_steps(cur, kept.build, "on the new copy, before the switch")
+        alone, rest = keepplan.apart(kept.build, _quoted_builds(cur, layout))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"keep-{run_id}") as pool:
+            indexes = pool.submit(_build_apart, ctx, run_id, alone)  # two at a time, beside
+            with staging.as_live(cur, layout):
+                keep.run_steps(cur, rest, "on the new copy, before the switch")
+            indexes.result()
         keep.save(cur, run_id, kept)
         cur.execute(
             "INSERT INTO pagila_support.replication_steps (run_id, step) VALUES (%s, %s)",
@@ -271,6 +275,19 @@ def _keep(
         guard.still_ours(ctx, run_id)
         conn.commit()
     return kept
+
+
+def _quoted_builds(cur: psycopg2.extensions.cursor, layout: staging.Layout) -> dict[str, str]:
+    """Each live schema as PostgreSQL quotes it in a definition -> its build schema, quoted; a
+    swap's only (in place, the build is the live schema: nothing is built apart)."""
+    if not layout.swap:
+        return {}
+    live = list(layout.schemas)
+    cur.execute(
+        "SELECT quote_ident(s), quote_ident(b) FROM unnest(%s::text[], %s::text[]) AS x(s, b)",
+        (live, [layout.build(x) for x in live]),
+    )
+    return dict(cur.fetchall())
 
 
 def _sequences_and_matviews(

@@ -124,7 +124,7 @@ def survey(cur: Cursor, schemas: Iterable[str], ignore: Iterable[str]) -> Survey
 
 def objects(cur: Cursor, schemas: Iterable[str]) -> tuple[Own, ...]:
     cur.execute(sqlfiles.query("keep_objects"), {"schemas": list(schemas)})
-    return tuple(Own(*r) for r in cur.fetchall())
+    return tuple(Own(*r[:5], tuple(r[5])) for r in cur.fetchall())
 
 
 def annotations(cur: Cursor, schemas: Iterable[str], units: list[str]) -> tuple[Annotation, ...]:

@@ -53,6 +53,9 @@ class Own:
     schema: str
     parent_key: str | None
     create_sql: str | None
+    on: tuple[str, ...] = ()
+    """For an object on a relation: its schema's name as written in ``create_sql``, and the
+    relation's (quoted as PostgreSQL quotes them)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class Step:
     what: str
     sql: str
     optional: bool = False
+    on: tuple[str, ...] = ()
+    """See :attr:`Own.on`: lets an index be built apart, on the build schema by name."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,10 @@ class KeepPlan:
     @classmethod
     def from_json(cls, text: str) -> KeepPlan:
         data = json.loads(text)
-        steps = {k: tuple(Step(**s) for s in data[k]) for k in ("detach", "build", "switch")}
+        steps = {
+            k: tuple(Step(**(s | {"on": tuple(s["on"])})) for s in data[k])
+            for k in ("detach", "build", "switch")
+        }
         return cls(
             **steps,
             lost=tuple(data["lost"]),
@@ -187,7 +195,7 @@ def plan(
             if d.key in lost_keys
         ]
     )
-    build = [Step(o.key, o.create_sql or "") for o in inside_kept]
+    build = [Step(o.key, o.create_sql or "", on=o.on) for o in inside_kept]
     drops = [Step(d.label, d.drop_sql or "") for d in sorted(kept, key=lambda d: -d.depth)]
     if swap:
         build += [
@@ -227,6 +235,28 @@ def plan(
         tuple([o.key for o in inside_kept] + [d.label for d in kept]),
         swap,
     )
+
+
+def apart(steps: Iterable[Step], builds: dict[str, str]) -> tuple[list[str], list[Step]]:
+    """Indexes someone added to replicated tables, rewritten to name the table in its build
+    schema (``builds``: quoted live schema -> build schema), so they can be built in sessions of
+    their own, side by side, like the dump's own indexes; and the steps that must run as live.
+    An index naming anything else of a replicated schema (a function in its expression) stays
+    as live: only its own table is rewritten, as in :func:`pagila_tasks.schema.split_post_data`.
+    """
+    alone: list[str] = []
+    rest: list[Step] = []
+    for step in steps:
+        schema, rel = step.on if len(step.on) == 2 else ("", "")
+        build = builds.get(schema)
+        own = f" ON {schema}.{rel} "
+        if step.what.startswith("index ") and build and own in step.sql:
+            text = step.sql.replace(own, f" ON {build}.{rel} ", 1)
+            if f"{schema}." not in text:
+                alone.append(text)
+                continue
+        rest.append(step)
+    return alone, rest
 
 
 def refusal(lost: Iterable[str], how: str) -> str:

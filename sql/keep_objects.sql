@@ -85,6 +85,10 @@ SELECT o.type || ' ' || o.identity AS key, objects.classid::oid || ':' || object
        (SELECT p.type || ' ' || p.identity
         FROM pg_catalog.pg_identify_object('pg_catalog.pg_class'::regclass, objects.parent, 0) p
         WHERE objects.parent IS NOT NULL) AS parent_key,
-       objects.create_sql
+       objects.create_sql,
+       CASE WHEN objects.parent IS NULL THEN ARRAY[]::text[]
+            ELSE (SELECT ARRAY[pg_catalog.quote_ident(n.nspname), pg_catalog.quote_ident(c.relname)]
+                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = objects.parent) END AS on_relation
 FROM objects CROSS JOIN LATERAL pg_catalog.pg_identify_object(objects.classid, objects.objid, 0) o
 ORDER BY 1;

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from pagila_tasks.keepplan import MARK, Annotation, Dependent, KeepPlan, Manifest, Own, Survey, plan
+from pagila_tasks.keepplan import (
+    MARK,
+    Annotation,
+    Dependent,
+    KeepPlan,
+    Manifest,
+    Own,
+    Step,
+    Survey,
+    apart,
+    plan,
+)
 
 
 def dep(key: str, kind: str, depth: int = 1, parents: tuple[str, ...] = ("1259:1",), **kw):
@@ -140,3 +151,22 @@ def test_a_matview_over_another_dependent_is_made_in_the_switch() -> None:
         "CREATE m",
         "REFRESH MATERIALIZED VIEW reporting.mv",
     ]
+
+
+def test_indexes_on_replicated_tables_are_built_apart_on_the_build_schema() -> None:
+    """An index someone added to a replicated table names only its table: it is rewritten to
+    the build schema and built in a session of its own; one whose expression names a
+    replicated function stays as live."""
+    plain = Step(
+        "index public.i", "CREATE INDEX i ON public.rental USING btree (x)", on=("public", "rental")
+    )
+    calls = Step(
+        "index public.j",
+        "CREATE INDEX j ON public.rental USING btree (public.f(x))",
+        on=("public", "rental"),
+    )
+    trigger = Step("trigger t on public.rental", "CREATE TRIGGER t ...", on=("public", "rental"))
+    alone, rest = apart([plain, calls, trigger], {"public": "pagila_stage_ab"})
+    assert alone == ["CREATE INDEX i ON pagila_stage_ab.rental USING btree (x)"]
+    assert rest == [calls, trigger]
+    assert apart([plain], {}) == ([], [plain])
