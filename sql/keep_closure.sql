@@ -29,7 +29,10 @@ inside AS (
 dep AS (
     SELECT u.classid, u.objid, d.refclassid, d.refobjid,
            coalesce(c.relnamespace, rc.relnamespace, adc.relnamespace, tgc.relnamespace,
-                    poc.relnamespace, p.pronamespace, t.typnamespace, co.connamespace) AS nsp
+                    poc.relnamespace, p.pronamespace, t.typnamespace, co.connamespace,
+                    op.oprnamespace, st.stxnamespace, opc.opcnamespace, opf.opfnamespace,
+                    col.collnamespace, cv.connamespace, tsc.cfgnamespace, tsd.dictnamespace,
+                    tsp.prsnamespace, tst.tmplnamespace) AS nsp
     FROM pg_catalog.pg_depend d
     LEFT JOIN pg_catalog.pg_rewrite r
            ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
@@ -49,6 +52,16 @@ dep AS (
     LEFT JOIN pg_catalog.pg_proc p ON u.classid = 'pg_catalog.pg_proc'::regclass AND p.oid = u.objid
     LEFT JOIN pg_catalog.pg_type t ON u.classid = 'pg_catalog.pg_type'::regclass AND t.oid = u.objid
     LEFT JOIN pg_catalog.pg_constraint co ON u.classid = 'pg_catalog.pg_constraint'::regclass AND co.oid = u.objid
+    LEFT JOIN pg_catalog.pg_operator op ON u.classid = 'pg_catalog.pg_operator'::regclass AND op.oid = u.objid
+    LEFT JOIN pg_catalog.pg_statistic_ext st ON u.classid = 'pg_catalog.pg_statistic_ext'::regclass AND st.oid = u.objid
+    LEFT JOIN pg_catalog.pg_opclass opc ON u.classid = 'pg_catalog.pg_opclass'::regclass AND opc.oid = u.objid
+    LEFT JOIN pg_catalog.pg_opfamily opf ON u.classid = 'pg_catalog.pg_opfamily'::regclass AND opf.oid = u.objid
+    LEFT JOIN pg_catalog.pg_collation col ON u.classid = 'pg_catalog.pg_collation'::regclass AND col.oid = u.objid
+    LEFT JOIN pg_catalog.pg_conversion cv ON u.classid = 'pg_catalog.pg_conversion'::regclass AND cv.oid = u.objid
+    LEFT JOIN pg_catalog.pg_ts_config tsc ON u.classid = 'pg_catalog.pg_ts_config'::regclass AND tsc.oid = u.objid
+    LEFT JOIN pg_catalog.pg_ts_dict tsd ON u.classid = 'pg_catalog.pg_ts_dict'::regclass AND tsd.oid = u.objid
+    LEFT JOIN pg_catalog.pg_ts_parser tsp ON u.classid = 'pg_catalog.pg_ts_parser'::regclass AND tsp.oid = u.objid
+    LEFT JOIN pg_catalog.pg_ts_template tst ON u.classid = 'pg_catalog.pg_ts_template'::regclass AND tst.oid = u.objid
     WHERE d.deptype IN ('n', 'a')
 ),
 walk (classid, objid, depth, parent) AS (
