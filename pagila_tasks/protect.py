@@ -44,6 +44,12 @@ def project_schemas(cur: Cursor) -> set[str]:
         found = {name for (name,) in cur.fetchall()}
         if found:
             return found
+    cur.execute(
+        "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = "
+        "'pagila_support.replication_audit'::regclass AND attname = 'detail' AND NOT attisdropped"
+    )
+    if not cur.fetchone()[0]:
+        return set()
     cur.execute(sqlfiles.query("replication_audit_last_tables"))
     return {names.split_sql(t)[0] for (t,) in cur.fetchall() if t}
 

@@ -2,7 +2,8 @@
 -- outside them that depends on one of their objects (pg_depend, normal and automatic), directly
 -- or through another such object, with what it takes to drop it and to make it again.
 -- A view's or matview's rule stands for its relation; a dependency of a table column (a column
--- type, a sequence owned by a column) stands for the table, which cannot be made again.
+-- type, a sequence owned by a column) stands for the table, which cannot be made again. Members
+-- of an operator family live in the family's schema.
 -- Run with search_path = pg_catalog, so every name comes back qualified.
 -- Parameters: :schemas (text[]) the live replicated schemas; :ignore (text[]) schemas whose
 -- objects are the project's own (staging copies, previous copies, pagila_support).
@@ -32,7 +33,8 @@ dep AS (
                     poc.relnamespace, p.pronamespace, t.typnamespace, co.connamespace,
                     op.oprnamespace, st.stxnamespace, opc.opcnamespace, opf.opfnamespace,
                     col.collnamespace, cv.connamespace, tsc.cfgnamespace, tsd.dictnamespace,
-                    tsp.prsnamespace, tst.tmplnamespace) AS nsp
+                    tsp.prsnamespace, tst.tmplnamespace, amopf.opfnamespace,
+                    amprocf.opfnamespace) AS nsp
     FROM pg_catalog.pg_depend d
     LEFT JOIN pg_catalog.pg_rewrite r
            ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
@@ -62,6 +64,10 @@ dep AS (
     LEFT JOIN pg_catalog.pg_ts_dict tsd ON u.classid = 'pg_catalog.pg_ts_dict'::regclass AND tsd.oid = u.objid
     LEFT JOIN pg_catalog.pg_ts_parser tsp ON u.classid = 'pg_catalog.pg_ts_parser'::regclass AND tsp.oid = u.objid
     LEFT JOIN pg_catalog.pg_ts_template tst ON u.classid = 'pg_catalog.pg_ts_template'::regclass AND tst.oid = u.objid
+    LEFT JOIN pg_catalog.pg_amop amop ON u.classid = 'pg_catalog.pg_amop'::regclass AND amop.oid = u.objid
+    LEFT JOIN pg_catalog.pg_opfamily amopf ON amopf.oid = amop.amopfamily
+    LEFT JOIN pg_catalog.pg_amproc amproc ON u.classid = 'pg_catalog.pg_amproc'::regclass AND amproc.oid = u.objid
+    LEFT JOIN pg_catalog.pg_opfamily amprocf ON amprocf.oid = amproc.amprocfamily
     WHERE d.deptype IN ('n', 'a')
 ),
 walk (classid, objid, depth, parent) AS (

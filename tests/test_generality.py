@@ -156,8 +156,12 @@ def test_an_extension_the_target_user_cannot_create_is_refused_first(
     query(admin.target_dsn, "CREATE TABLE public.kept (x int); INSERT INTO public.kept VALUES (1)")
     query(
         admin.target_dsn,
-        "CREATE SCHEMA pagila_support; CREATE TABLE pagila_support.replication_audit (run_id text)",
-    )  # a replica: only the extension stops it
+        "CREATE SCHEMA pagila_support; "
+        "CREATE TABLE pagila_support.replication_audit (run_id text); "
+        "CREATE TABLE pagila_support.replication_live (name text PRIMARY KEY, run_id text NOT NULL,"
+        " switched_at timestamptz NOT NULL DEFAULT now()); "
+        "INSERT INTO pagila_support.replication_live VALUES ('public', 'replicate-x')",
+    )  # a replica of public: only the extension stops it
     before = state_of(admin.target_dsn)
     iso = isolated({"PAGILA_SOURCE_DSN": source})
     iso.pool(1, prefix="u")
