@@ -231,6 +231,8 @@ def _pre_data(
             if kept is not None:
                 keep.save(cur, run_id, kept)
                 keep.run_steps(cur, kept.detach, "before the in-place reset")
+                if not kept.lost:  # else --drop-dependents accepted what the reset takes
+                    _nothing_else_depends(cur, layout.schemas)
             for live in layout.schemas:
                 staging.empty(cur, live)
             staging.register_live(cur, layout.schemas, run_id)
@@ -239,6 +241,19 @@ def _pre_data(
             schema.run(cur, text)
         guard.still_ours(ctx, run_id)
     conn.commit()
+
+
+def _nothing_else_depends(cur: psycopg2.extensions.cursor, schemas: tuple[str, ...]) -> None:
+    """Before an in-place reset: what the plan took down was all that depended on the schemas
+    (something made since the plan was read would go with the reset's CASCADE: refused, and
+    the transaction, reset included, rolled back)."""
+    for live in schemas:
+        others = keep.outside_dependents(cur, live)
+        if others:
+            raise ReplicationError(
+                f"the in-place reset of {names.quote(live)} would drop what depends on it, made "
+                f"since this run read what to keep: {'; '.join(others)}; nothing changed"
+            )
 
 
 def _tables_in_place(
