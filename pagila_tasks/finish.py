@@ -157,6 +157,14 @@ def _step_done(cur: psycopg2.extensions.cursor, run_id: str, step: str) -> bool:
     return cur.fetchone() is not None
 
 
+def _record_step(cur: psycopg2.extensions.cursor, run_id: str, step: str) -> None:
+    """Record a finishing step in the transaction that did it (see :func:`_step_done`)."""
+    cur.execute(
+        "INSERT INTO pagila_support.replication_steps (run_id, step) VALUES (%s, %s)",
+        (run_id, step),
+    )
+
+
 def _post_data(
     ctx: Context,
     run_id: str,
@@ -187,10 +195,7 @@ def _post_data(
                 schema.run(cur, rest)
             cur.execute("SET search_path = pg_catalog")
             pending = fkeys.add(cur, foreign)
-        cur.execute(
-            "INSERT INTO pagila_support.replication_steps (run_id, step) VALUES (%s, %s)",
-            (run_id, "post-data"),
-        )
+        _record_step(cur, run_id, "post-data")
         guard.still_ours(ctx, run_id)
         conn.commit()
     return pending
@@ -268,10 +273,7 @@ def _keep(
                 keep.run_steps(cur, rest, "on the new copy, before the switch")
             indexes.result()
         keep.save(cur, run_id, kept)
-        cur.execute(
-            "INSERT INTO pagila_support.replication_steps (run_id, step) VALUES (%s, %s)",
-            (run_id, "keep-build"),
-        )
+        _record_step(cur, run_id, "keep-build")
         guard.still_ours(ctx, run_id)
         conn.commit()
     return kept

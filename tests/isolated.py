@@ -58,16 +58,8 @@ class Isolated:
         from pagila_tasks import runs
         from pagila_tasks.config import from_env
         from pagila_tasks.context import Context
+        from pagila_tasks.schedule import OPTIONS as defaults  # nothing forced or overwritten
 
-        defaults = {
-            "load": {"force": False, "sql_dir": None, "force_reset": False},
-            "replicate": {
-                "tables": None,
-                "schemas": None,
-                "overwrite": False,
-                "drop_dependents": False,
-            },
-        }
         app = Celery(set_as_current=False)
         app.config_from_object("celeryconfig")
         app.conf.broker_url = app.conf.result_backend = self.env["PAGILA_REDIS_URL"]

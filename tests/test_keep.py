@@ -65,6 +65,16 @@ def _make_role(servers) -> None:
     )
 
 
+def _replica(isolated):
+    """Workers of the test's own, Pagila loaded and replicated once: a replica to build on."""
+    iso = isolated({})
+    iso.pool(2)
+    assert iso.submit("load").returncode == 0
+    proc = iso.submit("replicate")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return iso
+
+
 def _as_reader(servers, sql: str):
     """One value read on the target as the reader role (the superuser takes on its rights)."""
     conn = psycopg2.connect(servers.admin_target)
@@ -171,10 +181,7 @@ def test_what_cannot_be_kept_is_refused_before_any_lock(servers, isolated) -> No
     """A table someone created inside a replicated schema and a column elsewhere whose type is a
     replicated one cannot be kept: the run is refused (exit 2) before any lock, naming both,
     with the target unchanged; with --drop-dependents the run drops them and says so."""
-    iso = isolated({})
-    iso.pool(2)
-    assert iso.submit("load").returncode == 0
-    assert iso.submit("replicate").returncode == 0
+    iso = _replica(isolated)
     query(
         servers.target_dsn,
         "CREATE TABLE public.my_notes (id int); CREATE SCHEMA mine; "
@@ -217,10 +224,7 @@ def test_a_key_the_new_rows_break_fails_the_run_before_the_switch(servers, isola
     """A foreign key from a target user's table to a replicated table that the new copy's rows
     violate fails the run before the switch, naming the key; the live copy is untouched and the
     key still holds on it."""
-    iso = isolated({})
-    iso.pool(2)
-    assert iso.submit("load").returncode == 0
-    assert iso.submit("replicate").returncode == 0
+    iso = _replica(isolated)
     query(
         servers.target_dsn,
         "CREATE SCHEMA reporting; CREATE TABLE reporting.notes (rental_id integer "
@@ -256,10 +260,7 @@ def test_a_schema_no_run_put_there_is_refused_without_overwrite(servers, isolate
     """On a target replicated once (public), a schema of its own (payroll) named in --schemas is
     refused before any lock, naming it, unless --overwrite-target; a schema that merely carries a
     staging copy's name is refused and left as it is."""
-    iso = isolated({})
-    iso.pool(2)
-    assert iso.submit("load").returncode == 0
-    assert iso.submit("replicate").returncode == 0
+    iso = _replica(isolated)
     query(servers.source_dsn, "CREATE SCHEMA payroll; CREATE TABLE payroll.src (id int)")
     query(servers.target_dsn, "CREATE SCHEMA payroll; CREATE TABLE payroll.salaries (id int)")
     query(servers.target_dsn, "INSERT INTO payroll.salaries VALUES (1), (2)")
@@ -289,10 +290,7 @@ def test_a_schema_no_run_put_there_is_refused_without_overwrite(servers, isolate
 def test_a_previous_copy_something_still_depends_on_is_not_dropped(servers, isolated) -> None:
     """A registered previous copy that a view elsewhere still reads (made after the run read
     what to keep) is left for later, not dropped with the view by CASCADE; the run succeeds."""
-    iso = isolated({})
-    iso.pool(2)
-    assert iso.submit("load").returncode == 0
-    assert iso.submit("replicate").returncode == 0
+    iso = _replica(isolated)
     query(
         servers.target_dsn,
         "CREATE SCHEMA pagila_old_zz_0; CREATE TABLE pagila_old_zz_0.t (id int); "
