@@ -255,11 +255,11 @@ def record(cur: Cursor, schemas: Iterable[str], manifest: Manifest) -> None:
     )
 
 
-def outside_dependents(cur: Cursor, schema: str) -> list[str]:
-    """What outside ``schema`` and the project's own schemas a ``DROP SCHEMA ... CASCADE`` of
-    it would take, but for the objects a run built ahead under a temporary name."""
+def outside_dependents(cur: Cursor, *schemas: str) -> list[str]:
+    """What outside ``schemas`` and the project's own schemas dropping their objects with
+    ``CASCADE`` would take, but for the objects a run built ahead under a temporary name."""
     ignore = project_schemas(cur)
     with catalog_path(cur):
-        cur.execute(sqlfiles.query("keep_closure"), {"schemas": [schema], "ignore": ignore})
+        cur.execute(sqlfiles.query("keep_closure"), {"schemas": list(schemas), "ignore": ignore})
         rows = cur.fetchall()
     return [f"{r[3]} {r[4]}" for r in rows if TEMP_PREFIX not in r[4]]

@@ -247,13 +247,13 @@ def _nothing_else_depends(cur: psycopg2.extensions.cursor, schemas: tuple[str, .
     """Before an in-place reset: what the plan took down was all that depended on the schemas
     (something made since the plan was read would go with the reset's CASCADE: refused, and
     the transaction, reset included, rolled back)."""
-    for live in schemas:
-        others = keep.outside_dependents(cur, live)
-        if others:
-            raise ReplicationError(
-                f"the in-place reset of {names.quote(live)} would drop what depends on it, made "
-                f"since this run read what to keep: {'; '.join(others)}; nothing changed"
-            )
+    others = keep.outside_dependents(cur, *schemas)
+    if others:
+        shown = ", ".join(names.quote(s) for s in schemas)
+        raise ReplicationError(
+            f"the in-place reset of {shown} would drop what depends on them, made since this "
+            f"run read what to keep: {'; '.join(others)}; nothing changed"
+        )
 
 
 def _tables_in_place(
