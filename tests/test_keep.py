@@ -16,6 +16,7 @@ from tests.test_swap import Reader
 pytestmark = [pytest.mark.e2e]
 
 ROLE = "pagila_test_analyst"
+OWNERS = "pagila_test_owners"
 
 BUILT_ON_TARGET = f"""
 CREATE SCHEMA reporting;
@@ -43,6 +44,16 @@ CREATE INDEX rental_last_update_idx ON public.rental (last_update);
 CREATE INDEX payment_amount_idx ON public.payment (amount);
 COMMENT ON TABLE public.rental IS 'commented on the target';
 COMMENT ON VIEW reporting.recent IS 'an analyst''s view';
+ALTER TABLE reporting.notes ADD COLUMN ref bigint DEFAULT nextval('public.actor_actor_id_seq');
+ALTER TABLE reporting.notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notes_known ON reporting.notes
+    USING (rental_id IN (SELECT rental_id FROM public.rental));
+GRANT SELECT (title) ON public.film TO {ROLE};
+GRANT USAGE ON SEQUENCE public.actor_actor_id_seq TO {ROLE};
+REVOKE EXECUTE ON FUNCTION public.film_in_stock(integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.film_in_stock(integer, integer) TO {ROLE};
+GRANT CREATE ON SCHEMA public TO {OWNERS};
+ALTER TABLE public.store OWNER TO {OWNERS};
 """
 
 READS = (
@@ -59,10 +70,14 @@ FROM generate_series(1, 250) g
 
 
 def _make_role(servers) -> None:
-    query(
-        servers.admin_target,
-        f"DO $$ BEGIN CREATE ROLE {ROLE}; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
-    )
+    """The reader role, and a role the target's user is a member of (it may give objects to)."""
+    user = psycopg2.extensions.parse_dsn(servers.target_dsn)["user"]
+    for role in (ROLE, OWNERS):
+        query(
+            servers.admin_target,
+            f"DO $$ BEGIN CREATE ROLE {role}; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+    query(servers.admin_target, f'GRANT {OWNERS} TO "{user}"')
 
 
 def _replica(isolated):
@@ -122,6 +137,33 @@ def _assert_kept(servers) -> None:
     )
     assert scalar(tgt, "SELECT obj_description('reporting.recent'::regclass, 'pg_class')") == (
         "an analyst's view"
+    )
+    policy = (
+        "SELECT count(*) FROM pg_depend d JOIN pg_policy p ON p.oid = d.objid "
+        "WHERE p.polname = 'notes_known' AND d.refobjid = 'public.rental'::regclass"
+    )
+    assert scalar(tgt, policy) == 1
+    query(tgt, "INSERT INTO reporting.notes (rental_id) VALUES (3)")  # the default's sequence
+    assert scalar(
+        tgt,
+        "SELECT attacl IS NOT NULL FROM pg_attribute "
+        "WHERE attrelid = 'public.film'::regclass AND attname = 'title'",
+    )
+    assert scalar(
+        tgt, f"SELECT has_sequence_privilege('{ROLE}', 'public.actor_actor_id_seq', 'USAGE')"
+    )
+    in_stock = "'public.film_in_stock(integer, integer)'"
+    assert scalar(tgt, f"SELECT has_function_privilege('{ROLE}', {in_stock}, 'EXECUTE')")
+    public_may = (
+        "SELECT count(*) FROM pg_proc, aclexplode(proacl) a "
+        f"WHERE pg_proc.oid = {in_stock}::regprocedure AND a.grantee = 0"
+    )
+    assert scalar(tgt, public_may) == 0
+    assert (
+        scalar(
+            tgt, "SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.store'::regclass"
+        )
+        == OWNERS
     )
     defaults = scalar(
         tgt,
