@@ -120,7 +120,7 @@ def _assert_kept(servers) -> None:
     )
     assert fk == [("rental", True)] or fk == [("public.rental", True)], fk
     with pytest.raises(psycopg2.errors.ForeignKeyViolation):
-        query(tgt, "INSERT INTO reporting.notes (rental_id) VALUES (-1)")
+        query(tgt, "INSERT INTO reporting.notes (rental_id, ref) VALUES (-1, 0)")
     assert scalar(tgt, "SELECT count(*) FROM pg_trigger WHERE tgname = 'notes_touch'") == 1
     assert _as_reader(servers, "SELECT count(*) FROM public.rental") == rentals
     assert _as_reader(servers, "SELECT count(*) FROM reporting.recent") == rentals
@@ -143,7 +143,12 @@ def _assert_kept(servers) -> None:
         "WHERE p.polname = 'notes_known' AND d.refobjid = 'public.rental'::regclass"
     )
     assert scalar(tgt, policy) == 1
-    query(tgt, "INSERT INTO reporting.notes (rental_id) VALUES (3)")  # the default's sequence
+    default = (  # the column default reads the new copy's sequence
+        "SELECT count(*) FROM pg_depend d JOIN pg_attrdef a ON a.oid = d.objid "
+        "WHERE a.adrelid = 'reporting.notes'::regclass "
+        "AND d.refobjid = 'public.actor_actor_id_seq'::regclass"
+    )
+    assert scalar(tgt, default) == 1
     assert scalar(
         tgt,
         "SELECT attacl IS NOT NULL FROM pg_attribute "
