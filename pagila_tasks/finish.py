@@ -264,6 +264,9 @@ def _keep(
         else:
             kept = saved
         log.info("STEP finish %s: keep %d objects the target's users built", run_id, len(kept.kept))
+        if kept.notes:
+            log.warning("run %s: kept in part: %s", run_id, "; ".join(kept.notes))
+            ctx.progress.set_state(run_id, "running", keep_notes=list(kept.notes))
         if s.maintenance_work_mem:
             cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
         alone, rest = keepplan.apart(kept.build, _quoted_builds(cur, layout))

@@ -88,7 +88,7 @@ def project_schemas(cur: Cursor) -> list[str]:
 
 def assess(
     target: Cursor,
-    source: Cursor | Manifest,
+    incoming: Manifest,
     schemas: Iterable[str],
     swap: bool,
     token: str,
@@ -96,17 +96,12 @@ def assess(
 ) -> KeepPlan:
     """Read what the target's users built on and around ``schemas`` and plan to keep it: what
     the project owns is the last switch's record, else (a target an earlier version replicated,
-    or a first run) what the source holds (read now on ``source``, or already read)."""
+    or a first run) what the source holds (``incoming``, see :func:`source_manifest`)."""
     schemas = tuple(schemas)
     with catalog_path(target):
         found = survey(target, schemas, project_schemas(target))
-        manifest = recorded_manifest(target, schemas)
-    if manifest is None and isinstance(source, Manifest):
-        manifest = source
-    elif manifest is None:
-        with catalog_path(source):
-            manifest = source_manifest(source, schemas)
-    return plan(found, manifest, swap, token, replaceable)
+        manifest = recorded_manifest(target, schemas) or incoming
+    return plan(found, manifest, swap, token, replaceable, incoming)
 
 
 def survey(cur: Cursor, schemas: Iterable[str], ignore: Iterable[str]) -> Survey:
@@ -134,8 +129,10 @@ def annotations(cur: Cursor, schemas: Iterable[str], units: list[str]) -> tuple[
 
 def source_manifest(cur: Cursor, schemas: Iterable[str]) -> Manifest:
     """What a copy of ``schemas`` holds (read on the source, in the run's snapshot)."""
-    owns = objects(cur, schemas)
-    notes = [a for a in annotations(cur, schemas, []) if a.kind == "comment" and a.inside]
+    schemas = tuple(schemas)
+    with catalog_path(cur):
+        owns = objects(cur, schemas)
+        notes = [a for a in annotations(cur, schemas, []) if a.kind == "comment" and a.inside]
     return Manifest(
         frozenset(o.key for o in owns),
         {a.target: a.value or "" for a in notes},

@@ -155,11 +155,16 @@ def plan(
     swap: bool,
     token: str,
     replaceable: frozenset[str] = frozenset(),
+    incoming: Manifest | None = None,
 ) -> KeepPlan:
     """What to run, and when, to keep what the target's users built (pure). What is inside the
-    ``replaceable`` schemas (``--overwrite-target`` of a schema no run put there) is let go."""
+    ``replaceable`` schemas (``--overwrite-target`` of a schema no run put there) is let go; an
+    object someone made that the source now has too (``incoming``: the same name) gives way to
+    the source's, with a note."""
     ours = manifest.objects
     extras = [o for o in s.objects if o.key not in ours and o.schema not in replaceable]
+    taken = {o.key for o in extras if incoming is not None and o.key in incoming.objects}
+    extras = [o for o in extras if o.key not in taken]
     extra_keys = {o.key for o in extras}
     inside_kept = [
         o for o in extras if o.key.startswith(SUB_OBJECTS) and o.parent_key in ours and o.create_sql
@@ -216,7 +221,9 @@ def plan(
         build += [Step(d.label, d.create_sql or "") for d in kept] + refresh
         switch = []
     kept_units = {d.key for d in kept}
-    notes = []
+    notes = [
+        f"{key} made on the target gives way to the source's of that name" for key in sorted(taken)
+    ]
     for a in s.annotations:
         if not a.inside and a.unit not in kept_units:
             continue

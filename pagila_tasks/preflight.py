@@ -88,7 +88,8 @@ def replicate(
             extensions.check_target(tcur, extensions.needed(scur, chosen), chosen)
             swap = s.replace == "swap"
             mine = protect.replaceable(tcur, chosen, overwrite or s.overwrite_target)
-            kept = keep.assess(tcur, scur, chosen, swap, "preflight", mine)
+            incoming = keep.source_manifest(scur, chosen)
+            kept = keep.assess(tcur, incoming, chosen, swap, "preflight", mine)
             keepplan.check(kept, drop_dependents or s.drop_dependents, keepplan.how_lost(swap))
     return {
         "source": where(s.source_dsn),

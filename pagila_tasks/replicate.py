@@ -185,7 +185,8 @@ def _keep_plan(
         guard.still_ours(ctx, run_id)
         tgt.commit()
         mine = protect.replaceable(tc, chosen, overwrite)
-        kept = keep.assess(tc, src, chosen, swap, names.run_token(run_id), mine)
+        incoming = keep.source_manifest(src, chosen)
+        kept = keep.assess(tc, incoming, chosen, swap, names.run_token(run_id), mine)
     keepplan.check(kept, drop_dependents or ctx.s.drop_dependents, keepplan.how_lost(swap))
     if kept.lost:
         log.warning("run %s: --drop-dependents: letting go %s", run_id, "; ".join(kept.lost))

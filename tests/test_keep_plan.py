@@ -170,3 +170,15 @@ def test_indexes_on_replicated_tables_are_built_apart_on_the_build_schema() -> N
     assert alone == ["CREATE INDEX i ON pagila_stage_ab.rental USING btree (x)"]
     assert rest == [calls, trigger]
     assert apart([plain], {}) == ([], [plain])
+
+
+def test_an_object_the_source_now_has_too_gives_way_with_a_note() -> None:
+    """An index someone made whose name the source now uses too is not built again (the
+    source's comes with the new copy), and the plan says so."""
+    index = Own("index public.idx", "1259:7", "public", "table public.rental", "CREATE INDEX idx")
+    incoming = Manifest(OURS.objects | {"index public.idx"})
+    kept = plan(survey(objs=[index]), OURS, True, "t", incoming=incoming)
+    assert kept.build == () and kept.lost == ()
+    assert kept.notes == (
+        "index public.idx made on the target gives way to the source's of that name",
+    )
