@@ -135,9 +135,9 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
         switch_ms=done.held_ms,
         target_state="switched" if layout.swap else "replaced in place",
     )
-    ctx.progress.finish_once(run_id, "succeeded")
-    _drop_old(ctx, run_id)
+    _drop_old(ctx, run_id)  # before "succeeded": a run reported ended holds nothing any more
     ctx.lock.release(run_id)
+    ctx.progress.finish_once(run_id, "succeeded")
     log.info("STEP finish %s: succeeded, %d tables verified", run_id, len(checks))
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
 
