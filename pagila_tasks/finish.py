@@ -249,7 +249,7 @@ def _keep(
     per run (a recorded step, with the plan the switch then carries out)."""
     s = ctx.s
     options = guard.options(ctx.record(run_id))
-    drop = bool(options.get("drop_dependents")) or s.drop_dependents
+    drop = _drops_dependents(ctx, run_id)
     with connection(s.target_dsn, s, f"pagila-keep {run_id}") as conn, conn.cursor() as cur:
         saved = keep.load(cur, run_id)
         if _step_done(cur, run_id, "keep-build") and saved is not None:
@@ -280,6 +280,12 @@ def _keep(
         guard.still_ours(ctx, run_id)
         conn.commit()
     return kept
+
+
+def _drops_dependents(ctx: Context, run_id: str) -> bool:
+    """``--drop-dependents`` for this run: its option, or the workers' own setting (as prepare
+    decides it)."""
+    return bool(guard.options(ctx.record(run_id)).get("drop_dependents")) or ctx.s.drop_dependents
 
 
 def _quoted_builds(cur: psycopg2.extensions.cursor, layout: staging.Layout) -> dict[str, str]:
@@ -382,7 +388,7 @@ def _drop_old(ctx: Context, run_id: str) -> None:
             with conn.cursor() as cur:
                 old = staging.registered(cur, "old", run_id)
             conn.commit()
-            drop = bool(guard.options(ctx.record(run_id)).get("drop_dependents"))
+            drop = _drops_dependents(ctx, run_id)
             left = staging.drop(conn, old, DROP_WAIT_MS, take_dependents=drop)
     except psycopg2.Error as exc:  # the copy is live: a leftover is the next run's to drop
         log.warning("run %s: previous copy not dropped: %s", run_id, s.scrub(str(exc)))
