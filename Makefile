@@ -8,11 +8,11 @@ export PAGILA_STACK_DIR ?= $(CURDIR)/.stack
 
 .PHONY: demo test lint bench lock clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml devstack/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q --no-deps -e . -e ./devstack
 	touch $(STAMP)
 
 ## demo: stack up, load Pagila, replicate it, print the verification table, stack down (KEEP=1 keeps it)

@@ -1,7 +1,7 @@
 """Measuring a command: its wall-clock seconds and the peak memory of its processes.
 
 Memory is each process's ``VmHWM`` (the kernel's high-water mark, read through
-:mod:`pagila_tasks.stack.procfs`), sampled over a whole process tree in a thread: one reading
+:mod:`pagila_stack.procfs`), sampled over a whole process tree in a thread: one reading
 at any time before a process exits gives its true peak, so only processes living less than one
 interval can be missed.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pagila_tasks.stack import procfs
+from pagila_stack import procfs
 
 METHOD_TIMEOUT = 3600.0
 """A measured command still running after this many seconds is killed (group and all)."""

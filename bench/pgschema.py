@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pagila_tasks.pgtools import conninfo_and_env
+from pagila_tasks.pg.pgtools import conninfo_and_env
 
 OPTIONS = ("--no-owner", "--no-privileges")
 

@@ -19,10 +19,13 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from pagila_tasks import catalog, config, plan, schema, warm
-from pagila_tasks.copy import copy_table, statements
-from pagila_tasks.db import connection
-from pagila_tasks.snapshot import snapshot_cursor
+from pagila_tasks import config
+from pagila_tasks.pg import warm
+from pagila_tasks.pg.db import connection
+from pagila_tasks.replication import catalog, schema
+from pagila_tasks.replication.copy import copy_table, statements
+from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run import plan
 
 
 def stream_unit(s: config.Settings, unit: plan.Unit, snapshot_id: str) -> int:

@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg2
 
 from bench import say
-from pagila_tasks import pgtools
-from pagila_tasks.stack.stack import Stack
+from pagila_stack.stack import Stack
+from pagila_tasks.pg import pgtools
 
 SERVER_SETTINGS = {
     "shared_buffers": "1GB",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from pagila_tasks.flower_guard import guard
+from pagila_tasks.cli.flower_guard import guard
 
 guard()  # `celery -A pagila_tasks flower` refuses to start without authentication
 

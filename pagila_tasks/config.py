@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from pagila_tasks import names
-from pagila_tasks.errors import ConfigError, UsageError
+from pagila_tasks.base import names
+from pagila_tasks.base.errors import ConfigError, UsageError
 
 _TRUE = ("1", "true", "yes")
 _BOOLS = (*_TRUE, "0", "false", "no")
@@ -141,7 +141,7 @@ SUPPORT_SCHEMA = "pagila_support"
 
 
 def parse_schemas(raw: str, name: str = "PAGILA_SCHEMAS") -> tuple[str, ...]:
-    """Exact schema names from a list (see :mod:`pagila_tasks.names` for quoting)."""
+    """Exact schema names from a list (see :mod:`pagila_tasks.base.names` for quoting)."""
     try:
         schemas = names.parse_names(raw, name)
     except UsageError as exc:
@@ -164,7 +164,8 @@ def check_schemas(schemas: tuple[str, ...], name: str) -> None:
 
 
 STAGING_PREFIXES = ("pagila_stage_", "pagila_old_")
-"""Schemas named so on the target belong to replication runs (see :mod:`pagila_tasks.staging`)."""
+"""Schemas named so on the target belong to replication runs (see
+:mod:`pagila_tasks.replication.staging`)."""
 
 
 def _choice(

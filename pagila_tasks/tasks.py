@@ -16,11 +16,8 @@ from typing import Any, TypeVar
 from celery import Task, chord
 from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
 
-from pagila_tasks import finish, loader, preflight, replicate, schedule, snapshot, warm
 from pagila_tasks.app import app
-from pagila_tasks.config import settings
-from pagila_tasks.context import Context
-from pagila_tasks.errors import (
+from pagila_tasks.base.errors import (
     FinalError,
     InputError,
     LockLost,
@@ -31,7 +28,13 @@ from pagila_tasks.errors import (
     is_final,
     one_line,
 )
-from pagila_tasks.plan import Unit
+from pagila_tasks.config import settings
+from pagila_tasks.load import loader
+from pagila_tasks.pg import warm
+from pagila_tasks.replication import finish, replicate, snapshot
+from pagila_tasks.run.context import Context
+from pagila_tasks.run.plan import Unit
+from pagila_tasks.submission import preflight, schedule
 
 _s = settings()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,7 +198,7 @@ def preflight_check(self: AnswerTask, kind: str, options: dict[str, Any]) -> dic
 @classified
 def scheduled(self: AnswerTask, job: str) -> dict[str, Any]:
     """Celery beat's tick: start the scheduled job, if this worker has a schedule and the job
-    is known (see :mod:`pagila_tasks.schedule`)."""
+    is known (see :mod:`pagila_tasks.submission.schedule`)."""
     return schedule.job(self.ctx, job, _send)
 
 
@@ -227,7 +230,7 @@ def copy_table(
 @app.task(name="pagila.finish_replication", bind=True, base=FinishTask)
 @classified
 def finish_replication(self: FinishTask, run_id: str) -> dict[str, Any]:
-    """The chord's callback (see :func:`pagila_tasks.finish.finish`)."""
+    """The chord's callback (see :func:`pagila_tasks.replication.finish.finish`)."""
     return finish.finish(self.ctx, run_id)
 
 
@@ -250,7 +253,7 @@ def _launch(ctx: Context, run_id: str, units: list[Unit]) -> None:
 @worker_process_init.connect
 @task_postrun.connect
 def _keep_a_spare_holder(**_: Any) -> None:
-    """A spare snapshot holder per worker process (see :func:`pagila_tasks.snapshot.prestart`)."""
+    """A spare snapshot holder per worker process (``snapshot.prestart``)."""
     snapshot.prestart()
 
 

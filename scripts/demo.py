@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     """Run the demo; the exit code is pagila-submit's (or the stack's on a failed start)."""
     state = Path(os.environ.get("PAGILA_STACK_DIR") or ROOT / ".stack")
-    stack = [sys.executable, "-m", "pagila_tasks.stack.cli"]
+    stack = [sys.executable, "-m", "pagila_stack.cli"]
     keep = os.environ.get("KEEP") == "1"
     shared = ROOT.parent / "shared" / "pagila"
     if not os.environ.get("PAGILA_SQL_DIR") and shared.is_dir():
@@ -28,7 +28,7 @@ def main() -> int:
     if up.returncode != 0:
         return up.returncode
     try:
-        from pagila_tasks.stack.stack import Stack
+        from pagila_stack.stack import Stack
 
         env = {**os.environ, **Stack(state).env()}
         run = subprocess.run(

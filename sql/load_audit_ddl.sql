@@ -22,7 +22,7 @@ CREATE INDEX IF NOT EXISTS pagila_load_audit_run
     ON pagila_support.pagila_load_audit (run_id);
 -- The manifest: what the last successful load created in public (pg_identify_object's type and
 -- identity), written in the load's transaction; a load resets public only when it holds
--- nothing else (see pagila_tasks.ownership).
+-- nothing else (see pagila_tasks.load.ownership).
 CREATE TABLE IF NOT EXISTS pagila_support.load_manifest (
     type        text NOT NULL,
     identity    text NOT NULL,

@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS pagila_support.replication_live (
 );
 -- replication_manifest holds what the last switch put in each live schema (the source's objects
 -- and comments, by keys that read the same on any server): anything else there was made on the
--- target, and a run keeps it (pagila_tasks.keep).
+-- target, and a run keeps it (pagila_tasks.replication.keep).
 CREATE TABLE IF NOT EXISTS pagila_support.replication_manifest (
     schema_name  text NOT NULL,
     kind         text NOT NULL CHECK (kind IN ('object', 'comment')),

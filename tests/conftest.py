@@ -64,7 +64,7 @@ def _start_servers() -> Servers:
     names = ("PAGILA_TEST_SOURCE_DSN", "PAGILA_TEST_TARGET_DSN", "PAGILA_TEST_REDIS_URL")
     if all(os.environ.get(n) for n in names):
         return Servers(*(os.environ[n] for n in names))
-    from pagila_tasks.stack.stack import Stack
+    from pagila_stack.stack import Stack
 
     state = Path(tempfile.mkdtemp(prefix="pagila-test-"))
     stack = Stack(state, servers=os.environ.get("PAGILA_STACK_SERVERS", "auto"))
@@ -97,8 +97,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get("PAGILA_SQL_DIR") and SHARED_PAGILA.is_dir():
         os.environ["PAGILA_SQL_DIR"] = str(SHARED_PAGILA)
     # Workers read the files the suite can swap: a working copy of the pinned files.
-    from pagila_tasks import pagila_files
     from pagila_tasks.config import from_env
+    from pagila_tasks.load import pagila_files
 
     pinned = pagila_files.locate(from_env())
     work = Path(tempfile.mkdtemp(prefix="pagila-files-"))

@@ -10,8 +10,8 @@ import os
 import signal
 import sys
 
-from pagila_tasks import copy
 from pagila_tasks.app import app
+from pagila_tasks.replication import copy
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from pagila_tasks import finish
 from pagila_tasks.app import app
+from pagila_tasks.replication import finish
 
 
 def main() -> None:

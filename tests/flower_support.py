@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pagila_tasks.stack.processes import flower_argv, pid_alive, spawn, terminate
+from pagila_stack.processes import flower_argv, pid_alive, spawn, terminate
 from tests.support import ROOT, wait_for
 
 FLOWER_USER = "user"

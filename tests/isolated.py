@@ -55,10 +55,12 @@ class Isolated:
         the project's own app on this test's Redis: for runs no worker may serve yet."""
         from celery import Celery
 
-        from pagila_tasks import runs
         from pagila_tasks.config import from_env
-        from pagila_tasks.context import Context
-        from pagila_tasks.schedule import OPTIONS as defaults  # nothing forced or overwritten
+        from pagila_tasks.run import runs
+        from pagila_tasks.run.context import Context
+        from pagila_tasks.submission.schedule import (
+            OPTIONS as defaults,  # nothing forced or overwritten
+        )
 
         app = Celery(set_as_current=False)
         app.config_from_object("celeryconfig")
@@ -75,7 +77,7 @@ class Isolated:
             app.close()
 
     def record(self, run_id: str) -> dict:
-        from pagila_tasks.progress import Progress
+        from pagila_tasks.run.progress import Progress
 
         return Progress(self.redis).get(run_id) or {}
 
@@ -87,7 +89,7 @@ class Isolated:
         return wait_for(running, timeout, f"{unit} to be copying")
 
     def wait_done(self, run_id: str, timeout: float = 180) -> dict:
-        from pagila_tasks.progress import TERMINAL
+        from pagila_tasks.run.progress import TERMINAL
 
         return wait_for(
             lambda: (r := self.record(run_id)).get("state") in TERMINAL and r,

@@ -15,7 +15,7 @@ from tests.support import query, scalar
 SCHEMAS = ("public", "other", "Sales", "app.v2", "my schema", "ünï cödé")
 """The schemas of :data:`MANY_SHAPES`, exactly as the catalog names them."""
 SCHEMAS_ENV = 'public,other,Sales,"app.v2","my schema","ünï cödé"'
-"""The same list as ``PAGILA_SCHEMAS`` / ``--schemas`` take it (see pagila_tasks.names)."""
+"""The same list as ``PAGILA_SCHEMAS`` / ``--schemas`` take it (see pagila_tasks.base.names)."""
 
 MANY_SHAPES = r"""
 CREATE SCHEMA other;

@@ -16,8 +16,9 @@ from urllib.parse import quote
 import psycopg2
 import redis
 
-from pagila_tasks import names, pgtools
-from pagila_tasks.stack import procfs
+from pagila_stack import procfs
+from pagila_tasks.base import names
+from pagila_tasks.pg import pgtools
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAGILA = ROOT.parent / "shared" / "pagila"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pagila_tasks.stack import procfs
+from pagila_stack import procfs
 from tests import shapes
 from tests.support import ROOT, assert_replica, query, scalar, submit_json, wait_for
 
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 
 def holders() -> set[int]:
     """Pids of snapshot holders (spares included) running now."""
-    return {pid for pid in procfs.table() if "pagila_tasks.snapshot" in procfs.cmdline(pid)}
+    return {
+        pid for pid in procfs.table() if "pagila_tasks.replication.snapshot" in procfs.cmdline(pid)
+    }
 
 
 def test_a_bare_worker_serves_a_whole_run(servers, isolated) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pagila_tasks.base.errors import ConfigError
 from pagila_tasks.config import (
     DEFAULT_REDIS_URL,
     DEFAULT_SOURCE_DSN,
@@ -12,7 +13,6 @@ from pagila_tasks.config import (
     from_env,
     mask_dsn,
 )
-from pagila_tasks.errors import ConfigError
 from tests.support import submit
 
 

@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 )
 def test_stack_up_run_down_on_embedded_servers(tmp_path: Path) -> None:
     """pagila-stack up (embedded) + pagila-submit run replicates Pagila; down leaves no process."""
-    from pagila_tasks.stack.processes import pid_alive
-    from pagila_tasks.stack.stack import Stack
+    from pagila_stack.processes import pid_alive
+    from pagila_stack.stack import Stack
 
     stack = Stack(tmp_path / "stack", servers="embedded")
     stack.up(workers=2)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from pagila_tasks import config, fkeys, schema
-from pagila_tasks.db import CATALOG_PATH, connection
+from pagila_tasks import config
+from pagila_tasks.pg.db import CATALOG_PATH, connection
+from pagila_tasks.replication import fkeys, schema
 from tests.support import query
 
 PARENT_CHILD = """

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pagila_tasks.flower_guard import (
+from pagila_tasks.cli.flower_guard import (
     MIN_PASSWORD_CHARS,
     check_flower_auth,
     guard,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import psycopg2
 import pytest
 
-from pagila_tasks import catalog
+from pagila_tasks.replication import catalog
 from tests import shapes
 from tests.support import assert_replica, query, run_schemas, scalar, state_of
 

@@ -9,9 +9,9 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from pagila_tasks.app import app
+from pagila_tasks.base.errors import Refused
 from pagila_tasks.config import settings
-from pagila_tasks.context import Context
-from pagila_tasks.errors import Refused
+from pagila_tasks.run.context import Context
 from pagila_tasks.tasks import PagilaTask
 
 

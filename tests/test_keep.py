@@ -318,7 +318,7 @@ def test_a_schema_no_run_put_there_is_refused_without_overwrite(servers, isolate
     assert scalar(servers.target_dsn, "SELECT count(*) FROM payroll.salaries") == 2
     assert iso.redis.keys("pagila:lock*") == []
 
-    from pagila_tasks.staging import stage_name
+    from pagila_tasks.replication.staging import stage_name
 
     squat = stage_name("public")
     query(servers.target_dsn, f"CREATE SCHEMA {squat}; CREATE TABLE {squat}.mine (id int)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pagila_tasks.keepplan import (
+from pagila_tasks.replication.keepplan import (
     MARK,
     Annotation,
     Dependent,

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from pagila_tasks.errors import LockLost
+from pagila_tasks.base.errors import LockLost
 from tests.isolated import Isolated
 from tests.support import query, scalar, sequences, submit, submit_json, table_fingerprints
 
@@ -174,8 +174,8 @@ def test_failing_last_statement_leaves_no_success_row(
 
 def test_success_row_is_written_before_the_commit(servers) -> None:
     """The success row is inserted in the load's open transaction; a refused commit keeps none."""
-    from pagila_tasks import loader, pagila_files
     from pagila_tasks.config import from_env
+    from pagila_tasks.load import loader, pagila_files
 
     s = from_env()
     files = pagila_files.locate(s)
@@ -208,9 +208,9 @@ def test_success_row_is_written_before_the_commit(servers) -> None:
 
 def test_failed_row_once_per_run_never_for_a_committed_run(servers) -> None:
     """record_failure writes one row per run, however often called, and none for a committed run."""
-    from pagila_tasks import loader, pagila_files
     from pagila_tasks.config import from_env
-    from pagila_tasks.context import Context
+    from pagila_tasks.load import loader, pagila_files
+    from pagila_tasks.run.context import Context
 
     s = from_env()
     ctx = Context(s)
@@ -279,8 +279,8 @@ def test_transient_failure_retried_then_one_failed_row(
 def send_load(iso: Isolated, **kwargs: Any) -> str:
     """Start a load as the submit script does (lock, run record) with the project's own app."""
     from pagila_tasks.app import app
-    from pagila_tasks.lock import RunLock
-    from pagila_tasks.progress import Progress
+    from pagila_tasks.run.lock import RunLock
+    from pagila_tasks.run.progress import Progress
 
     run_id = f"load-test-{time.time_ns()}"
     options = {"force": False, "sql_dir": None, "force_reset": False, **kwargs}
@@ -410,9 +410,9 @@ def test_a_transaction_ended_by_a_file_is_not_reported_as_loaded(
 ) -> None:
     """Should a COMMIT get past the parser, the load fails at once saying its transaction ended,
     and never reports success."""
-    from pagila_tasks import loader, pagila_files
+    from pagila_tasks.base.errors import InputError
     from pagila_tasks.config import from_env
-    from pagila_tasks.errors import InputError
+    from pagila_tasks.load import loader, pagila_files
 
     monkeypatch.setattr(loader, "data_only", lambda items, path, tables: items)  # a parser hole
     data = workers_files / "pagila-data.sql"
@@ -476,9 +476,9 @@ def test_sql_dir_under_a_root_loads_and_tilde_is_never_expanded(
     is refused, whatever HOME says."""
     import os
 
-    from pagila_tasks import loader
+    from pagila_tasks.base.errors import InputError
     from pagila_tasks.config import from_env
-    from pagila_tasks.errors import InputError
+    from pagila_tasks.load import loader
 
     for name in ("pagila-schema.sql", "pagila-data.sql"):
         (tmp_path / name).symlink_to(pagila_dir / name)
@@ -562,9 +562,9 @@ def test_a_database_with_its_own_public_is_not_reset(workers: list[int], servers
 def test_the_load_transaction_checks_public_again(servers) -> None:
     """A load whose source gained a foreign object after its checks refuses inside its own
     transaction, before the reset; nothing changes."""
-    from pagila_tasks import loader, pagila_files
+    from pagila_tasks.base.errors import UsageError
     from pagila_tasks.config import from_env
-    from pagila_tasks.errors import UsageError
+    from pagila_tasks.load import loader, pagila_files
     from tests.support import state_of
 
     s = from_env()
@@ -621,8 +621,9 @@ def test_pinned_public_objects_are_what_the_pinned_files_create(servers) -> None
     in public (and the manifest records them)."""
     import psycopg2 as pg
 
-    from pagila_tasks import loader, ownership, pagila_files, sqlfiles
     from pagila_tasks.config import from_env
+    from pagila_tasks.load import loader, ownership, pagila_files
+    from pagila_tasks.pg import sqlfiles
 
     s = from_env()
     loader.load(s, pagila_files.locate(s), "unit-pinned", False, before_commit=lambda: None)
@@ -641,8 +642,8 @@ def test_pinned_public_objects_are_what_the_pinned_files_create(servers) -> None
 def test_the_commit_goes_ahead_only_in_the_transaction_the_load_opened(servers) -> None:
     """TransactionMark refuses a commit once the transaction it marked has ended, even if a new
     one is open on the same session."""
-    from pagila_tasks.errors import FinalError
-    from pagila_tasks.loader import TransactionMark
+    from pagila_tasks.base.errors import FinalError
+    from pagila_tasks.load.loader import TransactionMark
 
     conn = psycopg2.connect(servers.source_dsn)
     try:
@@ -663,10 +664,10 @@ def test_the_commit_goes_ahead_only_in_the_transaction_the_load_opened(servers) 
 def test_a_forged_force_reset_is_refused(servers, isolated) -> None:
     """A load message carrying force_reset for a run submitted without it is refused before it
     touches the source."""
-    from pagila_tasks import loader
+    from pagila_tasks.base.errors import Refused
     from pagila_tasks.config import from_env
-    from pagila_tasks.context import Context
-    from pagila_tasks.errors import Refused
+    from pagila_tasks.load import loader
+    from pagila_tasks.run.context import Context
 
     query(servers.source_dsn, FOREIGN)
     with isolated({}) as iso:
@@ -682,8 +683,8 @@ def test_sql_roots_setting(tmp_path: Path) -> None:
     and refuses relative folders and an empty value."""
     import os
 
+    from pagila_tasks.base.errors import ConfigError
     from pagila_tasks.config import from_env
-    from pagila_tasks.errors import ConfigError
 
     base = {k: v for k, v in os.environ.items() if k != "PAGILA_SQL_ROOTS"}
     env = {**base, "PAGILA_SQL_DIR": str(tmp_path), "PAGILA_CACHE_DIR": "/var/cache/p"}

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from pagila_tasks.errors import LockHeld, LockLost
-from pagila_tasks.lock import Heartbeat, RunLock
+from pagila_tasks.base.errors import LockHeld, LockLost
+from pagila_tasks.run.lock import Heartbeat, RunLock
 from tests.support import redis_client
 
 
@@ -50,7 +50,7 @@ def test_heartbeat_keeps_the_lock_past_its_ttl() -> None:
 def test_the_first_error_of_a_run_stays_first() -> None:
     """A run's first error is its error; later, different ones are added, never substituted,
     and an unknown run gets no record at all."""
-    from pagila_tasks.progress import Progress
+    from pagila_tasks.run.progress import Progress
 
     progress = Progress(redis_client())
     progress.create("replicate-errors", "replicate", 60)

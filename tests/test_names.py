@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pagila_tasks import names
-from pagila_tasks.errors import UsageError
+from pagila_tasks.base import names
+from pagila_tasks.base.errors import UsageError
 
 
 def test_lists_keep_names_exactly() -> None:

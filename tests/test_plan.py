@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from pagila_tasks.copy import statements
-from pagila_tasks.errors import UsageError
-from pagila_tasks.plan import (
+from pagila_tasks.base.errors import UsageError
+from pagila_tasks.replication.copy import statements
+from pagila_tasks.run.plan import (
     Table,
     Unit,
     parse_table_list,

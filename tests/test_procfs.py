@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pagila_tasks.stack import procfs
+from pagila_stack import procfs
 from tests.support import children, peak_rss_kib, wait_for
 
 GONE_PID = 2**22 + 1
@@ -118,7 +118,7 @@ def test_peak_rss_is_a_high_water_mark() -> None:
     [
         ([], "?"),
         (["/usr/bin/python3", "-m", "celery", "-A", "pagila_tasks", "worker"], "celery worker"),
-        (["python", "-m", "pagila_tasks.snapshot", "run-1"], "snapshot holder"),
+        (["python", "-m", "pagila_tasks.replication.snapshot", "run-1"], "snapshot holder"),
         (["/venv/bin/python3.11", "/repo/bench/floor_copy.py", "--jobs", "2"], "floor_copy.py"),
         (["python3", "-m", "pagila_tasks.cli.submit", "replicate"], "-m pagila_tasks.cli.submit"),
         (["/usr/lib/postgresql/15/bin/pg_dump", "-Fc"], "pg_dump"),

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pagila_tasks import schedule
 from pagila_tasks.config import from_env
-from pagila_tasks.context import Context
+from pagila_tasks.run.context import Context
+from pagila_tasks.submission import schedule
 
 NOWHERE = {"PAGILA_REDIS_URL": "redis://127.0.0.1:1/0"}
 """A Redis nobody listens on: a refusal that touched Redis would fail loudly."""
@@ -30,7 +30,7 @@ def _job(env: dict[str, str], name: Any) -> tuple[dict[str, Any], list[str]]:
 def test_no_schedule_no_scheduled_run(name: str, caplog: pytest.LogCaptureFixture) -> None:
     """Without PAGILA_SCHEDULE on the worker, even a known job is refused and logged; nothing
     is sent or recorded."""
-    with caplog.at_level(logging.ERROR, logger="pagila_tasks.schedule"):
+    with caplog.at_level(logging.ERROR, logger="pagila_tasks.submission.schedule"):
         result, sent = _job({}, name)
     assert result["state"] == "refused" and "PAGILA_SCHEDULE" in result["error"]
     assert sent == []
@@ -41,7 +41,7 @@ def test_no_schedule_no_scheduled_run(name: str, caplog: pytest.LogCaptureFixtur
 def test_unknown_jobs_are_refused(name: Any, caplog: pytest.LogCaptureFixture) -> None:
     """With a schedule, a job other than load, replicate or run is refused and logged
     (terminal-safe), and nothing is sent or recorded."""
-    with caplog.at_level(logging.ERROR, logger="pagila_tasks.schedule"):
+    with caplog.at_level(logging.ERROR, logger="pagila_tasks.submission.schedule"):
         result, sent = _job({"PAGILA_SCHEDULE": "60"}, name)
     assert result["state"] == "refused" and "unknown job" in result["error"]
     assert sent == []

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from pagila_tasks.errors import InputError
-from pagila_tasks.sqlscript import CopyBlock, Statement, data_only, parse, setval_sequence
+from pagila_tasks.base.errors import InputError
+from pagila_tasks.load.sqlscript import CopyBlock, Statement, data_only, parse, setval_sequence
 
 SCRIPT = b"""--
 -- header comment
@@ -95,7 +95,7 @@ def test_pagila_files_parse(pagila_dir: object) -> None:
     """The real Pagila files give 21 COPY blocks and the expected row total."""
     from pathlib import Path
 
-    from pagila_tasks.sqlscript import parse_file
+    from pagila_tasks.load.sqlscript import parse_file
 
     blocks = 0
     rows = 0
@@ -156,8 +156,8 @@ def test_pinned_copy_tables_are_the_pinned_files_blocks(pagila_dir: object) -> N
     """PINNED_COPY_TABLES names exactly the 21 tables the pinned data file has blocks for."""
     from pathlib import Path
 
-    from pagila_tasks.pagila_files import PINNED_COPY_TABLES
-    from pagila_tasks.sqlscript import parse_file
+    from pagila_tasks.load.pagila_files import PINNED_COPY_TABLES
+    from pagila_tasks.load.sqlscript import parse_file
 
     path = Path(str(pagila_dir)) / "pagila-data.sql"
     blocks = [i.table for i in data_only(parse_file(path), str(path)) if isinstance(i, CopyBlock)]
@@ -236,7 +236,7 @@ def test_escape_strings_end_where_the_server_ends_them() -> None:
 def test_a_piece_that_is_not_one_statement_is_refused() -> None:
     """Text the splitter took for one statement but the grammar reads as two, or as none that
     parses, is refused naming the file and line, its content not quoted."""
-    from pagila_tasks.sqlscript import _one_statement
+    from pagila_tasks.load.sqlscript import _one_statement
 
     with pytest.raises(InputError) as info:
         _one_statement("SELECT 1; DROP TABLE victim.keep;", 7, "x.sql")
@@ -284,7 +284,7 @@ def test_copy_only_into_the_given_tables() -> None:
 )
 def test_schema_file_refuses_transaction_control_and_identity(statement: bytes, why: str) -> None:
     """Transaction control and changes of identity in a schema file are refused at their line."""
-    from pagila_tasks.sqlscript import schema_only
+    from pagila_tasks.load.sqlscript import schema_only
 
     script = b"SET client_encoding = 'UTF8';\nCREATE TABLE public.t (a int);\n" + statement + b"\n"
     handed = []
@@ -299,7 +299,7 @@ def test_the_pinned_schema_file_passes_schema_only(pagila_dir: object) -> None:
     """Every statement of the pinned schema file parses alone and passes schema_only."""
     from pathlib import Path
 
-    from pagila_tasks.sqlscript import parse_file, schema_only
+    from pagila_tasks.load.sqlscript import parse_file, schema_only
 
     path = Path(str(pagila_dir)) / "pagila-schema.sql"
     assert len(list(schema_only(parse_file(path), str(path)))) > 200

@@ -20,22 +20,22 @@ import psycopg2
 import pytest
 import redis
 
-from pagila_tasks.config import stack_settings
-from pagila_tasks.errors import ConfigError, ReplicationError
-from pagila_tasks.pgtools import find_tool
-from pagila_tasks.stack import StackError
-from pagila_tasks.stack import cli as stack_cli
-from pagila_tasks.stack.access import make_traversable
-from pagila_tasks.stack.binaries import (
+from pagila_stack import StackError
+from pagila_stack import cli as stack_cli
+from pagila_stack.access import make_traversable
+from pagila_stack.binaries import (
     embedded_redis,
     find_servers,
     is_system_redis,
     system_redis,
     tool_version,
 )
-from pagila_tasks.stack.processes import pid_alive
-from pagila_tasks.stack.redis_server import RedisServer
-from pagila_tasks.stack.stack import Stack, pick_port, port_free
+from pagila_stack.processes import pid_alive
+from pagila_stack.redis_server import RedisServer
+from pagila_stack.stack import Stack, pick_port, port_free
+from pagila_tasks.base.errors import ConfigError, ReplicationError
+from pagila_tasks.config import stack_settings
+from pagila_tasks.pg.pgtools import find_tool
 from tests.support import let_servers_cross
 
 STACK_DIR = Path(__file__).resolve().parents[1] / "pagila_tasks" / "stack"
@@ -430,10 +430,10 @@ def test_stack_cli_reports_a_bad_servers_variable(monkeypatch, capsys) -> None:
 
 
 def test_worker_code_does_not_import_the_stack() -> None:
-    """pagila_tasks.pgtools (run by workers) finds pg_dump without importing the dev stack."""
+    """pagila_tasks.pg.pgtools (run by workers) finds pg_dump without importing the dev stack."""
     code = (
-        "import sys, pagila_tasks.pgtools; "
-        "print(any(m.startswith('pagila_tasks.stack') for m in sys.modules))"
+        "import sys, pagila_tasks.pg.pgtools; "
+        "print(any(m.startswith('pagila_stack') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

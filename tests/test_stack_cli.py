@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pagila_tasks.stack.processes import pid_alive
+from pagila_stack.processes import pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def stack_cmd(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pagila_tasks.stack.cli", *args, "--state", str(state)],
+        [sys.executable, "-m", "pagila_stack.cli", *args, "--state", str(state)],
         capture_output=True,
         text=True,
         timeout=180,

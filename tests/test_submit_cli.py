@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pagila_tasks.progress import TERMINAL, Progress
+from pagila_tasks.run.progress import TERMINAL, Progress
 from tests.support import query, redis_client, scalar, submit, submit_json, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import time
 import psycopg2
 import pytest
 
-from pagila_tasks import pgtools
+from pagila_tasks.pg import pgtools
 from tests.isolated import Isolated
 from tests.support import (
     ROOT,

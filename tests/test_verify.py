@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg2
 
-from pagila_tasks import verify
+from pagila_tasks.replication import verify
 from tests.support import query
 
 

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pagila_tasks import config, snapshot, warm
+from pagila_tasks import config
+from pagila_tasks.pg import warm
+from pagila_tasks.replication import snapshot
 from tests.support import query, redis_client, wait_for
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from pagila_tasks import pgtools, sqlfiles
+from pagila_tasks.pg import pgtools, sqlfiles
 from tests.support import ROOT, WHEEL_SOURCES, free_redis_url, scalar
 from tests.workers import WorkerPool
 
 # Where the package, celeryconfig and the SQL come from, as the interpreter running it sees them.
 PROBE = (
-    "import json, sys; import pagila_tasks, pagila_tasks.sqlfiles as s; "
+    "import json, sys; import pagila_tasks, pagila_tasks.pg.sqlfiles as s; "
     "cc = __import__('celeryconfig') if 'cc' in sys.argv else None; "
     "print(json.dumps({'package': pagila_tasks.__file__, 'sql': str(s.folder()), "
     "'celeryconfig': cc and cc.__file__, 'query': s.query('catalog_tables')}))"

@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pagila_tasks.stack.processes import pid_alive, spawn, terminate, worker_argv
+from pagila_stack.processes import pid_alive, spawn, terminate, worker_argv
 from tests.support import ROOT
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from pagila_tasks.names import printable
-from pagila_tasks.progress import table_totals
+from pagila_tasks.base.names import printable
+from pagila_tasks.run.progress import table_totals
 
 
 def human_bytes(n: int | float) -> str:

@@ -17,12 +17,13 @@ import psycopg2
 import redis
 from kombu.exceptions import OperationalError
 
-from pagila_tasks import audit, plan
+from pagila_tasks.base.errors import ConfigError, LockHeld, PagilaError, UsageError, one_line
 from pagila_tasks.cli import render
 from pagila_tasks.cli.submitter import Submitter
 from pagila_tasks.config import Settings, mask_dsn, parse_schemas, settings
-from pagila_tasks.errors import ConfigError, LockHeld, PagilaError, UsageError, one_line
-from pagila_tasks.progress import TERMINAL
+from pagila_tasks.pg import audit
+from pagila_tasks.run import plan
+from pagila_tasks.run.progress import TERMINAL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 

@@ -13,12 +13,12 @@ import sys
 import time
 from typing import Any
 
-from pagila_tasks import runs
+from pagila_tasks.base.errors import UsageError
 from pagila_tasks.cli import render
 from pagila_tasks.config import Settings
-from pagila_tasks.context import Context
-from pagila_tasks.errors import UsageError
-from pagila_tasks.progress import TERMINAL
+from pagila_tasks.run import runs
+from pagila_tasks.run.context import Context
+from pagila_tasks.run.progress import TERMINAL
 
 QUEUES = {"load": ("control",), "replicate": ("control", "copy")}
 """The queues each kind of run needs a consumer on."""
@@ -89,7 +89,7 @@ class Submitter:
                 )
 
     def check(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
-        """The workers' checks of the run (see :mod:`pagila_tasks.preflight`)."""
+        """The workers' checks of the run (see :mod:`pagila_tasks.submission.preflight`)."""
         from celery.exceptions import TimeoutError as NoAnswer
 
         result = _app().send_task("pagila.preflight", kwargs={"kind": kind, "options": options})
@@ -107,7 +107,7 @@ class Submitter:
             result.forget()
 
     def start(self, kind: str, options: dict[str, Any], **fields: Any) -> str:
-        """Check, take the lock, record, send (see :func:`pagila_tasks.runs.start`)."""
+        """Check, take the lock, record, send (see :func:`pagila_tasks.run.runs.start`)."""
         self.require_consumers(kind)
         seen = self.check(kind, options)
         run_id = runs.start(

@@ -1,0 +1,150 @@
+"""Copy one unit (a table or a key range of it) from the source snapshot to the target.
+
+The Airflow design's contract, kept: ``COPY (SELECT ...) TO STDOUT`` into a memory-capped
+``SpooledTemporaryFile`` (spills to disk past the cap), then ``COPY ... FROM STDIN`` into the
+target. The target write is one transaction that first empties what it is about to fill
+(TRUNCATE for a whole table, which also allows COPY FREEZE; DELETE of the key range for a part),
+so a retried or redelivered copy never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+from pagila_tasks.config import Settings
+from pagila_tasks.pg import warm
+from pagila_tasks.pg.watchdog import Watchdog, Watched
+from pagila_tasks.replication import largeobjects
+from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run.plan import Unit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What one copy moved; ``rows``/``bytes`` are deterministic for a given snapshot."""
+
+    rows: int
+    bytes: int
+    spilled: bool
+    seconds: float
+
+
+def _range_filter(unit: Unit) -> sql.Composable:
+    if unit.key is None:
+        return sql.SQL("")
+    key = sql.Identifier(unit.key)
+    conds = []
+    if unit.lo is not None:
+        conds.append(sql.SQL("{} >= {}").format(key, sql.Literal(unit.lo)))
+    if unit.hi is not None:
+        conds.append(sql.SQL("{} < {}").format(key, sql.Literal(unit.hi)))
+    if not conds:
+        return sql.SQL("")
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
+
+
+def _options(fmt: str, freeze: bool = False) -> sql.Composable:
+    opts = [sql.SQL("FORMAT {}").format(sql.SQL(fmt))]
+    if freeze:
+        opts.append(sql.SQL("FREEZE"))
+    return sql.SQL("(") + sql.SQL(", ").join(opts) + sql.SQL(")")
+
+
+@dataclass(frozen=True)
+class Statements:
+    """A unit's copy as SQL: read it from the source, empty its place on the target, write it."""
+
+    copy_out: sql.Composable
+    empty: sql.Composable
+    copy_in: sql.Composable
+
+
+def statements(unit: Unit, fmt: str, target_schema: str | None = None) -> Statements:
+    """The statements of ``unit``'s copy: TRUNCATE (and COPY FREEZE) for a whole table, DELETE of
+    the key range for a part, so that a retried copy never duplicates rows.
+
+    The rows are written into ``target_schema`` (the run's build of the unit's schema: its
+    staging copy, or the live schema itself). A table without a column to copy (none at all, or
+    only generated ones) still has rows: COPY then carries empty rows, with no column list.
+    A unit whose types binary COPY cannot carry (``unit.text_only``) is copied as text.
+    """
+    if unit.text_only:
+        fmt = "text"
+    if unit.kind == "large_objects":
+        return Statements(
+            largeobjects.copy_out(_options(fmt)),
+            largeobjects.empty(),
+            largeobjects.copy_in(_options(fmt)),
+        )
+    source = sql.Identifier(unit.schema, unit.table)
+    target = sql.Identifier(target_schema or unit.schema, unit.table)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
+    listed = sql.SQL(" ({})").format(cols) if unit.columns else sql.SQL("")
+    where = _range_filter(unit)
+    whole = unit.key is None or (unit.lo is None and unit.hi is None)
+    return Statements(
+        copy_out=sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
+            cols, source, where, _options(fmt)
+        ),
+        empty=(
+            sql.SQL("TRUNCATE ONLY {}").format(target)
+            if whole
+            else sql.SQL("DELETE FROM ONLY {}{}").format(target, where)
+        ),
+        copy_in=sql.SQL("COPY {}{} FROM STDIN WITH {}").format(
+            target, listed, _options(fmt, freeze=whole)
+        ),
+    )
+
+
+def copy_table(
+    s: Settings,
+    unit: Unit,
+    snapshot_id: str,
+    before_commit: Callable[[], None],
+    target_schema: str | None = None,
+) -> CopyResult:
+    """Copy ``unit`` inside ``snapshot_id`` into ``target_schema`` (default: the unit's own);
+    ``before_commit`` runs just before the commit."""
+    started = time.monotonic()
+    st = statements(unit, s.copy_format, target_schema)
+    with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
+        with snapshot_cursor(s, snapshot_id, f"pagila-copy-src {unit.name}") as cur:
+            watched = Watched(spool)
+            with Watchdog(cur.connection, watched, s.stall_timeout, f"source COPY of {unit.name}"):
+                cur.copy_expert(st.copy_out, watched, size=1 << 20)
+            source_rows = cur.rowcount
+        size = spool.tell()
+        spilled = bool(getattr(spool, "_rolled", False))
+        spool.seek(0)
+        with warm.borrow(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
+            with tgt.cursor() as cur:
+                cur.execute(st.empty)
+                watched = Watched(spool)
+                with Watchdog(tgt, watched, s.stall_timeout, f"target COPY of {unit.name}"):
+                    cur.copy_expert(st.copy_in, watched, size=1 << 20)
+                target_rows = cur.rowcount
+            if target_rows != source_rows:
+                raise RuntimeError(
+                    f"{unit.name}: source gave {source_rows} rows, target took {target_rows}"
+                )
+            before_commit()
+            tgt.commit()
+    seconds = round(time.monotonic() - started, 3)
+    log.info(
+        "copied %s: %d rows, %d bytes, spilled=%s, %.2f s",
+        unit.name,
+        source_rows,
+        size,
+        spilled,
+        seconds,
+    )
+    return CopyResult(source_rows, size, spilled, seconds)

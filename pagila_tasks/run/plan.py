@@ -1,0 +1,185 @@
+"""Pure planning: which units of work a run copies, in what order, how large tables split.
+
+No I/O here: the catalog is read elsewhere and handed in, so the rules can be tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from pagila_tasks.base import names
+from pagila_tasks.base.errors import UsageError
+
+MAX_PARTS = 8
+"""A table is split into at most this many key ranges."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One copyable table (ordinary or leaf partition) as the source catalog describes it."""
+
+    schema: str
+    name: str
+    is_partition: bool
+    estimated_rows: int
+    bytes: int
+    columns: tuple[str, ...]
+    int_key: str | None = None
+    text_only: bool = False
+    """Some column's type has no binary send/receive: copied in text format."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(schema, name): names stay a pair from the catalog to the last statement."""
+        return (self.schema, self.name)
+
+    @property
+    def qualified(self) -> str:
+        """For people and record keys only (quoted where needed); never parsed back."""
+        return names.display(self.schema, self.name)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One ``copy_table`` task: a whole table, or one key range ``[lo, hi)`` of it."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    part: int | None = None
+    parts: int | None = None
+    key: str | None = None
+    lo: int | None = None
+    hi: int | None = None
+    kind: str = "table"
+    text_only: bool = False
+
+    @property
+    def name(self) -> str:
+        """For people and record keys: ``schema.table``, ``#2of4`` for a key range."""
+        base = self.table_name
+        return base if self.part is None else f"{base}#{self.part + 1}of{self.parts}"
+
+    @property
+    def table_name(self) -> str:
+        """The name of what the unit fills, shared by every part of a split table (built from
+        the pair, never cut out of :attr:`name`: a table's own name may hold a ``#``)."""
+        if self.kind == "large_objects":
+            return "large objects"
+        return names.display(self.schema, self.table)
+
+    def as_args(self) -> dict[str, Any]:
+        """JSON-friendly form carried in the task's arguments (no secrets, no rows)."""
+        data = asdict(self)
+        data["columns"] = list(self.columns)
+        return data
+
+    @classmethod
+    def from_args(cls, data: dict[str, Any]) -> Unit:
+        return cls(**{**data, "columns": tuple(data["columns"])})
+
+
+def split_ranges(lo: int, hi: int, parts: int) -> list[tuple[int | None, int | None]]:
+    """Cut the key span ``[lo, hi]`` into ``parts`` half-open ranges; the ends stay open."""
+    if parts <= 1 or hi <= lo:
+        return [(None, None)]
+    step = math.ceil((hi - lo + 1) / parts)
+    bounds = [lo + i * step for i in range(1, parts)]
+    edges: list[int | None] = [None, *bounds, None]
+    return [(edges[i], edges[i + 1]) for i in range(parts)]
+
+
+def plan_units(
+    tables: list[Table],
+    split_rows: int,
+    key_spans: dict[str, tuple[int, int]] | None = None,
+) -> list[Unit]:
+    """Units for ``tables``, largest first so the longest copies start earliest.
+
+    A table above ``split_rows`` estimated rows with a single integer primary key (and a span
+    in ``key_spans``) becomes several key-range units; ``split_rows = 0`` disables splitting.
+    A table never analyzed (estimate -1) is sized by its key span instead.
+    """
+    key_spans = key_spans or {}
+    units: list[Unit] = []
+    for t in sorted(tables, key=lambda t: (-t.bytes, t.schema, t.name)):
+        span = key_spans.get(t.qualified)
+        parts = 1
+        if split_rows and t.int_key and span:
+            rows = t.estimated_rows if t.estimated_rows >= 0 else span[1] - span[0] + 1
+            if rows > split_rows:
+                parts = min(MAX_PARTS, math.ceil(rows / split_rows))
+        whole = Unit(t.schema, t.name, t.columns, text_only=t.text_only)
+        if parts == 1 or span is None:
+            units.append(whole)
+            continue
+        ranges = split_ranges(span[0], span[1], parts)
+        for i, (lo, hi) in enumerate(ranges):
+            units.append(replace(whole, part=i, parts=len(ranges), key=t.int_key, lo=lo, hi=hi))
+    return units
+
+
+def tables_to_split(tables: list[Table], split_rows: int) -> list[Table]:
+    """The tables whose key span the catalog must fetch before :func:`plan_units`."""
+    if not split_rows:
+        return []
+    return [
+        t for t in tables if t.int_key and (t.estimated_rows > split_rows or t.estimated_rows < 0)
+    ]
+
+
+def parse_table_list(raw: str | None) -> list[str] | None:
+    """``--tables a,b`` as a list of items (each ``[schema.]table``, quotes as in
+    :mod:`pagila_tasks.base.names`); None means every table. An empty item is refused."""
+    if raw is None:
+        return None
+    pairs = names.parse_qualified_list(raw, "--tables")
+    return [
+        names.quote(name) if schema is None else names.display(schema, name)
+        for schema, name in pairs
+    ]
+
+
+def resolve_selection(
+    requested: list[str],
+    schemas: tuple[str, ...],
+    kinds: dict[tuple[str, str], str],
+    leaves: dict[tuple[str, str], list[tuple[str, str]]],
+) -> list[tuple[str, str]]:
+    """Map requested names to copyable tables, refusing anything that is not a plain table.
+
+    ``kinds`` maps (schema, name) to pg_class.relkind; a partitioned table ('p') stands for its
+    leaves (given in ``leaves``). A bare name is looked up in ``schemas`` in order.
+    """
+    chosen: list[tuple[str, str]] = []
+    for raw in requested:
+        [(schema, name)] = names.parse_qualified_list(raw, "--tables")
+        if schema is not None:
+            candidates = [(schema, name)] if schema in schemas else []
+        else:
+            candidates = [(s, name) for s in schemas]
+        found = [c for c in candidates if c in kinds]
+        if not found:
+            shown = ", ".join(names.quote(s) for s in schemas)
+            raise UsageError(f"unknown table {names.printable(raw)!r} in schemas {shown}")
+        key = found[0]
+        kind = kinds[key]
+        if kind == "r":
+            chosen.append(key)
+        elif kind == "p":
+            chosen.extend(leaves.get(key, []))
+        else:
+            what = {
+                "v": "a view",
+                "m": "a materialized view",
+                "S": "a sequence",
+                "f": "a foreign table",
+                "i": "an index",
+                "I": "an index",
+                "c": "a type",
+            }
+            shown = names.printable(raw)
+            raise UsageError(f"{shown!r} is {what.get(kind, 'not a table')}, not a plain table")
+    return list(dict.fromkeys(chosen))
