@@ -21,7 +21,7 @@ from pagila_tasks.base.errors import ConfigError, LockHeld, PagilaError, UsageEr
 from pagila_tasks.cli import render
 from pagila_tasks.cli.submitter import Submitter
 from pagila_tasks.config import Settings, mask_dsn, parse_schemas, settings
-from pagila_tasks.pg import audit
+from pagila_tasks.pg import support
 from pagila_tasks.run import plan
 from pagila_tasks.run.progress import TERMINAL
 
@@ -176,8 +176,8 @@ def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
     args.limit = history_limit(args.limit)
     runs = [sub.progress.get(r) for r in sub.progress.recent(args.limit)]
     runs = [_summary(r) for r in runs if r]
-    loads = audit.history(s, "load", args.limit)
-    reps = audit.history(s, "replication", args.limit)
+    loads = support.history(s, "load", args.limit)
+    reps = support.history(s, "replication", args.limit)
     if sub.as_json:
         print(
             json.dumps({"runs": runs, "load_audit": loads, "replication_audit": reps}, default=str)

@@ -26,7 +26,7 @@ from psycopg2 import sql
 
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import FinalError, InputError, PagilaError, one_line
-from pagila_tasks.config import Settings
+from pagila_tasks.config import SUPPORT_SCHEMA, Settings
 from pagila_tasks.load import ownership, pagila_files
 from pagila_tasks.load.pagila_files import PagilaFiles
 from pagila_tasks.load.sqlscript import (
@@ -39,7 +39,7 @@ from pagila_tasks.load.sqlscript import (
     schema_only,
     setval_sequence,
 )
-from pagila_tasks.pg import audit, sqlfiles
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import connect, connection
 from pagila_tasks.replication import catalog
 from pagila_tasks.run import guard
@@ -72,7 +72,7 @@ class LoadResult:
         return dict(self.__dict__)
 
     def ledger_row(self) -> dict[str, Any]:
-        """The load ledger row that records this result (see :func:`audit.insert_load`)."""
+        """The load ledger row that records this result (see :func:`support.insert_load`)."""
         return {
             "schema_sha256": self.schema_sha256,
             "data_sha256": self.data_sha256,
@@ -146,7 +146,7 @@ class _Applier:
         if row is None:
             return
         if row[0] != LOADED_SCHEMA or row[2] != "S":
-            where = f"is in {audit.SCHEMA}, the ledger's" if row[0] == audit.SCHEMA else ""
+            where = f"is in {SUPPORT_SCHEMA}, the ledger's" if row[0] == SUPPORT_SCHEMA else ""
             where = where or f"is not a sequence of {LOADED_SCHEMA}"
             raise InputError(str(self.path), line, f"{NOT_IN_DATA} ({name[:80]} {where})")
         self.sequences_set.add(names.display(row[0], row[1]))
@@ -372,8 +372,8 @@ def record_failure(
     try:
         row = _failed_row(s, run_id, exc, ctx.progress.get(run_id) or {}, sql_dir)
         with connection(s.source_dsn, s, f"pagila-load {run_id}") as conn:
-            audit.ensure(conn, "load")
-            written = audit.insert_load_failed(conn, row)
+            support.ensure(conn, "load")
+            written = support.insert_load_failed(conn, row)
             conn.commit()
     except Exception as err:  # logged here; the caller records the failure in Redis
         log.error("STEP load %s: failed ledger row not written: %s", run_id, s.scrub(one_line(err)))
@@ -432,8 +432,8 @@ def load(
         # The files are UTF-8 (the parser checks it): the server must read them so, whatever
         # the database's encoding; a file may not change it (see _Applier._still_in_the_load).
         conn.set_client_encoding("UTF8")
-        audit.ensure(conn, "load")
-        latest = audit.latest_load(conn, files.schema_sha256, files.data_sha256)
+        support.ensure(conn, "load")
+        latest = support.latest_load(conn, files.schema_sha256, files.data_sha256)
         if latest and latest["succeeded"] and not force:
             result.status, result.loaded_at = "skipped", latest["loaded_at"]
             log.info(
@@ -480,7 +480,7 @@ def load(
                 result.skipped_ownership = schema.skipped_ownership + data.skipped_ownership
                 ownership.record(cur, run_id)
             result.duration_s = round(time.monotonic() - started, 3)
-            result.loaded_at = audit.insert_load(conn, result.ledger_row()).isoformat()
+            result.loaded_at = support.insert_load(conn, result.ledger_row()).isoformat()
             mark.check()
             before_commit()
             conn.commit()

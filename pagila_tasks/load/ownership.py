@@ -4,12 +4,12 @@ project created, and nothing outside it depends on it.
 A load resets ``public`` (``DROP SCHEMA public CASCADE``). Pointed at a database with tables of
 its own there, or with views and foreign keys in other schemas over them, that reset would drop
 someone else's data. So every successful load records, in its own transaction, what it created
-in ``public`` (``pagila_support.load_manifest``: pg_identify_object's type and identity of each
-object, see ``sql/public_objects.sql``), and before any reset (in the submit-time checks and
-again inside the load's transaction) :func:`check` refuses when ``public`` holds an object no
-recorded load created, or when an object in another schema depends on one in ``public``. An
-empty ``public`` (a new database) is fine. ``--force-reset`` lets the reset go ahead, and the
-run's result lists what it dropped.
+in ``public`` (the load manifest, kept by :mod:`pagila_tasks.pg.support`: pg_identify_object's
+type and identity of each object, see ``sql/public_objects.sql``), and before any reset (in
+the submit-time checks and again inside the load's transaction) :func:`check` refuses when
+``public`` holds an object no recorded load created, or when an object in another schema
+depends on one in ``public``. An empty ``public`` (a new database) is fine. ``--force-reset``
+lets the reset go ahead, and the run's result lists what it dropped.
 
 A source loaded by an earlier version of the project (a load ledger with a successful row but no
 manifest) counts as loaded by the project when every object in its ``public`` is one the pinned
@@ -25,7 +25,7 @@ import psycopg2.extensions
 
 from pagila_tasks.base.errors import UsageError
 from pagila_tasks.load.sqlscript import LOADED_SCHEMA
-from pagila_tasks.pg import sqlfiles
+from pagila_tasks.pg import sqlfiles, support
 
 Cursor = psycopg2.extensions.cursor
 Object = tuple[str, str]
@@ -81,14 +81,11 @@ def public_objects(cur: Cursor) -> set[Object]:
 def _created_by_loads(cur: Cursor) -> set[Object] | None:
     """What loads of this project created in ``public``: the manifest, else (a source an
     earlier version loaded) the pinned files' objects; None when no load ever succeeded."""
-    cur.execute(sqlfiles.query("load_manifest_state"))
-    has_manifest, has_ledger = cur.fetchone()
-    if has_manifest and (manifest := _rows(cur, "load_manifest_rows")):
+    has_manifest, has_ledger = support.load_state(cur)
+    if has_manifest and (manifest := support.load_manifest(cur)):
         return manifest
-    if has_ledger:
-        cur.execute(sqlfiles.query("load_audit_any_success"))
-        if cur.fetchone()[0]:
-            return _rows(cur, "pinned_public_objects")
+    if has_ledger and support.any_load_succeeded(cur):
+        return _rows(cur, "pinned_public_objects")
     return None
 
 
@@ -117,13 +114,5 @@ def record(cur: Cursor, run_id: str) -> int:
     """Write the manifest: what ``public`` holds now, at the end of a successful load (in its
     transaction). Returns the number of objects recorded."""
     objects = sorted(public_objects(cur))
-    cur.execute(sqlfiles.query("load_manifest_clear"))
-    cur.execute(
-        sqlfiles.query("load_manifest_insert"),
-        {
-            "types": [kind for kind, _ in objects],
-            "identities": [identity for _, identity in objects],
-            "run_id": run_id,
-        },
-    )
+    support.record_load(cur, run_id, objects)
     return len(objects)

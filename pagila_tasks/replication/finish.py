@@ -27,7 +27,7 @@ from psycopg2 import sql
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import Refused, ReplicationError
 from pagila_tasks.config import Settings
-from pagila_tasks.pg import audit, warm
+from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import (
     catalog,
@@ -144,24 +144,17 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
 def _ledger_row(ctx: Context, run_id: str) -> tuple[Any, ...] | None:
     """The run's ledger row on the target, if it has one (its copy went live, or it failed)."""
     with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
-        audit.ensure(conn, "replication")
-        return audit.replication_row(conn, run_id)
+        support.ensure(conn, "replication")
+        return support.replication_row(conn, run_id)
 
 
 def _step_done(cur: psycopg2.extensions.cursor, run_id: str, step: str) -> bool:
-    cur.execute(
-        "SELECT 1 FROM pagila_support.replication_steps WHERE run_id = %s AND step = %s",
-        (run_id, step),
-    )
-    return cur.fetchone() is not None
+    return support.step_done(cur, run_id, step)
 
 
 def _record_step(cur: psycopg2.extensions.cursor, run_id: str, step: str) -> None:
     """Record a finishing step in the transaction that did it (see :func:`_step_done`)."""
-    cur.execute(
-        "INSERT INTO pagila_support.replication_steps (run_id, step) VALUES (%s, %s)",
-        (run_id, step),
-    )
+    support.record_step(cur, run_id, step)
 
 
 def _post_data(
@@ -456,9 +449,9 @@ def fail(ctx: Context, run_id: str, reason: str | None = None) -> dict[str, Any]
     detail = [{"table": name, "error": err} for name, err in sorted(failed.items())]
     try:
         with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
-            audit.ensure(conn, "replication")
+            support.ensure(conn, "replication")
             row_data = _audit_row(record, run_id, False, error, detail, target_state)
-            audit.insert_replication(conn, row_data)
+            support.insert_replication(conn, row_data)
             conn.commit()
             with conn.cursor() as cur:
                 ours = staging.registered(cur, "stage", run_id)

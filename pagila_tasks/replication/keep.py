@@ -16,8 +16,11 @@ target is someone's, and a run keeps it working on the new copy:
   comments made on the target and security labels are added again in the switch.
 
 ``in-place`` runs do the same around their reset: the dependents are dropped before it (the plan
-kept in ``pagila_support.kept_objects``, so a failed run's errback, or the next run, puts them
-back) and made again once the new copy is built.
+kept on the target, so a failed run's errback, or the next run, puts them back) and made again
+once the new copy is built.
+
+This module decides what to keep and how; what it records (the plans, the manifest, the schemas
+that are the project's own) is read and written by :mod:`pagila_tasks.pg.support`.
 
 What cannot be made again (a table whose column uses a replicated type, a table someone created
 inside a replicated schema) is named before any lock and refused unless ``--drop-dependents``.
@@ -36,7 +39,8 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from pagila_tasks.base.errors import ReplicationError
-from pagila_tasks.pg import sqlfiles
+from pagila_tasks.config import SUPPORT_SCHEMA
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.replication.keepplan import (
     TEMP_PREFIX,
     Annotation,
@@ -52,9 +56,6 @@ from pagila_tasks.replication.keepplan import (
 log = logging.getLogger(__name__)
 
 Cursor = psycopg2.extensions.cursor
-
-SUPPORT = "pagila_support"
-"""The bookkeeping schema (see :mod:`pagila_tasks.pg.audit`)."""
 
 # -- reading (target and source) -------------------------------------------------------------
 
@@ -72,18 +73,10 @@ def catalog_path(cur: Cursor) -> Iterator[None]:
         cur.execute("SELECT set_config('search_path', %s, true)", (before,))
 
 
-def _exists(cur: Cursor, table: str) -> bool:
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SUPPORT}.{table}",))
-    return bool(cur.fetchone()[0])
-
-
 def project_schemas(cur: Cursor) -> list[str]:
     """Schemas whose objects are the project's own: the bookkeeping schema and every staging or
     previous copy a run registered."""
-    if not _exists(cur, "replication_schemas"):
-        return [SUPPORT]
-    cur.execute("SELECT name FROM pagila_support.replication_schemas")
-    return [SUPPORT] + [name for (name,) in cur.fetchall()]
+    return [SUPPORT_SCHEMA, *support.registered_any(cur)]
 
 
 def assess(
@@ -143,10 +136,7 @@ def source_manifest(cur: Cursor, schemas: Iterable[str]) -> Manifest:
 def recorded_manifest(cur: Cursor, schemas: Iterable[str]) -> Manifest | None:
     """The manifest the last switch recorded for ``schemas``; None when none was (a target an
     earlier version of the project replicated, or a first run)."""
-    if not _exists(cur, "replication_manifest"):
-        return None
-    cur.execute(sqlfiles.query("manifest_read"), {"schemas": list(schemas)})
-    rows = cur.fetchall()
+    rows = support.manifest_rows(cur, schemas)
     if not rows:
         return None
     objs = frozenset(key for kind, key, _ in rows if kind == "object")
@@ -205,13 +195,13 @@ def _failed(step: Step, when: str, exc: psycopg2.Error) -> ReplicationError:
 
 def save(cur: Cursor, run_id: str, kept: KeepPlan) -> None:
     """Keep a run's plan on the target (in the transaction that starts carrying it out)."""
-    cur.execute(sqlfiles.query("kept_save"), {"run_id": run_id, "plan": kept.to_json()})
+    support.save_kept(cur, run_id, kept.to_json())
 
 
 def load(cur: Cursor, run_id: str) -> KeepPlan | None:
-    cur.execute("SELECT plan FROM pagila_support.kept_objects WHERE run_id = %s", (run_id,))
-    row = cur.fetchone()
-    return KeepPlan.from_json(row[0]) if row else None
+    """The plan :func:`save` kept for the run, or None."""
+    saved = support.kept(cur, run_id)
+    return KeepPlan.from_json(saved) if saved is not None else None
 
 
 def put_back(cur: Cursor, kept: KeepPlan) -> list[str]:
@@ -224,32 +214,17 @@ def put_back(cur: Cursor, kept: KeepPlan) -> list[str]:
 
 def pending(cur: Cursor, run_id: str) -> list[tuple[str, KeepPlan]]:
     """Plans of other runs still on the target (runs that ended without switching)."""
-    cur.execute(
-        "SELECT run_id, plan FROM pagila_support.kept_objects WHERE run_id <> %s "
-        "ORDER BY created_at",
-        (run_id,),
-    )
-    return [(r, KeepPlan.from_json(p)) for r, p in cur.fetchall()]
+    return [(r, KeepPlan.from_json(p)) for r, p in support.pending_kept(cur, run_id)]
 
 
 def forget(cur: Cursor, run_id: str) -> None:
-    cur.execute("DELETE FROM pagila_support.kept_objects WHERE run_id = %s", (run_id,))
+    """Let the run's plan go (it switched, or what it took down is back)."""
+    support.forget_kept(cur, run_id)
 
 
 def record(cur: Cursor, schemas: Iterable[str], manifest: Manifest) -> None:
     """The switch's record of what the project now owns in ``schemas``."""
-    schemas = list(schemas)
-    rows = manifest.rows()
-    cur.execute(
-        sqlfiles.query("manifest_write"),
-        {
-            "schemas": schemas,
-            "schema_names": [r[0] for r in rows],
-            "kinds": [r[1] for r in rows],
-            "keys": [r[2] for r in rows],
-            "values": [r[3] for r in rows],
-        },
-    )
+    support.write_manifest(cur, schemas, manifest.rows())
 
 
 def outside_dependents(cur: Cursor, *schemas: str) -> list[str]:

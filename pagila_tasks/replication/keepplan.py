@@ -81,7 +81,8 @@ class Manifest:
     """The schema of each object key and comment target."""
 
     def rows(self) -> list[tuple[str, str, str, str]]:
-        """(schema, kind, key, value) rows for ``pagila_support.replication_manifest``."""
+        """(schema, kind, key, value) rows, as :func:`pagila_tasks.pg.support.write_manifest`
+        records them."""
         out = [(self.where.get(k, ""), "object", k, "") for k in sorted(self.objects)]
         return out + [
             (self.where.get(t, ""), "comment", t, v) for t, v in sorted(self.comments.items())

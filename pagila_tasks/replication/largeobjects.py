@@ -2,10 +2,11 @@
 
 Large objects belong to the database, not to a schema, so ``pg_dump --schema`` leaves them out
 and no schema swap can carry them. A run copies them like a table (one ``copy_table`` unit
-reads ``lo_get`` of each in the snapshot into ``pagila_support.large_object_stage``), verifies
-the stage against the source, and the transaction that switches the copies (or ends an in-place
-run) replaces the target's own large objects with the staged ones, keeping their oids, since
-columns of type ``oid`` point at them.
+reads ``lo_get`` of each in the snapshot into :data:`STAGE`), verifies the stage against the
+source, and the transaction that switches the copies (or ends an in-place run) replaces the
+target's own large objects with the staged ones, keeping their oids, since columns of type
+``oid`` point at them. The stage sits in the bookkeeping schema but holds a copy's data, not
+bookkeeping: this module, not :mod:`pagila_tasks.pg.support`, runs its statements.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import psycopg2.extensions
 from psycopg2 import sql
 
+from pagila_tasks.config import SUPPORT_SCHEMA
 from pagila_tasks.pg import sqlfiles
 from pagila_tasks.run.plan import Unit
 
 Cursor = psycopg2.extensions.cursor
 NAME = "large objects"
 """How the unit and its verification line are named."""
-STAGE = sql.Identifier("pagila_support", "large_object_stage")
+STAGE = sql.Identifier(SUPPORT_SCHEMA, "large_object_stage")
 
 
 def count(cur: Cursor) -> int:

@@ -5,9 +5,10 @@ not a replica: a target DSN that reaches the source itself, and a target schema 
 someone's own objects. The first is refused always; the second unless the operator says the
 target may be overwritten (``--overwrite-target``, ``PAGILA_OVERWRITE_TARGET=1``). Ownership is
 decided per schema, not per database: a schema is the project's when a run switched it in
-(``pagila_support.replication_live``), so a replica's own ``payroll`` schema is refused like any
-other. A schema that merely carries a staging copy's name but was never registered is someone's
-too: refused, never renamed or dropped.
+(recorded by :func:`pagila_tasks.pg.support.register_live`), so a replica's own ``payroll``
+schema is refused like any other. A schema that merely carries a staging copy's name but was
+never registered is someone's too: refused, never renamed or dropped. The bookkeeping it reads
+is :mod:`pagila_tasks.pg.support`'s; this module only decides.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg2.extensions
 
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import UsageError
-from pagila_tasks.pg import sqlfiles
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.replication import staging
 
 Cursor = psycopg2.extensions.cursor
@@ -29,46 +30,21 @@ def identity(cur: Cursor) -> tuple[str, str]:
     return str(system_id), str(database)
 
 
-def is_replica(cur: Cursor) -> bool:
-    """True when the target carries the replication ledger (some run has written to it)."""
-    cur.execute("SELECT to_regclass('pagila_support.replication_audit') IS NOT NULL")
-    return bool(cur.fetchone()[0])
-
-
 def project_schemas(cur: Cursor) -> set[str]:
     """The live schemas runs switched in; on a target an earlier version replicated (a ledger
     but no register), the schemas of the tables its last successful run verified."""
-    if not is_replica(cur):
+    if not support.is_replica(cur):
         return set()
-    cur.execute("SELECT to_regclass('pagila_support.replication_live') IS NOT NULL")
-    if cur.fetchone()[0]:
-        cur.execute("SELECT name FROM pagila_support.replication_live")
-        found = {name for (name,) in cur.fetchall()}
-        if found:
-            return found
-    cur.execute(
-        "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = "
-        "'pagila_support.replication_audit'::regclass AND attname = 'detail' AND NOT attisdropped"
-    )
-    if not cur.fetchone()[0]:
-        return set()
-    cur.execute(sqlfiles.query("replication_audit_last_tables"))
-    return {names.split_sql(t)[0] for (t,) in cur.fetchall() if t}
+    found = support.live_schemas(cur)
+    if found:
+        return found
+    return {names.split_sql(t)[0] for t in support.last_verified_tables(cur)}
 
 
 def replaceable(cur: Cursor, schemas: tuple[str, ...], overwrite: bool) -> frozenset[str]:
     """The schemas a run may replace whole although no run put them there: with
     ``--overwrite-target``, what they hold is let go, not kept."""
     return frozenset(set(schemas) - project_schemas(cur)) if overwrite else frozenset()
-
-
-def registered_staging(cur: Cursor) -> set[str]:
-    """Schemas runs registered as theirs (staging and previous copies)."""
-    cur.execute("SELECT to_regclass('pagila_support.replication_schemas') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        return set()
-    cur.execute("SELECT name FROM pagila_support.replication_schemas")
-    return {name for (name,) in cur.fetchall()}
 
 
 def owned_objects(cur: Cursor, schemas: tuple[str, ...]) -> int:
@@ -84,7 +60,7 @@ def check(source: Cursor, target: Cursor, schemas: tuple[str, ...], overwrite: b
             "PAGILA_TARGET_DSN reaches the source database itself (same server system "
             "identifier and database name): refusing to replicate a database onto itself"
         )
-    registered = registered_staging(target)
+    registered = set(support.registered_any(target))
     squatted = [
         name
         for name in (staging.stage_name(s) for s in schemas)

@@ -26,7 +26,7 @@ from pagila_tasks.base.errors import (
     UsageError,
 )
 from pagila_tasks.config import ConfigError
-from pagila_tasks.pg import audit, sqlfiles
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import CATALOG_PATH, connection
 from pagila_tasks.replication import (
     catalog,
@@ -116,7 +116,7 @@ def prepare(
     if large_objects:
         units.append(largeobjects.unit())
     with connection(s.target_dsn, s, f"pagila-prepare {run_id}") as tgt:
-        audit.ensure(tgt, "replication")
+        support.ensure(tgt, "replication")
         with tgt.cursor() as cur:
             cur.execute(sqlfiles.query("replication_work_ddl"))
             cur.execute(sql.SQL("TRUNCATE {}").format(largeobjects.STAGE))  # an earlier run's
@@ -171,7 +171,7 @@ def _keep_plan(
     ``--overwrite-target``). What an earlier in-place run took down and could not put back is
     put back first, so it is kept like the rest."""
     drop_dependents, overwrite = lets_go
-    audit.ensure(tgt, "replication")
+    support.ensure(tgt, "replication")
     with tgt.cursor() as tc:
         tc.execute(sqlfiles.query("replication_work_ddl"))
         for other, earlier in keep.pending(tc, run_id):

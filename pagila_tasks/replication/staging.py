@@ -1,8 +1,8 @@
 """Staging schemas: where a ``swap`` run builds its copy beside the live one.
 
 Each replicated schema ``S`` is built in ``pagila_stage_<hash of S>`` (a name within the 63-byte
-limit whatever ``S`` is) and registered in ``pagila_support.replication_schemas``, so only
-schemas a run created are ever dropped as leftovers.
+limit whatever ``S`` is) and registered as the run's (the registry is
+:mod:`pagila_tasks.pg.support`'s), so only schemas a run created are ever dropped as leftovers.
 
 The schema dump names every object by its live name (``public.film``, and inside views,
 defaults, ``nextval('public.seq'::regclass)``, triggers, foreign keys). Rewriting that text would
@@ -28,7 +28,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from pagila_tasks.base import names
-from pagila_tasks.pg import sqlfiles
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.replication import keep
 
 log = logging.getLogger(__name__)
@@ -118,32 +118,19 @@ def as_live(cur: Cursor, layout: Layout, create: bool = False) -> Iterator[None]
 
 
 def register(cur: Cursor, name: str, kind: str, live: str, run_id: str) -> None:
-    """Record a schema this run created (in the transaction that created it)."""
-    cur.execute(
-        "INSERT INTO pagila_support.replication_schemas (name, kind, live, run_id) "
-        "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, "
-        "live = EXCLUDED.live, run_id = EXCLUDED.run_id, created_at = now()",
-        (name, kind, live, run_id),
-    )
+    """Record a schema this run created (in the transaction that created it): see
+    :func:`pagila_tasks.pg.support.register`."""
+    support.register(cur, name, kind, live, run_id)
 
 
 def registered(cur: Cursor, kind: str, run_id: str | None = None) -> list[str]:
     """Registered schemas of ``kind`` (of one run, or of every run)."""
-    cur.execute(
-        "SELECT name FROM pagila_support.replication_schemas WHERE kind = %s "
-        "AND (%s::text IS NULL OR run_id = %s) ORDER BY created_at",
-        (kind, run_id, run_id),
-    )
-    return [name for (name,) in cur.fetchall()]
+    return support.registered(cur, kind, run_id)
 
 
 def register_live(cur: Cursor, schemas: tuple[str, ...], run_id: str) -> None:
     """Record the live schemas this run switched in (or replaced in place) as the project's."""
-    cur.execute(
-        "INSERT INTO pagila_support.replication_live (name, run_id) SELECT unnest(%s::text[]), %s "
-        "ON CONFLICT (name) DO UPDATE SET run_id = EXCLUDED.run_id, switched_at = now()",
-        (list(schemas), run_id),
-    )
+    support.register_live(cur, schemas, run_id)
 
 
 def drop(
@@ -182,9 +169,7 @@ def drop(
                 cur.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
                 )
-                cur.execute(
-                    "DELETE FROM pagila_support.replication_schemas WHERE name = %s", (name,)
-                )
+                support.unregister(cur, name)
                 conn.commit()
             except psycopg2.errors.LockNotAvailable:
                 conn.rollback()

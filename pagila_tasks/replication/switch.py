@@ -26,7 +26,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from pagila_tasks.config import Settings
-from pagila_tasks.pg import audit, sqlfiles
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import keep, keepplan, largeobjects, staging
 
@@ -72,7 +72,7 @@ def _swap(cur: psycopg2.extensions.cursor, layout: staging.Layout, run_id: str) 
                 sql.Identifier(build), sql.Identifier(live)
             )
         )
-        cur.execute("DELETE FROM pagila_support.replication_schemas WHERE name = %s", (build,))
+        support.unregister(cur, build)
 
 
 def run(
@@ -106,7 +106,7 @@ def run(
                     cur.execute("SELECT clock_timestamp()")
                     at = cur.fetchone()[0]
                     held = round((time.monotonic() - started) * 1000, 1)
-                    audit.insert_replication(
+                    support.insert_replication(
                         conn,
                         row | {"switched_at": at, "switch_ms": held, "target_state": state},
                     )
@@ -117,10 +117,7 @@ def run(
                 conn.rollback()
                 log.info("switch %s: a reader holds a live table; switching without locks", run_id)
         with conn.cursor() as cur:  # the whole transaction, commit included
-            cur.execute(
-                "UPDATE pagila_support.replication_audit SET switch_ms = %s WHERE run_id = %s",
-                (held, run_id),
-            )
+            support.set_switch_ms(cur, run_id, held)
         conn.commit()
     log.info("STEP switch %s: %s in %.1f ms (locks: %s)", run_id, state, held, locking)
     return Switched(at, held, locking)

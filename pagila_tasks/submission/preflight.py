@@ -22,7 +22,7 @@ from pagila_tasks.base import names
 from pagila_tasks.base.errors import PagilaError, UsageError, one_line
 from pagila_tasks.config import Settings
 from pagila_tasks.load import loader, ownership, pagila_files
-from pagila_tasks.pg import audit, sqlfiles
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import CATALOG_PATH, connect
 from pagila_tasks.replication import catalog, extensions, keep, keepplan, protect
 
@@ -118,7 +118,7 @@ def _loaded_already(conn: psycopg2.extensions.connection, files: pagila_files.Pa
         cur.execute(sqlfiles.query("load_manifest_state"))
         if not cur.fetchone()[1]:
             return False
-    latest = audit.latest_load(conn, files.schema_sha256, files.data_sha256)
+    latest = support.latest_load(conn, files.schema_sha256, files.data_sha256)
     return bool(latest and latest["succeeded"])
 
 

@@ -1,0 +1,1 @@
+"""The unit tier: tests that need no server."""
