@@ -137,7 +137,9 @@ def _redis_url(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 SUPPORT_SCHEMA = "pagila_support"
-"""The ledgers' schema on both servers: never loaded over, never replicated."""
+"""The bookkeeping schema on both servers (the ledgers and the runs' records, read and written
+by :mod:`pagila_tasks.pg.support` alone; the one name of it in Python): never loaded over, never
+replicated."""
 
 
 def parse_schemas(raw: str, name: str = "PAGILA_SCHEMAS") -> tuple[str, ...]:
