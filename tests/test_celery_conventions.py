@@ -197,7 +197,7 @@ def test_a_snapshot_nobody_copies_from_is_given_up(servers, isolated) -> None:
     iso.pool(1, prefix="c", queues="control")
     assert iso.submit("load").returncode == 0
     run_id = iso.start("replicate")  # pagila-submit would refuse: no worker consumes copy
-    wait_for(lambda: iso.record(run_id).get("prepared_at"), 60, "prepare to finish")
+    wait_for(lambda: iso.record(run_id).get("plan"), 60, "prepare to finish")
     pid = int(iso.redis.hget(f"pagila:run:{run_id}", "snapshot_pid"))
     record = iso.wait_done(run_id, timeout=40)
     assert record["state"] == "failed" and "copy queue" in record["error"], record

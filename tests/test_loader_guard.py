@@ -280,16 +280,17 @@ def send_load(iso: Isolated, **kwargs: Any) -> str:
     """Start a load as the submit script does (lock, run record) with the project's own app."""
     from pagila_tasks.app import app
     from pagila_tasks.run.lock import RunLock
-    from pagila_tasks.run.progress import Progress
+    from pagila_tasks.run.model import LoadOptions
+    from pagila_tasks.run.record import RunRecord
 
     run_id = f"load-test-{time.time_ns()}"
-    options = {"force": False, "sql_dir": None, "force_reset": False, **kwargs}
+    options = LoadOptions(**kwargs)
     RunLock(iso.redis, 120).acquire(run_id, "load")
-    Progress(iso.redis).create(run_id, "load", 600, options=options)
+    RunRecord(iso.redis).create(run_id, "load", 600, options=options)
     celery = app.__class__(set_as_current=False)
     celery.config_from_object("celeryconfig")
     celery.conf.broker_url = celery.conf.result_backend = iso.env["PAGILA_REDIS_URL"]
-    celery.send_task("pagila.load", kwargs={"run_id": run_id, **options})
+    celery.send_task("pagila.load", kwargs={"run_id": run_id, **options.as_kwargs()})
     return run_id
 
 

@@ -50,15 +50,15 @@ def test_heartbeat_keeps_the_lock_past_its_ttl() -> None:
 def test_the_first_error_of_a_run_stays_first() -> None:
     """A run's first error is its error; later, different ones are added, never substituted,
     and an unknown run gets no record at all."""
-    from pagila_tasks.run.progress import Progress
+    from pagila_tasks.run.record import RunRecord
 
-    progress = Progress(redis_client())
+    progress = RunRecord(redis_client())
     progress.create("replicate-errors", "replicate", 60)
     progress.note_error("replicate-errors", "foreign key violation on rental")
     progress.note_error("replicate-errors", "cannot drop inherited constraint")
     progress.note_error("replicate-errors", "cannot drop inherited constraint")
-    record = progress.get("replicate-errors")
-    assert record["error"] == "foreign key violation on rental"
-    assert record["later_errors"] == ["cannot drop inherited constraint"]
+    run = progress.get("replicate-errors")
+    assert run is not None and run.error == "foreign key violation on rental"
+    assert run.later_errors == ("cannot drop inherited constraint",)
     progress.note_error("replicate-nobody", "x")
     assert redis_client().exists("pagila:run:replicate-nobody") == 0
