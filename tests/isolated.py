@@ -53,9 +53,9 @@ class Isolated:
     def start(self, kind: str, **options: object) -> str:
         """Start a run as pagila-submit does after its checks (lock, record, first task), with
         the project's own app on this test's Redis: for runs no worker may serve yet."""
-        from celery import Celery
-
         from dataclasses import replace
+
+        from celery import Celery
 
         from pagila_tasks.config import from_env
         from pagila_tasks.run import lifecycle
