@@ -1,0 +1,6 @@
+"""PostgreSQL plumbing: connections (``db``), warm pooled ones (``warm``), the project's SQL
+files (``sqlfiles``), pg_dump/pg_restore (``pgtools``), the COPY stall ``watchdog`` and the
+``pagila_support`` bookkeeping (``audit``).
+
+Imports only ``base`` and ``config``.
+"""
