@@ -67,6 +67,8 @@ class Servers:
 
 
 _SERVERS: Servers | None = None
+_SYSTEM_TEMP = tempfile.gettempdir()
+"""The temporary folder before the session points ``tempfile`` at pytest's own."""
 
 
 def _start_servers() -> Servers:
@@ -75,7 +77,9 @@ def _start_servers() -> Servers:
         return Servers(*(os.environ[n] for n in names))
     from pagila_stack.stack import Stack
 
-    state = Path(tempfile.mkdtemp(prefix="pagila-test-"))
+    # Not under pytest's base temp (0700, see _temporary_folders_under_pytest): the server user
+    # must reach the state folder, and the servers start once tests already run.
+    state = Path(tempfile.mkdtemp(prefix="pagila-test-", dir=_SYSTEM_TEMP))
     stack = Stack(state, servers=os.environ.get("PAGILA_STACK_SERVERS", "auto"))
     stack.up(workers=0)
     env = stack.env()
