@@ -102,6 +102,16 @@ def children(pid: int) -> list[int]:
     return procfs.children(pid)
 
 
+def proc_environ(pid: int) -> dict[str, str]:
+    """``pid``'s environment from /proc/<pid>/environ; empty when gone or not ours to read."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (peak resident set) of a process, in KiB."""
     kib = procfs.peak_rss_kib(pid)
