@@ -13,6 +13,10 @@ from pagila_tasks.pg import warm
 from pagila_tasks.replication import snapshot
 from tests.support import query, redis_client, wait_for
 
+# The test process reads the session servers from its environment (the settings,
+# tests.support.redis_client): asking for them starts them and resets them per test.
+pytestmark = pytest.mark.usefixtures("servers")
+
 
 @pytest.fixture
 def settings() -> Iterator[config.Settings]:

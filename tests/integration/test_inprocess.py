@@ -15,6 +15,10 @@ from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import ReplicateOptions
 from pagila_tasks.tasks import PagilaTask
 
+# The test process reads the session servers from its environment (the settings,
+# tests.support.redis_client): asking for them starts them and resets them per test.
+pytestmark = pytest.mark.usefixtures("servers")
+
 
 def _closed_port() -> int:
     with socket.socket() as sock:

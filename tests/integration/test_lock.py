@@ -10,6 +10,10 @@ from pagila_tasks.base.errors import LockHeld, LockLost
 from pagila_tasks.run.lock import Heartbeat, RunLock
 from tests.support import redis_client
 
+# The test process reads the session servers from its environment (the settings,
+# tests.support.redis_client): asking for them starts them and resets them per test.
+pytestmark = pytest.mark.usefixtures("servers")
+
 
 def test_one_holder_and_a_named_refusal() -> None:
     """The second taker gets LockHeld naming the holding run, its kind and since when."""
