@@ -646,11 +646,12 @@ def test_a_forged_force_reset_is_refused(servers, isolated) -> None:
     from pagila_tasks.config import from_env
     from pagila_tasks.load import loader
     from pagila_tasks.run.context import Context
+    from pagila_tasks.run.model import LoadOptions
 
     query(servers.source_dsn, FOREIGN)
     with isolated({}) as iso:
         run_id = iso.start("load")  # recorded with force_reset False; no worker takes it
         ctx = Context(from_env())
         with pytest.raises(Refused, match="force_reset=True is not what was submitted"):
-            loader.run(ctx, run_id, False, "forger", None, force_reset=True)
+            loader.run(ctx, run_id, LoadOptions(force_reset=True), "forger")
     assert scalar(servers.source_dsn, "SELECT count(*) FROM public.mine") == 2
