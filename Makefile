@@ -1,12 +1,13 @@
-# The README's two commands: `make demo` runs the main job, `make test` runs the checks.
-# Both create .venv when missing and install the locked dependencies first.
+# The README's two commands: `make demo` runs the main job, `make test` runs the checks;
+# `make unit` runs only the unit tier (tests/unit: no server, a few seconds).
+# All create .venv when missing and install the locked dependencies first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PAGILA_STACK_DIR ?= $(CURDIR)/.stack
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo test unit lint bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml devstack/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +20,13 @@ $(STAMP): requirements.lock pyproject.toml devstack/pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## test: ruff, then the whole pytest suite against throwaway servers
+## test: ruff, then the whole pytest suite (tests/{unit,integration,e2e,faults}) against throwaway servers
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## unit: the unit tier alone (tests/unit): no PostgreSQL, Redis or worker needed, none started
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

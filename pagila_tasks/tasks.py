@@ -1,9 +1,11 @@
 """The Celery tasks: thin wrappers that unpack arguments, declare retries and call one phase each.
 
 Arguments are JSON-friendly identifiers (run id, schema, table, key range): never a connection,
-a row or a secret. Every task retries at least twice with a backoff (``PAGILA_RETRY_MAX``,
+a row or a secret. The tasks of a run retry at least twice with a backoff (``PAGILA_RETRY_MAX``,
 ``PAGILA_RETRY_DELAY``); errors that a retry cannot fix (bad input, a lost lock or snapshot) are
-not retried. Task names on the wire (``pagila.*``) never change with the Python names.
+not retried, nor are the answers someone waits on (``pagila.preflight``) or that a clock repeats
+(``pagila.scheduled``). Task names on the wire (``pagila.*``) never change with the Python names.
+A task's hooks end its run through :mod:`pagila_tasks.run.lifecycle`, in one call each.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ from pagila_tasks.base.errors import (
 from pagila_tasks.config import settings
 from pagila_tasks.load import loader
 from pagila_tasks.pg import warm
-from pagila_tasks.replication import finish, replicate, snapshot
+from pagila_tasks.replication import copy as copying
+from pagila_tasks.replication import finish, snapshot
+from pagila_tasks.replication import prepare as prepare_phase
+from pagila_tasks.run import guard, lifecycle
 from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import LoadOptions, ReplicateOptions
 from pagila_tasks.run.plan import Unit
 from pagila_tasks.submission import preflight, schedule
 
@@ -115,15 +121,13 @@ class LoadTask(PagilaTask):
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         if run_id := _run_id(args, kwargs):
-            schedule.then(self.ctx, self.ctx.record(run_id), _send)
+            schedule.then(self.ctx, self.ctx.run(run_id), _send)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         if (run_id := _run_id(args, kwargs)) and not isinstance(exc, Refused):
-            loader.record_failure(self.ctx, run_id, exc, kwargs.get("sql_dir"))
-            self.ctx.progress.finish_once(run_id, "failed", self.ctx.s.scrub(str(exc)))
-            self.ctx.lock.release(run_id)
+            loader.fail(self.ctx, run_id, exc, kwargs.get("sql_dir"))
 
 
 class PrepareTask(PagilaTask):
@@ -133,7 +137,7 @@ class PrepareTask(PagilaTask):
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         if (run_id := _run_id(args, kwargs)) and not isinstance(exc, Refused):
-            finish.fail(self.ctx, run_id, f"prepare failed: {self.ctx.s.scrub(str(exc))}")
+            finish.fail(self.ctx, run_id, f"prepare failed: {exc}")
 
 
 class CopyTask(PagilaTask):
@@ -143,13 +147,8 @@ class CopyTask(PagilaTask):
         run_id = _run_id(args, kwargs)
         unit = kwargs.get("unit") or (args[3] if len(args) > 3 else None)
         if run_id and unit and not isinstance(exc, (PoisonMessage, Refused)):
-            self.ctx.progress.unit(
-                run_id,
-                Unit.from_args(unit).name,
-                state=state,
-                error=self.ctx.s.scrub(f"{type(exc).__name__}: {exc}"),
-                attempt=self.request.retries + 1,
-            )
+            name = Unit.from_args(unit).name
+            lifecycle.unit_error(self.ctx, run_id, name, state, exc, self.request.retries + 1)
 
     def on_retry(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
@@ -169,7 +168,7 @@ class FinishTask(PagilaTask):
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         if (run_id := _run_id(args, kwargs)) and not isinstance(exc, Refused):
-            self.ctx.progress.note_error(run_id, self.ctx.s.scrub(str(exc)))
+            lifecycle.note_error(self.ctx, run_id, exc)
 
     on_failure = on_retry
 
@@ -184,14 +183,15 @@ def load(
     force_reset: bool = False,
 ) -> dict[str, Any]:
     """Load the Pagila files (the run's ``sql_dir``, else the worker's) into the source."""
-    return loader.run(self.ctx, run_id, force, self.worker, sql_dir, force_reset)
+    options = LoadOptions(force, sql_dir, force_reset)
+    return loader.run(self.ctx, run_id, options, self.worker)
 
 
 @app.task(name="pagila.preflight", bind=True, base=AnswerTask)
 @classified
 def preflight_check(self: AnswerTask, kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The checks of a run about to be submitted, against the servers the workers use."""
-    return preflight.check(self.ctx.s, kind, options)
+    return preflight.check(self.ctx.s, kind, guard.message_options(kind, options))
 
 
 @app.task(name="pagila.scheduled", bind=True, base=AnswerTask)
@@ -213,7 +213,9 @@ def prepare(
     drop_dependents: bool = False,
 ) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
-    units = replicate.prepare(self.ctx, run_id, tables, schemas, overwrite, drop_dependents)
+    listed = (tuple(x) if x is not None else None for x in (tables, schemas))
+    options = ReplicateOptions(*listed, overwrite, drop_dependents)
+    units = prepare_phase.prepare(self.ctx, run_id, options)
     _launch(self.ctx, run_id, units)
     return {"run_id": run_id, "units": len(units)}
 
@@ -224,7 +226,7 @@ def copy_table(
     self: CopyTask, run_id: str, schema: str, table: str, unit: dict[str, Any]
 ) -> dict[str, Any]:
     """Copy one table (or key range) from the snapshot; returns only deterministic values."""
-    return replicate.copy_table(self.ctx, run_id, schema, table, unit, self.worker)
+    return copying.copy_unit(self.ctx, run_id, schema, table, unit, self.worker)
 
 
 @app.task(name="pagila.finish_replication", bind=True, base=FinishTask)
@@ -246,7 +248,7 @@ def _launch(ctx: Context, run_id: str, units: list[Unit]) -> None:
     header = [copy_table.si(run_id, u.schema, u.table, u.as_args()) for u in units]
     body = finish_replication.si(run_id)
     body.link_error(fail_replication.si(run_id))
-    ctx.progress.add_task_ids(run_id, [sig.freeze().id for sig in header] + [body.freeze().id])
+    ctx.record.add_task_ids(run_id, [sig.freeze().id for sig in header] + [body.freeze().id])
     chord(header, body).apply_async()
 
 

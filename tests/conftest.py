@@ -1,15 +1,24 @@
 """Session servers, worker subprocesses and per-test resets for the whole suite.
 
+Tiers by folder: ``unit`` (no server at all), ``integration`` (real servers, no worker
+subprocesses), ``e2e`` (real ``celery -A pagila_tasks worker`` subprocesses) and ``faults``.
+
 Servers: throwaway ones from the stack's own code (two PostgreSQL clusters and a Redis in a
 temporary state folder), or external ones when ``PAGILA_TEST_SOURCE_DSN``,
-``PAGILA_TEST_TARGET_DSN`` and ``PAGILA_TEST_REDIS_URL`` are all set. They are started before
-any test module imports the package, so the one configuration is built from them.
+``PAGILA_TEST_TARGET_DSN`` and ``PAGILA_TEST_REDIS_URL`` are all set. They start lazily, the
+first time a test or fixture asks for ``servers``, so a run of the unit tier starts none. By
+then test modules may have imported the package with the default addresses (the settings are
+read once and cached, celeryconfig at import): starting the servers sets the environment,
+clears the cached settings and reloads celeryconfig and the app's configuration, so the one
+configuration is built from them.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +67,8 @@ class Servers:
 
 
 _SERVERS: Servers | None = None
+_SYSTEM_TEMP = tempfile.gettempdir()
+"""The temporary folder before the session points ``tempfile`` at pytest's own."""
 
 
 def _start_servers() -> Servers:
@@ -66,7 +77,9 @@ def _start_servers() -> Servers:
         return Servers(*(os.environ[n] for n in names))
     from pagila_stack.stack import Stack
 
-    state = Path(tempfile.mkdtemp(prefix="pagila-test-"))
+    # Not under pytest's base temp (0700, see _temporary_folders_under_pytest): the server user
+    # must reach the state folder, and the servers start once tests already run.
+    state = Path(tempfile.mkdtemp(prefix="pagila-test-", dir=_SYSTEM_TEMP))
     stack = Stack(state, servers=os.environ.get("PAGILA_STACK_SERVERS", "auto"))
     stack.up(workers=0)
     env = stack.env()
@@ -81,18 +94,31 @@ def _start_servers() -> Servers:
     )
 
 
+def _point_the_configuration_at(servers: Servers) -> None:
+    """Set the servers' addresses in the environment and rebuild what was read before."""
+    os.environ.update(
+        PAGILA_SOURCE_DSN=servers.source_dsn,
+        PAGILA_TARGET_DSN=servers.target_dsn,
+        PAGILA_REDIS_URL=servers.redis_url,
+    )
+    from pagila_tasks.config import settings
+
+    settings.cache_clear()
+    if "celeryconfig" in sys.modules:
+        importlib.reload(sys.modules["celeryconfig"])
+    app_module = sys.modules.get("pagila_tasks.app")
+    if app_module is not None and app_module.app.configured:
+        app_module.app.config_from_object("celeryconfig", force=True)
+    tasks_module = sys.modules.get("pagila_tasks.tasks")
+    if tasks_module is not None:
+        tasks_module.PagilaTask._ctx = None  # built from the settings on next use
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Start the servers and point the configuration at them before anything imports it."""
-    global _SERVERS
+    """Test settings and a working copy of the Pagila files; no server starts here."""
     if hasattr(config, "workerinput"):
         return
-    _SERVERS = _start_servers()
-    os.environ.update(
-        PAGILA_SOURCE_DSN=_SERVERS.source_dsn,
-        PAGILA_TARGET_DSN=_SERVERS.target_dsn,
-        PAGILA_REDIS_URL=_SERVERS.redis_url,
-        **TEST_ENV,
-    )
+    os.environ.update(TEST_ENV)
     os.environ.setdefault("PAGILA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pagila-cache"))
     if not os.environ.get("PAGILA_SQL_DIR") and SHARED_PAGILA.is_dir():
         os.environ["PAGILA_SQL_DIR"] = str(SHARED_PAGILA)
@@ -141,8 +167,11 @@ def _server_user_crosses_tmp_path(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def servers() -> Servers:
-    """The session's servers."""
-    assert _SERVERS is not None
+    """The session's servers, started on first use and stopped when the session ends."""
+    global _SERVERS
+    if _SERVERS is None:
+        _SERVERS = _start_servers()
+        _point_the_configuration_at(_SERVERS)
     return _SERVERS
 
 
@@ -173,12 +202,15 @@ def reset_database(dsn: str, schemas: tuple[str, ...]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _reset(servers: Servers) -> Iterator[None]:
-    """Every test starts with empty databases and an empty Redis database."""
+def _reset(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the servers starts with empty databases and an empty Redis
+    database; a test that does not ask for them (the whole unit tier) touches none."""
+    if "servers" not in request.fixturenames:
+        return
+    servers: Servers = request.getfixturevalue("servers")
     redis.Redis.from_url(servers.redis_url).flushdb()
     reset_database(servers.source_dsn, ("public", "pagila_support"))
     reset_database(servers.target_dsn, ("public", "pagila_support"))
-    yield
 
 
 @pytest.fixture(scope="session")

@@ -26,13 +26,13 @@ import psycopg2
 from psycopg2 import sql
 
 from pagila_tasks.app import app
-from pagila_tasks.replication import finish
+from pagila_tasks.replication import postdata, verify
 
 
 def main() -> None:
     fault = os.environ["PAGILA_TEST_FAULT"]
     if fault == "corrupt-stage":
-        original = finish._measure_target
+        original = verify.measure_target
 
         def corrupted(s: Any, run_id: str, tables: Any, targets: Any, los: bool) -> Any:
             conn = psycopg2.connect(s.target_dsn)
@@ -46,15 +46,15 @@ def main() -> None:
             conn.close()
             return original(s, run_id, tables, targets, los)
 
-        finish._measure_target = corrupted
+        verify.measure_target = corrupted
     elif fault == "hang-in-finish":
 
         def hang(*args: Any, **kwargs: Any) -> Any:
             time.sleep(3600)
 
-        finish._post_data = hang
+        postdata.post_data = hang
     elif fault in ("crash-after-post-data", "fail-after-post-data"):
-        original_post = finish._post_data
+        original_post = postdata.post_data
         marker = os.environ["PAGILA_TEST_MARKER"]
 
         def after(*args: Any, **kwargs: Any) -> Any:
@@ -67,7 +67,7 @@ def main() -> None:
                 return pending
             raise RuntimeError("the first error" if first else "a later error")
 
-        finish._post_data = after
+        postdata.post_data = after
     else:
         raise SystemExit(f"unknown PAGILA_TEST_FAULT {fault!r}")
     app.worker_main(["worker", *sys.argv[1:]])

@@ -53,10 +53,12 @@ class Isolated:
     def start(self, kind: str, **options: object) -> str:
         """Start a run as pagila-submit does after its checks (lock, record, first task), with
         the project's own app on this test's Redis: for runs no worker may serve yet."""
+        from dataclasses import replace
+
         from celery import Celery
 
         from pagila_tasks.config import from_env
-        from pagila_tasks.run import runs
+        from pagila_tasks.run import lifecycle
         from pagila_tasks.run.context import Context
         from pagila_tasks.submission.schedule import (
             OPTIONS as defaults,  # nothing forced or overwritten
@@ -67,19 +69,24 @@ class Isolated:
         app.conf.broker_url = app.conf.result_backend = self.env["PAGILA_REDIS_URL"]
         ctx = Context(from_env())
         try:
-            return runs.start(
+            return lifecycle.start(
                 ctx,
                 kind,
-                {**defaults[kind], **options},
+                replace(defaults[kind], **options),
                 lambda name, kwargs: str(app.send_task(name, kwargs=kwargs).id),
             )
         finally:
             app.close()
 
     def record(self, run_id: str) -> dict:
-        from pagila_tasks.run.progress import Progress
+        """The run as ``pagila-submit status`` sees it (a run past its deadline ended first),
+        as JSON (:meth:`pagila_tasks.run.model.Run.as_json`); ``{}`` when unknown."""
+        from pagila_tasks.config import from_env
+        from pagila_tasks.run import lifecycle
+        from pagila_tasks.run.context import Context
 
-        return Progress(self.redis).get(run_id) or {}
+        run = lifecycle.current(Context(from_env(), self.redis), run_id)
+        return run.as_json() if run is not None else {}
 
     def wait_unit_running(self, run_id: str, unit: str, timeout: float = 60) -> dict:
         def running():
@@ -89,7 +96,7 @@ class Isolated:
         return wait_for(running, timeout, f"{unit} to be copying")
 
     def wait_done(self, run_id: str, timeout: float = 180) -> dict:
-        from pagila_tasks.run.progress import TERMINAL
+        from pagila_tasks.run.model import TERMINAL
 
         return wait_for(
             lambda: (r := self.record(run_id)).get("state") in TERMINAL and r,

@@ -102,6 +102,16 @@ def children(pid: int) -> list[int]:
     return procfs.children(pid)
 
 
+def proc_environ(pid: int) -> dict[str, str]:
+    """``pid``'s environment from /proc/<pid>/environ; empty when gone or not ours to read."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (peak resident set) of a process, in KiB."""
     kib = procfs.peak_rss_kib(pid)
@@ -262,3 +272,34 @@ def assert_replica(src: str, tgt: str, schemas: tuple[str, ...] = ("public",)) -
     assert matviews(src, schemas) == matviews(tgt, schemas)
     assert large_objects(src) == large_objects(tgt)
     assert schema_ddl(src, schemas) == schema_ddl(tgt, schemas)
+
+
+# -- the package as an interpreter sees it -----------------------------------------------------
+
+# Where the package, celeryconfig and the SQL come from, as the interpreter running it sees them.
+PROBE = (
+    "import json, sys; import pagila_tasks, pagila_tasks.pg.sqlfiles as s; "
+    "cc = __import__('celeryconfig') if 'cc' in sys.argv else None; "
+    "print(json.dumps({'package': pagila_tasks.__file__, 'sql': str(s.folder()), "
+    "'celeryconfig': cc and cc.__file__, 'query': s.query('catalog_tables')}))"
+)
+
+
+def run(args: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command to completion; its stdout, or a failure showing its output."""
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def probe(python: Path | str, cwd: Path, env: dict[str, str], *flags: str) -> dict[str, str]:
+    """The PROBE's answer from ``python`` started in ``cwd``."""
+    return json.loads(run([python, *flags, "-c", PROBE, "cc"], cwd, env).strip().splitlines()[-1])

@@ -23,11 +23,6 @@ MAX_WORKERS = 32
 database connections, so a typo (``--workers 200``) would swamp a dev machine and both servers."""
 
 
-def default_state_dir() -> Path:
-    """``$PAGILA_STACK_DIR`` or ``.stack`` in the current folder."""
-    return stack_settings().state_dir
-
-
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

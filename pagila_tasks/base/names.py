@@ -23,55 +23,86 @@ from pagila_tasks.base.errors import UsageError
 _BARE = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
+class _ItemSplit:
+    """One left-to-right pass of :func:`_items` over a list.
+
+    A class so that the two states a character can be read in (inside double quotes, or
+    outside them) are each a short method that can be checked against the rules above on its
+    own; the state they share (the item and part being built) lives here.
+    """
+
+    def __init__(self, raw: str, what: str) -> None:
+        self.raw, self.what = raw, what
+        self.items: list[list[tuple[str, bool]]] = []
+        self.parts: list[tuple[str, bool]] = []
+        self.buf: list[str] = []
+        self.quoted = self.closed = False
+
+    @property
+    def in_quotes(self) -> bool:
+        """True between an opening double quote and its closing one."""
+        return self.quoted and not self.closed
+
+    def end_part(self) -> None:
+        """Close the part being built (at a dot, a comma or the end of the list)."""
+        self.parts.append(("".join(self.buf), self.quoted))
+        self.buf, self.quoted, self.closed = [], False, False
+
+    def end_item(self) -> None:
+        """Close the item being built (at a comma or the end of the list)."""
+        self.end_part()
+        self.items.append(self.parts)
+        self.parts = []
+
+    def quoted_char(self, i: int) -> int:
+        """Read ``raw[i]`` inside quotes, where only a quote means anything: two stand for
+        one, a single one closes. Returns how many characters were read."""
+        raw = self.raw
+        if raw[i] != '"':
+            self.buf.append(raw[i])
+            return 1
+        if raw.startswith('""', i):
+            self.buf.append('"')
+            return 2
+        self.closed = True
+        return 1
+
+    def bare_char(self, c: str) -> None:
+        """Read ``c`` outside quotes: separators, an opening quote (only before any text of the
+        part), blanks after a closing quote; anything else there is refused."""
+        if c == ",":
+            self.end_item()
+        elif c == ".":
+            self.end_part()
+        elif c == '"' and not "".join(self.buf).strip() and not self.closed:
+            self.buf, self.quoted = [], True
+        elif self.closed:
+            if not c.isspace():  # blanks after a closing quote are around the item: dropped
+                raise UsageError(f"{self.what}: text after a closing quote in {self.raw!r}")
+        elif c == '"':
+            raise UsageError(f"{self.what}: a quote inside an unquoted name in {self.raw!r}")
+        else:
+            self.buf.append(c)
+
+
 def _items(raw: str, what: str) -> list[list[tuple[str, bool]]]:
     """Split ``raw`` into items, each a list of (text, quoted) parts cut at unquoted dots.
 
     Unquoted parts keep their blanks: which blanks are dropped depends on whether a dot
     separates names (``--tables``) or belongs to one (schema lists); see :func:`_bare`.
     """
-    items: list[list[tuple[str, bool]]] = []
-    parts: list[tuple[str, bool]] = []
-    buf: list[str] = []
-    quoted = closed = False
-    i, n = 0, len(raw)
-
-    def end_part() -> None:
-        nonlocal buf, quoted, closed
-        parts.append(("".join(buf), quoted))
-        buf, quoted, closed = [], False, False
-
-    while i < n:
-        c = raw[i]
-        if quoted and not closed:
-            if c == '"':
-                if raw.startswith('""', i):
-                    buf.append('"')
-                    i += 2
-                    continue
-                closed = True
-            else:
-                buf.append(c)
-        elif c == ",":
-            end_part()
-            items.append(parts)
-            parts = []
-        elif c == ".":
-            end_part()
-        elif c == '"' and not "".join(buf).strip() and not closed:
-            buf, quoted = [], True
-        elif closed:
-            if not c.isspace():  # blanks after a closing quote are around the item: dropped
-                raise UsageError(f"{what}: text after a closing quote in {raw!r}")
-        elif c == '"':
-            raise UsageError(f"{what}: a quote inside an unquoted name in {raw!r}")
+    split = _ItemSplit(raw, what)
+    i = 0
+    while i < len(raw):
+        if split.in_quotes:
+            i += split.quoted_char(i)
         else:
-            buf.append(c)
-        i += 1
-    if quoted and not closed:
+            split.bare_char(raw[i])
+            i += 1
+    if split.in_quotes:
         raise UsageError(f"{what}: unterminated quote in {raw!r}")
-    end_part()
-    items.append(parts)
-    return items
+    split.end_item()
+    return split.items
 
 
 def _join(parts: list[tuple[str, bool]]) -> str:

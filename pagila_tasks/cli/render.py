@@ -6,7 +6,7 @@ import sys
 from typing import Any, TextIO
 
 from pagila_tasks.base.names import printable
-from pagila_tasks.run.progress import table_totals
+from pagila_tasks.run.model import Run, TableTotal, UnitProgress
 
 
 def human_bytes(n: int | float) -> str:
@@ -55,11 +55,11 @@ def started_line(run_id: str, kind: str, seen: dict[str, Any] | None) -> str:
     return f"run {run_id} ({kind}) started: {facts(kind, seen)}"
 
 
-def target_line(record: dict[str, Any]) -> str | None:
+def target_line(run: Run) -> str | None:
     """What a replication left on the target, once it ended."""
-    state = record.get("target_state")
+    state = run.switch.target_state
     if state == "switched":
-        at, ms = record.get("switched_at"), record.get("switch_ms")
+        at, ms = run.switch.switched_at, run.switch.switch_ms
         return f"target: new copy live at {at} (switch {ms} ms)"
     if state == "unchanged":
         return "target unchanged: the live schemas were not touched"
@@ -68,18 +68,18 @@ def target_line(record: dict[str, Any]) -> str | None:
     return None
 
 
-def unit_line(name: str, u: dict[str, Any]) -> str:
+def unit_line(name: str, u: UnitProgress) -> str:
     """One live progress line for a unit (names and errors made safe for a terminal)."""
     name = printable(name)
-    bits = [f"{name:<32}", f"{u.get('state', '?'):<9}"]
-    if "rows" in u:
-        bits.append(f"{u['rows']:>9} rows")
-    if "bytes" in u:
-        bits.append(f"{human_bytes(u['bytes']):>10}")
-    if u.get("worker"):
-        bits.append(str(u["worker"]))
-    if u.get("error") and u.get("state") in ("failed", "retrying"):
-        bits.append(f"error: {printable(str(u['error']))[:120]}")
+    bits = [f"{name:<32}", f"{u.state:<9}"]
+    if u.rows is not None:
+        bits.append(f"{u.rows:>9} rows")
+    if u.bytes is not None:
+        bits.append(f"{human_bytes(u.bytes):>10}")
+    if u.worker:
+        bits.append(str(u.worker))
+    if u.error and u.state in ("failed", "retrying"):
+        bits.append(f"error: {printable(str(u.error))[:120]}")
     return "  ".join(bits)
 
 
@@ -92,13 +92,12 @@ class LiveView:
         self._drawn = 0
         self._last: dict[str, str] = {}
 
-    def update(self, record: dict[str, Any]) -> None:
-        units = record.get("units", {})
-        lines = {name: unit_line(name, u) for name, u in sorted(units.items())}
+    def update(self, run: Run) -> None:
+        lines = {name: unit_line(name, u) for name, u in sorted(run.units.items())}
         if self.tty:
             if self._drawn:
                 self.out.write(f"\x1b[{self._drawn}F")
-            header = f"run {record.get('run_id')} {record.get('kind')}: {record.get('state')}"
+            header = f"run {run.run_id} {run.kind}: {run.state}"
             body = [header, *lines.values()]
             self.out.write("".join(f"\x1b[2K{ln}\n" for ln in body))
             self._drawn = len(body)
@@ -110,28 +109,27 @@ class LiveView:
         self.out.flush()
 
 
-def replication_summary(record: dict[str, Any]) -> str:
+def replication_summary(run: Run) -> str:
     """The end-of-run table: table, rows on both sides, bytes, spill, worker, seconds, verdict."""
-    checks = {c["table"]: c for c in record.get("verification") or []}
-    totals = table_totals(record)
-    empty = {"rows": 0, "bytes": 0, "spilled": False, "workers": [], "seconds": 0.0, "states": []}
+    checks = {c["table"]: c for c in run.verification}
+    totals = run.table_totals()
     rows = []
     for name in sorted(set(totals) | set(checks)):
-        t = totals.get(name, empty)
+        t = totals.get(name, TableTotal())
         c = checks.get(name)
         if c:
             verdict = "ok" if c["ok"] else "MISMATCH"
         else:
-            verdict = "failed" if "failed" in t["states"] else "-"
+            verdict = "failed" if "failed" in t.states else "-"
         rows.append(
             [
                 printable(name),
-                c["source_rows"] if c else t["rows"],
+                c["source_rows"] if c else t.rows,
                 c["target_rows"] if c else "-",
-                human_bytes(t["bytes"]),
-                "yes" if t["spilled"] else "no",
-                ",".join(t["workers"]) or "-",
-                f"{t['seconds']:.2f}",
+                human_bytes(t.bytes),
+                "yes" if t.spilled else "no",
+                ",".join(t.workers) or "-",
+                f"{t.seconds:.2f}",
                 verdict,
             ]
         )

@@ -22,87 +22,65 @@ from pagila_tasks.cli import render
 from pagila_tasks.cli.submitter import Submitter
 from pagila_tasks.config import Settings, mask_dsn, parse_schemas, settings
 from pagila_tasks.pg import support
-from pagila_tasks.run import plan
-from pagila_tasks.run.progress import TERMINAL
+from pagila_tasks.run import lifecycle, plan
+from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Run, RunOptions, RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _finish(sub: Submitter, record: dict[str, Any]) -> int:
-    state = record.get("state")
+def _finish(sub: Submitter, run: Run) -> int:
     if sub.as_json:
-        print(json.dumps(_summary(record), default=str))
+        print(json.dumps(run.summary(), default=str))
     else:
-        if record.get("kind") == "replicate":
-            sub.say(render.replication_summary(record))
-        elif record.get("result"):
-            res = record["result"]
-            if res.get("status") == "skipped":
-                sub.say(f"load skipped: these files were already loaded at {res.get('loaded_at')}")
-            else:
-                counts = ", ".join(f"{k} {v}" for k, v in sorted(res.get("counts", {}).items()))
-                sub.say(f"loaded in {res.get('duration_s')} s: {counts}")
-                if res.get("reset_dropped"):
-                    dropped = ", ".join(res["reset_dropped"])
-                    sub.say(f"--force-reset dropped: {render.printable(dropped)}")
-        if record.get("kind") == "replicate" and (line := render.target_line(record)):
+        if run.kind == "replicate":
+            sub.say(render.replication_summary(run))
+        elif run.result:
+            sub.say(_load_line(run.result))
+        if run.kind == "replicate" and (line := render.target_line(run)):
             sub.say(line)
-        error = record.get("error") if state != "succeeded" else None
+        error = run.error if run.state != RunState.SUCCEEDED else None
         sub.say(
-            f"run {record.get('run_id')}: {state}"
+            f"run {run.run_id}: {run.state}"
             + (f": {render.printable(str(error))}" if error else "")
         )
-    return EXIT_OK if state in ("succeeded", "skipped") else EXIT_FAILED
+    return EXIT_OK if run.state in (RunState.SUCCEEDED, RunState.SKIPPED) else EXIT_FAILED
 
 
-def _summary(record: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "run_id",
-        "kind",
-        "state",
-        "submitted_at",
-        "started_at",
-        "finished_at",
-        "error",
-        "result",
-        "verification",
-        "tables",
-        "seen",
-        "options",
-        "target_state",
-        "switched_at",
-        "switch_ms",
-        "later_errors",
-    )
-    out = {k: record[k] for k in keys if k in record}
-    out["units"] = record.get("units", {})
-    return out
+def _load_line(res: dict[str, Any]) -> str:
+    """What a load did, from its result (:meth:`pagila_tasks.load.loader.LoadResult.as_dict`)."""
+    if res.get("status") == "skipped":
+        return f"load skipped: these files were already loaded at {res.get('loaded_at')}"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(res.get("counts", {}).items()))
+    line = f"loaded in {res.get('duration_s')} s: {counts}"
+    if res.get("reset_dropped"):
+        dropped = ", ".join(res["reset_dropped"])
+        line += f"\n--force-reset dropped: {render.printable(dropped)}"
+    return line
 
 
-def options(s: Settings, kind: str, args: argparse.Namespace) -> dict[str, Any]:
+def options(s: Settings, kind: str, args: argparse.Namespace) -> RunOptions:
     """A run's options, which travel with it: the flags, else the submitter's own variables
     (``PAGILA_SCHEMAS``, ``PAGILA_SQL_DIR``, ``PAGILA_OVERWRITE_TARGET``,
-    ``PAGILA_FORCE_RESET``) when it set them; left unset, the workers' settings apply."""
+    ``PAGILA_FORCE_RESET``, ``PAGILA_DROP_DEPENDENTS``) when it set them; left unset, the
+    workers' settings apply (:meth:`ReplicateOptions.resolve`, on the workers)."""
     if kind == "load":
         if args.sql_dir is not None and not args.sql_dir.strip():
             raise UsageError("--sql-dir is empty; name a folder on the workers, or leave it out")
         sql_dir = args.sql_dir or (str(s.sql_dir) if "PAGILA_SQL_DIR" in s.given else None)
         force_reset = args.force_reset or (s.force_reset and "PAGILA_FORCE_RESET" in s.given)
-        return {"force": bool(args.force), "sql_dir": sql_dir, "force_reset": bool(force_reset)}
+        return LoadOptions(bool(args.force), sql_dir, bool(force_reset))
     if args.schemas is not None:
-        schemas: list[str] | None = list(parse_schemas(args.schemas, "--schemas"))
+        schemas: tuple[str, ...] | None = parse_schemas(args.schemas, "--schemas")
     else:
-        schemas = list(s.schemas) if "PAGILA_SCHEMAS" in s.given else None
+        schemas = s.schemas if "PAGILA_SCHEMAS" in s.given else None
     overwrite = args.overwrite_target or (
         s.overwrite_target and "PAGILA_OVERWRITE_TARGET" in s.given
     )
     drop = args.drop_dependents or (s.drop_dependents and "PAGILA_DROP_DEPENDENTS" in s.given)
-    return {
-        "tables": plan.parse_table_list(args.tables),
-        "schemas": schemas,
-        "overwrite": bool(overwrite),
-        "drop_dependents": bool(drop),
-    }
+    tables = plan.parse_table_list(args.tables)
+    return ReplicateOptions(
+        tuple(tables) if tables is not None else None, schemas, bool(overwrite), bool(drop)
+    )
 
 
 def _run_one(sub: Submitter, kind: str, args: argparse.Namespace) -> int:
@@ -115,14 +93,14 @@ def _run_one(sub: Submitter, kind: str, args: argparse.Namespace) -> int:
             sub.say(f"follow it with: pagila-submit status {run_id}")
         return EXIT_OK
     try:
-        record = sub.wait(run_id)
+        run = sub.wait(run_id)
     except KeyboardInterrupt:
         sub.say(
             f"\nstopped waiting; run {run_id} goes on. Follow it: pagila-submit status {run_id}"
             f"; stop it: pagila-submit cancel {run_id}"
         )
         return EXIT_INTERRUPTED
-    return _finish(sub, record)
+    return _finish(sub, run)
 
 
 def cmd_run(sub: Submitter, args: argparse.Namespace) -> int:
@@ -134,25 +112,23 @@ def cmd_run(sub: Submitter, args: argparse.Namespace) -> int:
 
 
 def cmd_status(sub: Submitter, args: argparse.Namespace) -> int:
-    record = sub.progress.get(args.run_id)
-    if record is None:
+    run = sub.current(args.run_id)
+    if run is None:
         raise UsageError(f"no run {args.run_id!r} in Redis")
     if sub.as_json:
-        print(json.dumps(_summary(record), default=str))
-    else:
-        sub.say(
-            f"run {args.run_id} ({record.get('kind')}): {record.get('state')}"
-            + (f" since {record.get('started_at')}" if record.get("started_at") else "")
-        )
-        sub.say("  " + render.facts(str(record.get("kind")), record.get("seen")))
-        for name, u in sorted(record.get("units", {}).items()):
-            sub.say("  " + render.unit_line(name, u))
-        if record.get("kind") == "replicate" and record.get("state") in TERMINAL:
-            sub.say(render.replication_summary(record))
-            if line := render.target_line(record):
-                sub.say(line)
-        if record.get("error"):
-            sub.say(f"error: {render.printable(str(record['error']))}")
+        print(json.dumps(run.summary(), default=str))
+        return EXIT_OK
+    since = f" since {run.started_at}" if run.started_at else ""
+    sub.say(f"run {args.run_id} ({run.kind}): {run.state}{since}")
+    sub.say("  " + render.facts(run.kind, run.seen))
+    for name, u in sorted(run.units.items()):
+        sub.say("  " + render.unit_line(name, u))
+    if run.kind == "replicate" and run.state.terminal:
+        sub.say(render.replication_summary(run))
+        if line := render.target_line(run):
+            sub.say(line)
+    if run.error:
+        sub.say(f"error: {render.printable(str(run.error))}")
     return EXIT_OK
 
 
@@ -174,8 +150,8 @@ def history_limit(raw: str) -> int:
 def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
     s = sub.s
     args.limit = history_limit(args.limit)
-    runs = [sub.progress.get(r) for r in sub.progress.recent(args.limit)]
-    runs = [_summary(r) for r in runs if r]
+    found = [sub.current(r) for r in sub.record.recent(args.limit)]
+    runs = [r.summary() for r in found if r]
     loads = support.history(s, "load", args.limit)
     reps = support.history(s, "replication", args.limit)
     if sub.as_json:
@@ -199,7 +175,7 @@ def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
             ],
         )
     )
-    sub.say("\nload ledger (source pagila_support.pagila_load_audit):")
+    sub.say(f"\nload ledger (source {support.LEDGERS['load']}):")
     sub.say(
         render.table(
             ["id", "loaded_at", "run_id", "ok", "seconds", "rental", "error"],
@@ -217,7 +193,7 @@ def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
             ],
         )
     )
-    sub.say("\nreplication ledger (target pagila_support.replication_audit):")
+    sub.say(f"\nreplication ledger (target {support.LEDGERS['replication']}):")
     sub.say(
         render.table(
             ["run_id", "finished_at", "ok", "tables", "rows", "error"],
@@ -238,43 +214,23 @@ def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
-    """Cancel a run: one that has not started ends here and now (no worker needed, and its
-    first task, delivered later, is refused); a running one is stopped by its errback."""
-    from pagila_tasks.app import app
-
-    record = sub.progress.get(args.run_id)
-    if record is None:
+    """Cancel a run (see :func:`pagila_tasks.run.lifecycle.cancel`) and wait for it to end."""
+    run = sub.current(args.run_id)
+    if run is None:
         raise UsageError(f"no run {args.run_id!r} in Redis")
-    if record.get("state") in TERMINAL:
-        sub.say(f"run {args.run_id} already {record['state']}")
+    if run.state.terminal:
+        sub.say(f"run {args.run_id} already {run.state}")
         return EXIT_OK
-    # Only the flag first: every task checks it before it touches anything.
-    sub.progress.request_cancel(args.run_id)
-    ids = sub.progress.task_ids(args.run_id)
-    if ids:
-        app.control.revoke(ids, terminate=record.get("kind") == "load", signal="SIGTERM")
-    record = sub.progress.get(args.run_id) or record
-    if record.get("state") == "queued" or record.get("kind") == "load":
-        what = "before it started" if record.get("state") == "queued" else "while loading"
-        sub.progress.finish_once(args.run_id, "cancelled", f"cancelled by request {what}")
-        sub.lock.release(args.run_id)
-    elif record.get("state") not in TERMINAL:
-        app.send_task(
-            "pagila.fail_replication",
-            kwargs={"run_id": args.run_id, "reason": "cancelled by request"},
-        )
+    revoked = lifecycle.cancel(sub.ctx, args.run_id, sub.revoke, sub.send)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        record = sub.progress.get(args.run_id) or {}
-        if record.get("state") in TERMINAL:
-            break
+    while time.monotonic() < deadline and not run.state.terminal:
         time.sleep(0.3)
-    state = record.get("state")
+        run = sub.current(args.run_id) or run
     if sub.as_json:
-        print(json.dumps({"run_id": args.run_id, "state": state, "revoked": len(ids)}))
+        print(json.dumps({"run_id": args.run_id, "state": str(run.state), "revoked": revoked}))
     else:
-        sub.say(f"run {args.run_id}: {state} ({len(ids)} task ids revoked)")
-    return EXIT_OK if state in TERMINAL else EXIT_FAILED
+        sub.say(f"run {args.run_id}: {run.state} ({revoked} task ids revoked)")
+    return EXIT_OK if run.state.terminal else EXIT_FAILED
 
 
 def parser() -> argparse.ArgumentParser:

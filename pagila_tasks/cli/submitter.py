@@ -16,9 +16,9 @@ from typing import Any
 from pagila_tasks.base.errors import UsageError
 from pagila_tasks.cli import render
 from pagila_tasks.config import Settings
-from pagila_tasks.run import runs
+from pagila_tasks.run import lifecycle
 from pagila_tasks.run.context import Context
-from pagila_tasks.run.progress import TERMINAL
+from pagila_tasks.run.model import Run, RunOptions, RunState
 
 QUEUES = {"load": ("control",), "replicate": ("control", "copy")}
 """The queues each kind of run needs a consumer on."""
@@ -73,7 +73,7 @@ class Submitter:
         self.ctx = Context(s)
         self.redis = self.ctx.redis
         self.lock = self.ctx.lock
-        self.progress = self.ctx.progress
+        self.record = self.ctx.record
 
     def say(self, text: str) -> None:
         """Human lines go to stderr when --json owns stdout."""
@@ -88,11 +88,12 @@ class Submitter:
                     f"no worker consumes the {queue} queue; start one with: {start_command(queue)}"
                 )
 
-    def check(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    def check(self, kind: str, options: RunOptions) -> dict[str, Any]:
         """The workers' checks of the run (see :mod:`pagila_tasks.submission.preflight`)."""
         from celery.exceptions import TimeoutError as NoAnswer
 
-        result = _app().send_task("pagila.preflight", kwargs={"kind": kind, "options": options})
+        kwargs = {"kind": kind, "options": options.as_kwargs()}
+        result = _app().send_task("pagila.preflight", kwargs=kwargs)
         try:
             return dict(result.get(timeout=PREFLIGHT_TIMEOUT, propagate=True))
         except NoAnswer:
@@ -106,38 +107,43 @@ class Submitter:
         finally:
             result.forget()
 
-    def start(self, kind: str, options: dict[str, Any], **fields: Any) -> str:
-        """Check, take the lock, record, send (see :func:`pagila_tasks.run.runs.start`)."""
+    def start(self, kind: str, options: RunOptions) -> str:
+        """Check, take the lock, record, send (see :func:`pagila_tasks.run.lifecycle.start`)."""
         self.require_consumers(kind)
         seen = self.check(kind, options)
-        run_id = runs.start(
-            self.ctx,
-            kind,
-            options,
-            lambda name, kwargs: str(_app().send_task(name, kwargs=kwargs).id),
-            seen=seen,
-            **fields,
-        )
+        run_id = lifecycle.start(self.ctx, kind, options, self.send, seen)
         self.say(render.started_line(run_id, kind, seen))
         return run_id
 
-    def wait(self, run_id: str) -> dict[str, Any]:
-        """Follow the run's progress record until it ends; warn once about a starved queue."""
+    @staticmethod
+    def send(name: str, kwargs: dict[str, Any]) -> str:
+        """Send one task by its wire name; its id."""
+        return str(_app().send_task(name, kwargs=kwargs).id)
+
+    @staticmethod
+    def revoke(ids: list[str], terminate: bool) -> None:
+        """Revoke tasks still queued (and, ``terminate``, stop one that runs)."""
+        _app().control.revoke(ids, terminate=terminate, signal="SIGTERM")
+
+    def current(self, run_id: str) -> Run | None:
+        """The run now, ended first if it is past its deadline (see :func:`lifecycle.settle`)."""
+        return lifecycle.current(self.ctx, run_id)
+
+    def wait(self, run_id: str) -> Run:
+        """Follow the run's record until it ends; warn once about a starved queue."""
         view = render.LiveView()
         since = time.monotonic()
         warned = False
         while True:
-            record = self.progress.get(run_id) or {
-                "state": "failed",
-                "error": "record lost",
-                "units": {},
-            }
+            run = self.current(run_id) or Run(
+                run_id, "?", RunState.FAILED, error="the run record was lost from Redis"
+            )
             if not self.as_json:
-                view.update(record)
-            if record.get("state") in TERMINAL:
-                return record
-            units = record.get("units", {}).values()
-            busy = any(u.get("state") not in ("queued", None) for u in units)
+                view.update(run)
+            if run.state.terminal:
+                return run
+            units = run.units.values()
+            busy = any(u.state != "queued" for u in units)
             if busy or not units:
                 since = time.monotonic()
             elif (

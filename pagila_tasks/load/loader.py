@@ -42,9 +42,10 @@ from pagila_tasks.load.sqlscript import (
 from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import connect, connection
 from pagila_tasks.replication import catalog
-from pagila_tasks.run import guard
+from pagila_tasks.run import guard, lifecycle
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.lock import Heartbeat
+from pagila_tasks.run.model import LoadOptions, Run, RunState
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class _Applier:
 
     def _only_loaded_sequence(self, name: str, line: int) -> None:
         """A data file sets only sequences of the loaded schema: a ``setval`` elsewhere (the
-        ledger's ``pagila_support``, another application's schema) would outlive the rollback
+        ledgers' schema, another application's schema) would outlive the rollback
         (sequences are not transactional). A name that resolves to nothing runs, and fails."""
         self._run(sqlfiles.query("relation_schema"), line, {"name": name})
         row = self.cur.fetchone()
@@ -317,29 +318,18 @@ def run_folder(s: Settings, sql_dir: str | None) -> Path | None:
     return folder
 
 
-def run(
-    ctx: Context,
-    run_id: str,
-    force: bool,
-    worker: str,
-    sql_dir: str | None = None,
-    force_reset: bool = False,
-) -> dict[str, Any]:
-    """The load task's whole job: locate the files, load them under the lock, record the end.
+def run(ctx: Context, run_id: str, options: LoadOptions, worker: str) -> dict[str, Any]:
+    """The load task's whole job: locate the files, load them under the lock, end the run.
 
-    The files' fingerprints go into the run record, for :func:`record_failure` and for readers.
-    The run must be one the submitter recorded, with these options (:mod:`pagila_tasks.run.guard`).
+    The files' fingerprints go into the run record, for :func:`fail` and for readers. The run
+    must be one the submitter recorded, with these options (:mod:`pagila_tasks.run.guard`).
     """
-    options: dict[str, Any] = {"force": force, "sql_dir": sql_dir}
-    if force_reset:  # absent from records of submitters that predate it
-        options["force_reset"] = True
     guard.run(ctx, run_id, "load", options)
-    ctx.progress.set_state(run_id, "running", worker=worker)
-    files = pagila_files.locate(ctx.s, run_folder(ctx.s, sql_dir))
-    ctx.progress.set_state(
+    ctx.record.running(run_id, worker)
+    files = pagila_files.locate(ctx.s, run_folder(ctx.s, options.sql_dir))
+    ctx.record.load_files(
         run_id,
-        "running",
-        files={
+        {
             files.schema.name: {"path": str(files.schema), "sha256": files.schema_sha256},
             files.data.name: {"path": str(files.data), "sha256": files.data_sha256},
         },
@@ -349,14 +339,20 @@ def run(
             ctx.s,
             files,
             run_id,
-            force,
-            before_commit=lambda: guard.still_ours(ctx, run_id),
-            force_reset=force_reset,
+            options.force,
+            before_commit=lambda: guard.before_commit(ctx, run_id),
+            force_reset=options.force_reset,
         )
-    ctx.progress.set_state(run_id, "running", result=result.as_dict())
-    ctx.progress.finish_once(run_id, "skipped" if result.status == "skipped" else "succeeded")
-    ctx.lock.release(run_id)
+    ctx.record.load_result(run_id, result.as_dict())
+    skipped = result.status == "skipped"
+    lifecycle.end(ctx, run_id, RunState.SKIPPED if skipped else RunState.SUCCEEDED)
     return result.as_dict()
+
+
+def fail(ctx: Context, run_id: str, exc: BaseException, sql_dir: str | None = None) -> None:
+    """The load's final failure: its one failed ledger row, then the run ended (lock freed)."""
+    record_failure(ctx, run_id, exc, sql_dir)
+    lifecycle.end(ctx, run_id, RunState.FAILED, str(exc))
 
 
 def record_failure(
@@ -366,11 +362,11 @@ def record_failure(
     once for an error no retry fixes), so every attempt has rolled back.
 
     Its own transaction; nothing when the run already has a row. Never raises: the source may be
-    out of reach, and the caller must still mark the run failed and free the lock.
+    out of reach, and the caller must still end the run.
     """
     s = ctx.s
     try:
-        row = _failed_row(s, run_id, exc, ctx.progress.get(run_id) or {}, sql_dir)
+        row = _failed_row(s, run_id, exc, ctx.record.get(run_id), sql_dir)
         with connection(s.source_dsn, s, f"pagila-load {run_id}") as conn:
             support.ensure(conn, "load")
             written = support.insert_load_failed(conn, row)
@@ -382,17 +378,18 @@ def record_failure(
 
 
 def _failed_row(
-    s: Settings, run_id: str, exc: BaseException, record: dict[str, Any], sql_dir: str | None
+    s: Settings, run_id: str, exc: BaseException, found: Run | None, sql_dir: str | None
 ) -> dict[str, Any]:
     """The failed ledger row: the fingerprints the run record kept, else those of whichever
     file can be read; the duration from the run's start, retries included."""
-    hashes = {name: f["sha256"] for name, f in (record.get("files") or {}).items()}
+    files = (found.files if found else None) or {}
+    hashes = {name: f["sha256"] for name, f in files.items()}
     if not hashes:
         try:
             hashes = pagila_files.hashes_present(s, run_folder(s, sql_dir))
         except InputError:  # a folder this worker may not read: no fingerprint of it
             hashes = {}
-    started = record.get("started_at")
+    started = found.started_at if found else None
     elapsed = (
         (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() if started else 0
     )

@@ -146,60 +146,82 @@ class _Splitter:
     def feed(self, line: str) -> list[int]:
         """Offsets just past each ``;`` in ``line`` that ends a statement."""
         ends: list[int] = []
-        i, n = 0, len(line)
-        while i < n:
-            c = line[i]
-            if self.dollar is not None:
-                j = line.find(self.dollar, i)
-                if j < 0:
-                    return ends
-                i = j + len(self.dollar)
-                self.dollar = None
-                continue
-            if self.block_depth:
-                if line.startswith("/*", i):
-                    self.block_depth += 1
-                    i += 2
-                elif line.startswith("*/", i):
-                    self.block_depth -= 1
-                    i += 2
-                else:
-                    i += 1
-                continue
-            if self.in_single:
-                if c == "\\" and self.escapes:
-                    i += 2
-                    continue
-                if c == "'":
-                    self.in_single = False
-                i += 1
-                continue
-            if self.in_double:
-                if c == '"':
-                    self.in_double = False
-                i += 1
-                continue
-            if c == "'":
-                self.in_single = True
-                self.escapes = _escape_string_at(line, i)
-            elif c == '"':
-                self.in_double = True
-            elif line.startswith("--", i):
+        i = 0
+        while i < len(line):
+            step = self._step(line, i, ends)
+            if step is None:
                 return ends
-            elif line.startswith("/*", i):
-                self.block_depth = 1
-                i += 2
-                continue
-            elif c == "$":
-                m = _DOLLAR.match(line, i)
-                if m and (i == 0 or not (line[i - 1].isalnum() or line[i - 1] == "_")):
-                    self.dollar = m.group(0)
-                    i = m.end()
-                    continue
-            elif c == ";":
-                ends.append(i + 1)
-            i += 1
+            i = step
         return ends
+
+    def _step(self, line: str, i: int, ends: list[int]) -> int | None:
+        """Read ``line[i]`` in the state the tracker is in; where to read on, or None when
+        nothing more on the line can end a statement.
+
+        One method a state (dollar quote, block comment, single, double quotes, plain SQL),
+        so that each state's few rules can be read, and checked, apart from the others.
+        """
+        if self.dollar is not None:
+            return self._in_dollar(line, i, self.dollar)
+        if self.block_depth:
+            return self._in_block_comment(line, i)
+        if self.in_single:
+            return self._in_single_quotes(line, i)
+        if self.in_double:
+            if line[i] == '"':
+                self.in_double = False
+            return i + 1
+        return self._in_sql(line, i, ends)
+
+    def _in_dollar(self, line: str, i: int, tag: str) -> int | None:
+        """Inside ``$tag$ ... $tag$`` only the same tag counts: skip to just past it."""
+        j = line.find(tag, i)
+        if j < 0:
+            return None
+        self.dollar = None
+        return j + len(tag)
+
+    def _in_block_comment(self, line: str, i: int) -> int:
+        """Block comments nest in PostgreSQL: count the openings and closings."""
+        if line.startswith("/*", i):
+            self.block_depth += 1
+            return i + 2
+        if line.startswith("*/", i):
+            self.block_depth -= 1
+            return i + 2
+        return i + 1
+
+    def _in_single_quotes(self, line: str, i: int) -> int:
+        """A quote ends the string; in an ``E'...'`` string a backslash escapes what follows."""
+        c = line[i]
+        if c == "\\" and self.escapes:
+            return i + 2
+        if c == "'":
+            self.in_single = False
+        return i + 1
+
+    def _in_sql(self, line: str, i: int, ends: list[int]) -> int | None:
+        """Outside quotes and comments: what opens one, and a ``;`` that ends a statement
+        (noted in ``ends``); None at a ``--`` comment, which runs to the end of the line."""
+        c = line[i]
+        if c == "'":
+            self.in_single = True
+            self.escapes = _escape_string_at(line, i)
+        elif c == '"':
+            self.in_double = True
+        elif line.startswith("--", i):
+            return None
+        elif line.startswith("/*", i):
+            self.block_depth = 1
+            return i + 2
+        elif c == "$":
+            m = _DOLLAR.match(line, i)
+            if m and (i == 0 or not (line[i - 1].isalnum() or line[i - 1] == "_")):
+                self.dollar = m.group(0)
+                return m.end()
+        elif c == ";":
+            ends.append(i + 1)
+        return i + 1
 
 
 def _escape_string_at(line: str, i: int) -> bool:
@@ -221,29 +243,13 @@ def parse(stream: BinaryIO, path: str) -> Iterator[Statement | CopyBlock]:
     """
     lines = _Lines(stream, path)
     splitter = _Splitter()
-    buf: list[str] = []
-    start = 0
-    while True:
-        raw = lines.next()
-        if raw is None:
-            break
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                path, lines.number, f"bytes that are not UTF-8 (byte 0x{raw[exc.start]:02x})"
-            ) from None
+    pending = _Pending(path)
+    while (raw := lines.next()) is not None:
+        text = _decode(raw, path, lines.number)
         pos = 0
         for end in splitter.feed(text):
-            piece = text[pos:end]
-            if not buf and not piece.strip():
-                pos = end
-                continue
-            if not buf:
-                start = lines.number
-            buf.append(piece)
-            stmt = _one_statement("".join(buf).strip(), start, path)
-            buf, pos = [], end
+            stmt = pending.cut(text[pos:end], lines.number)
+            pos = end
             if stmt is None:
                 continue
             block = _copy_block(stmt, lines)
@@ -252,16 +258,64 @@ def parse(stream: BinaryIO, path: str) -> Iterator[Statement | CopyBlock]:
                 continue
             yield block
             block.drain()
-        rest = text[pos:]
-        if rest.strip() or buf:
-            if not buf:
-                if rest.strip().startswith("--") and not splitter.in_single:
-                    continue
-                start = lines.number
-            buf.append(rest)
-    leftover = "".join(buf).strip()
-    if leftover and not _is_blank(leftover):
-        raise InputError(path, start, "statement not terminated by ';' before end of file")
+        pending.carry(text[pos:], lines.number, splitter.in_single)
+    pending.finish()
+
+
+def _decode(raw: bytes, path: str, number: int) -> str:
+    """One line as text; bytes that are not UTF-8 are refused here, naming the line, rather
+    than sent on for the server to refuse without it."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            path, number, f"bytes that are not UTF-8 (byte 0x{raw[exc.start]:02x})"
+        ) from None
+
+
+@dataclass
+class _Pending:
+    """The text of a statement not ended yet, and the line it starts on.
+
+    Kept apart from :func:`parse` so that the rules for what a statement's first line is
+    (blank pieces and a lone ``--`` comment line before it do not count) are in one place.
+    """
+
+    path: str
+    buf: list[str] = field(default_factory=list)
+    start: int = 0
+
+    def cut(self, piece: str, number: int) -> Statement | None:
+        """``piece`` ends at a ``;``: the statement it completes, None for a blank piece or a
+        comment (see :func:`_one_statement`)."""
+        if not self.buf and not piece.strip():
+            return None
+        if not self.buf:
+            self.start = number
+        self.buf.append(piece)
+        text = "".join(self.buf).strip()
+        self.buf = []
+        return _one_statement(text, self.start, self.path)
+
+    def carry(self, rest: str, number: int, in_string: bool) -> None:
+        """What follows the line's last ``;`` goes on to the next line, unless it is blank or
+        a comment line before any statement (a ``--`` inside a string is text, not one)."""
+        if not (rest.strip() or self.buf):
+            return
+        if not self.buf:
+            if rest.strip().startswith("--") and not in_string:
+                return
+            self.start = number
+        self.buf.append(rest)
+
+    def finish(self) -> None:
+        """At the end of the file, anything but blanks and comments left is an unended
+        statement."""
+        leftover = "".join(self.buf).strip()
+        if leftover and not _is_blank(leftover):
+            raise InputError(
+                self.path, self.start, "statement not terminated by ';' before end of file"
+            )
 
 
 def _one_statement(text: str, line: int, path: str) -> Statement | None:

@@ -22,7 +22,7 @@ def folder() -> Traversable:
     except ModuleNotFoundError:
         # A source tree put on sys.path without an install: nothing maps pagila_tasks.sql to
         # the top-level folder, which sits beside the package.
-        return Path(__file__).resolve().parent.parent / "sql"
+        return Path(__file__).resolve().parents[2] / "sql"
 
 
 @cache

@@ -20,6 +20,7 @@ stage (``large_object_stage``) is a copy's data, not bookkeeping: :mod:`.largeob
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
@@ -35,6 +36,11 @@ from pagila_tasks.pg.db import connection
 Connection = psycopg2.extensions.connection
 Cursor = psycopg2.extensions.cursor
 Ledger = Literal["load", "replication"]
+LEDGERS: dict[str, str] = {
+    "load": f"{SUPPORT_SCHEMA}.pagila_load_audit",
+    "replication": f"{SUPPORT_SCHEMA}.replication_audit",
+}
+"""Each ledger's table, as people read it (on the source, on the target)."""
 Object = tuple[str, str]
 
 
@@ -87,6 +93,33 @@ def insert_load_failed(conn: Connection, row: dict[str, Any]) -> bool:
     with conn.cursor() as cur:
         cur.execute(sqlfiles.query("load_audit_insert_failed"), row)
         return cur.fetchone() is not None
+
+
+def replication_entry(
+    run_id: str,
+    started_at: str | None,
+    succeeded: bool,
+    counts: tuple[int, int, int],
+    error: str | None,
+    detail: list[dict[str, Any]],
+    target_state: str | None = None,
+) -> dict[str, Any]:
+    """A replication ledger row: ``counts`` are tables, rows and bytes; the switch adds when
+    the copy went live and how long it held (:func:`insert_replication`)."""
+    tables, rows, size = counts
+    return {
+        "run_id": run_id,
+        "started_at": started_at,
+        "succeeded": succeeded,
+        "tables": tables,
+        "rows": rows,
+        "bytes": size,
+        "error": error,
+        "detail": json.dumps(detail),
+        "switched_at": None,
+        "switch_ms": None,
+        "target_state": target_state,
+    }
 
 
 def insert_replication(conn: Connection, row: dict[str, Any]) -> bool:
@@ -257,7 +290,10 @@ def save_kept(cur: Cursor, run_id: str, plan: str) -> None:
 
 
 def kept(cur: Cursor, run_id: str) -> str | None:
-    """The run's kept plan (JSON), or None."""
+    """The run's kept plan (JSON), or None (also on a target that never had the table: an
+    errback may run before any run made it)."""
+    if not _exists(cur, "kept_objects"):
+        return None
     query = sql.SQL("SELECT plan FROM {} WHERE run_id = %s").format(_table("kept_objects"))
     cur.execute(query, (run_id,))
     row = cur.fetchone()

@@ -24,14 +24,13 @@ def tables(cur: Cursor, schemas: tuple[str, ...]) -> list[Table]:
         Table(
             schema,
             name,
-            is_part,
             int(estimate),
             int(size),
             tuple(cols),
             key,
             traits.get((schema, name), NO_TRAITS).text_only,
         )
-        for schema, name, is_part, estimate, size, cols, key in rows
+        for schema, name, _is_partition, estimate, size, cols, key in rows
     ]
 
 

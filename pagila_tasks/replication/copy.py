@@ -1,5 +1,8 @@
 """Copy one unit (a table or a key range of it) from the source snapshot to the target.
 
+:func:`copy_unit` is the ``copy_table`` task's body (checks, progress, then the copy);
+:func:`copy_table` the copy itself.
+
 The Airflow design's contract, kept: ``COPY (SELECT ...) TO STDOUT`` into a memory-capped
 ``SpooledTemporaryFile`` (spills to disk past the cap), then ``COPY ... FROM STDIN`` into the
 target. The target write is one transaction that first empties what it is about to fill
@@ -14,14 +17,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg2 import sql
 
+from pagila_tasks.base.errors import PoisonMessage, ReplicationError, SnapshotLost
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import warm
 from pagila_tasks.pg.watchdog import Watchdog, Watched
 from pagila_tasks.replication import largeobjects
 from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run import guard
+from pagila_tasks.run.context import Context
 from pagila_tasks.run.plan import Unit
 
 log = logging.getLogger(__name__)
@@ -148,3 +155,45 @@ def copy_table(
         seconds,
     )
     return CopyResult(source_rows, size, spilled, seconds)
+
+
+def copy_unit(
+    ctx: Context, run_id: str, schema_name: str, table: str, args: dict[str, Any], worker: str
+) -> dict[str, Any]:
+    """The ``copy_table`` task: one planned unit inside the run's snapshot, committed only while
+    the run holds the lock and was not cancelled.
+
+    Deliveries are counted per unit: a unit whose worker keeps dying (so no retry policy sees
+    it fail) is given up after ``PAGILA_RETRY_MAX + 3`` deliveries.
+    """
+    found = guard.run(ctx, run_id, "replicate")
+    unit, plan = guard.unit(found, schema_name, table, args)
+    deliveries = ctx.record.delivered(run_id, unit.name)
+    if deliveries > ctx.s.retry_max + 3:
+        error = f"{unit.name} was delivered {deliveries} times (its worker keeps dying); giving up"
+        ctx.record.unit(run_id, unit.name, state="failed", error=error)
+        raise PoisonMessage(error)
+    snapshot_id = ctx.record.snapshot(run_id).id
+    if not snapshot_id:
+        raise SnapshotLost(
+            f"run {run_id} has no snapshot (its holder never started or Redis lost it)"
+        )
+    target_schema = plan.targets.get(unit.schema)
+    if target_schema is None and unit.kind == "table":
+        raise ReplicationError(f"run {run_id} has no target schema for {unit.name}")
+    ctx.record.copy_started(run_id)
+    ctx.record.unit(run_id, unit.name, state="running", worker=worker)
+    result = copy_table(
+        ctx.s, unit, snapshot_id, lambda: guard.before_commit(ctx, run_id), target_schema
+    )
+    ctx.record.unit(
+        run_id,
+        unit.name,
+        state="done",
+        rows=result.rows,
+        bytes=result.bytes,
+        spilled=result.spilled,
+        seconds=result.seconds,
+        worker=worker,
+    )
+    return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}

@@ -176,10 +176,10 @@ def split_post_data(text: str, targets: dict[str, str]) -> tuple[list[str], str]
     for header, kind, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
         lines = [ln for ln in body.strip().splitlines() if not ln.startswith("SET ")]
         statement = "\n".join(lines).strip()
-        found = table.match(statement) if kind in ("INDEX", "CONSTRAINT") else None
-        if found and sum(statement.count(f"{p}.") for p in prefixes) == 1:
-            build = names.quote(prefixes[found["schema"]])
-            taken.append(f"{found['head']}{build}.{found['rest']}")
+        hit = table.match(statement) if kind in ("INDEX", "CONSTRAINT") else None
+        if hit and sum(statement.count(f"{p}.") for p in prefixes) == 1:
+            build = names.quote(prefixes[hit["schema"]])
+            taken.append(f"{hit['head']}{build}.{hit['rest']}")
         else:
             rest.append(header + body)
     return taken, "".join(rest)

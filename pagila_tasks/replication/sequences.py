@@ -36,12 +36,3 @@ def apply(cur: Cursor, values: Values) -> None:
             "SELECT pg_catalog.setval(%s::regclass, %s, %s)",
             (sql.Identifier(schema, name).as_string(cur), last_value, is_called),
         )
-
-
-def as_json(values: Values) -> list[list[object]]:
-    """JSON-friendly form (the run record keeps the source's values between steps)."""
-    return [[s, n, v, c] for (s, n), (v, c) in values.items()]
-
-
-def from_json(rows: list[list[object]]) -> Values:
-    return {(str(s), str(n)): (int(v), bool(c)) for s, n, v, c in rows}  # type: ignore[call-overload]

@@ -33,18 +33,18 @@ from pagila_tasks.base.errors import ReplicationError, SnapshotLost
 from pagila_tasks.config import Settings, settings
 from pagila_tasks.pg import warm
 from pagila_tasks.pg.db import CATALOG_PATH, connect
-from pagila_tasks.run.lock import RunLock
-from pagila_tasks.run.progress import TERMINAL, run_key
+from pagila_tasks.run import lifecycle
+from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import RunState
+from pagila_tasks.run.record import RunRecord
 
 log = logging.getLogger("pagila_tasks.replication.snapshot")
 
 
 def hold(run_id: str) -> int:
     """Export a snapshot for ``run_id`` and keep it until the run ends; the process's exit code."""
-    s = settings()
-    client = redis.Redis.from_url(s.redis_url)
-    lock = RunLock(client, s.lock_ttl)
-    key = run_key(run_id)
+    ctx = Context(settings())
+    s = ctx.s
     try:
         conn = connect(s.source_dsn, s, f"pagila-snapshot {run_id}", search_path=CATALOG_PATH)
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -52,56 +52,56 @@ def hold(run_id: str) -> int:
         cur.execute("SELECT pg_catalog.pg_export_snapshot()")
         snapshot_id = cur.fetchone()[0]
     except Exception as exc:
-        client.hset(key, "snapshot_error", s.scrub(f"snapshot holder could not start: {exc}"))
+        ctx.record.snapshot_failed(run_id, s.scrub(f"snapshot holder could not start: {exc}"))
         return 1
     holder = f"{socket.gethostname()}:{os.getpid()}"
-    client.hset(key, mapping={"snapshot": snapshot_id, "snapshot_holder": holder})
-    lock.extend(run_id)  # from here the lock lives one TTL at a time, not the start grace
+    ctx.record.publish_snapshot(run_id, snapshot_id, holder)
+    ctx.lock.extend(run_id)  # from here the lock lives one TTL at a time, not the start grace
     log.info("run %s: snapshot %s held by %s", run_id, snapshot_id, holder)
-    interval = min(max(s.lock_ttl / 3, 0.5), 5.0)
-    deadline = time.monotonic() + s.max_run_seconds
     try:
-        while time.monotonic() < deadline:
-            time.sleep(interval)
-            cur.execute("SELECT 1")  # the connection is alive, so the snapshot is too
-            try:
-                state, prepared, copying = client.hmget(key, "state", "prepared_at", "copying_at")
-                if state is None or state.decode() in TERMINAL:
-                    return 0
-                if (
-                    prepared
-                    and not copying
-                    and time.time() - float(prepared) > s.copy_start_timeout
-                ):
-                    _give_up(client, lock, run_id, s.copy_start_timeout)
-                    return 0
-                if not lock.extend(run_id):
-                    log.warning("run %s: lost the run lock; releasing the snapshot", run_id)
-                    return 0
-            except redis.RedisError:
-                continue  # Redis restarting: keep the snapshot, try again
+        _watch(ctx, run_id, cur)
         return 0
     except Exception as exc:
         message = s.scrub(f"snapshot holder {holder} lost its source connection: {exc}")
         with contextlib.suppress(redis.RedisError):
-            client.hset(key, "snapshot_error", message)
+            ctx.record.snapshot_failed(run_id, message)
         log.error("run %s: %s", run_id, message)
         return 1
     finally:
         conn.close()
 
 
-def _give_up(client: redis.Redis, lock: RunLock, run_id: str, waited: int) -> None:
+def _watch(ctx: Context, run_id: str, cur: psycopg2.extensions.cursor) -> None:
+    """Keep the snapshot (and extend the lock) until the run ends, loses its lock, passes its
+    deadline, or no copy starts in time after prepare."""
+    s = ctx.s
+    interval = min(max(s.lock_ttl / 3, 0.5), 5.0)
+    deadline = time.monotonic() + s.max_run_seconds
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        cur.execute("SELECT 1")  # the connection is alive, so the snapshot is too
+        try:
+            state, prepared, copying = ctx.record.holder_view(run_id)
+            if state is None or state.terminal:
+                return
+            if prepared and not copying and time.time() - prepared > s.copy_start_timeout:
+                _give_up(ctx, run_id, s.copy_start_timeout)
+                return
+            if not ctx.lock.extend(run_id):
+                log.warning("run %s: lost the run lock; releasing the snapshot", run_id)
+                return
+        except redis.RedisError:
+            continue  # Redis restarting: keep the snapshot, try again
+
+
+def _give_up(ctx: Context, run_id: str, waited: int) -> None:
     """No copy started after prepare (no worker consumes the copy queue): the run fails, and the
     snapshot, which holds back vacuum on the source, is released."""
-    from pagila_tasks.run.progress import Progress
-
     error = (
         f"no copy started within {waited} s after prepare (PAGILA_COPY_START_TIMEOUT): is a "
         "worker consuming the copy queue? start one with: celery -A pagila_tasks worker -Q copy"
     )
-    Progress(client).finish_once(run_id, "failed", error)
-    lock.release(run_id)
+    lifecycle.end(ctx, run_id, RunState.FAILED, error)
     log.error("run %s: %s", run_id, error)
 
 
@@ -174,19 +174,17 @@ def _hand_to_spare(run_id: str) -> subprocess.Popen[bytes] | None:
     return spare
 
 
-def start_holder(run_id: str, client: redis.Redis, timeout: float = 30.0) -> str:
+def start_holder(record: RunRecord, run_id: str, timeout: float = 30.0) -> str:
     """Start the holder for ``run_id`` (a spare if one waits) and return its snapshot id."""
-    key = run_key(run_id)
-    client.hdel(key, "snapshot", "snapshot_error")
     proc = _hand_to_spare(run_id) or _spawn(run_id)
-    client.hset(key, "snapshot_pid", str(proc.pid))
+    record.snapshot_starting(run_id, proc.pid)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        snap, err = client.hmget(key, "snapshot", "snapshot_error")
-        if snap:
-            return snap.decode()
-        if err or proc.poll() is not None:
-            raise ReplicationError((err or b"snapshot holder exited before exporting").decode())
+        snap = record.snapshot(run_id)
+        if snap.id:
+            return snap.id
+        if snap.error or proc.poll() is not None:
+            raise ReplicationError(snap.error or "snapshot holder exited before exporting")
         time.sleep(0.01)
     proc.kill()
     raise ReplicationError(f"snapshot holder did not export a snapshot within {timeout:.0f} s")

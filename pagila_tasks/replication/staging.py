@@ -30,6 +30,7 @@ from psycopg2 import sql
 from pagila_tasks.base import names
 from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.replication import keep
+from pagila_tasks.run.model import ReplicationPlan
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,16 @@ class Layout:
     def targets(self) -> dict[str, str]:
         """live -> build, kept in the run record so every copy writes where prepare built."""
         return {s: self.build(s) for s in self.schemas}
+
+
+DROP_WAIT_MS = 2000
+"""How long dropping a previous copy waits for readers still on it before leaving it for the
+next run (a DROP queued behind a reader would hold up nobody else, but must not hang a run)."""
+
+
+def layout_of(plan: ReplicationPlan) -> Layout:
+    """Where the run of ``plan`` builds each schema (as prepare decided it)."""
+    return Layout(plan.schemas, swap=plan.swap)
 
 
 def exists(cur: Cursor, schema: str) -> bool:

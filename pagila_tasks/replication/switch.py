@@ -25,10 +25,11 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pagila_tasks.config import Settings
 from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import keep, keepplan, largeobjects, staging
+from pagila_tasks.run import guard
+from pagila_tasks.run.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,12 @@ class Kept:
 
 @dataclass(frozen=True)
 class Switched:
-    """When the new copy went live and how long the switch held its transaction open."""
+    """When the new copy went live, how long the switch held its transaction open, and what
+    the target is now (``switched``, or ``replaced in place``)."""
 
     at: datetime
     held_ms: float
-    locked: bool
+    target_state: str
 
 
 def _swap(cur: psycopg2.extensions.cursor, layout: staging.Layout, run_id: str) -> None:
@@ -76,17 +78,17 @@ def _swap(cur: psycopg2.extensions.cursor, layout: staging.Layout, run_id: str) 
 
 
 def run(
-    s: Settings,
+    ctx: Context,
     run_id: str,
     layout: staging.Layout,
     row: dict[str, Any],
-    assert_held: Any,
     large_objects: bool,
     kept: Kept | None = None,
 ) -> Switched:
     """Make the build live (swap) or just final (in-place), with the ledger ``row``, atomically;
     with ``kept``, what the target's users built is made again on the new copy in the same
     transaction, so readers never see it missing."""
+    s = ctx.s
     state = "switched" if layout.swap else "replaced in place"
     with connection(s.target_dsn, s, f"pagila-switch {run_id}") as conn:
         for locking in (layout.swap and s.switch_lock_ms > 0, False):
@@ -102,7 +104,7 @@ def run(
                     if kept is not None:
                         wait = s.switch_lock_ms if locking else KEEP_WAIT_MS
                         _keep(cur, layout, run_id, kept, wait)
-                    assert_held()
+                    guard.before_commit(ctx, run_id)
                     cur.execute("SELECT clock_timestamp()")
                     at = cur.fetchone()[0]
                     held = round((time.monotonic() - started) * 1000, 1)
@@ -120,7 +122,7 @@ def run(
             support.set_switch_ms(cur, run_id, held)
         conn.commit()
     log.info("STEP switch %s: %s in %.1f ms (locks: %s)", run_id, state, held, locking)
-    return Switched(at, held, locking)
+    return Switched(at, held, state)
 
 
 def _keep(

@@ -1,20 +1,28 @@
 """Verification: per table, row count and content checksum on both sides must agree.
 
 The source side is read inside the run's snapshot, so concurrent writes to the source do not
-make a correct copy look wrong.
+make a correct copy look wrong. Measuring each side (:func:`measure_source`,
+:func:`measure_target`), comparing them (:func:`combine`, :func:`require`) and the per-table
+detail the ledger keeps (:func:`detail`) are all here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
 from pagila_tasks.base import names
+from pagila_tasks.base.errors import ReplicationError
+from pagila_tasks.config import Settings
 from pagila_tasks.pg import sqlfiles
-from pagila_tasks.replication import catalog
+from pagila_tasks.pg.db import connection
+from pagila_tasks.replication import catalog, largeobjects
+from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run.model import TableTotal
 
 Cursor = psycopg2.extensions.cursor
 
@@ -94,3 +102,61 @@ def combine(
         )
         for name, (rows, checksum) in source.items()
     ]
+
+
+Measures = dict[str, tuple[int, str | None]]
+
+
+def measure_source(
+    s: Settings, snapshot_id: str, run_id: str, tables: list[tuple[str, str]], los: bool
+) -> Measures:
+    """Every table (and the large objects, ``los``) on the source, in the run's snapshot."""
+    with snapshot_cursor(s, snapshot_id, f"pagila-verify-src {run_id}") as cur:
+        measures = measure_all(cur, tables, s.verify_checksums)
+        if los:
+            measures[largeobjects.NAME] = largeobjects.measure(cur, staged=False)
+        return measures
+
+
+def measure_target(
+    s: Settings, run_id: str, tables: list[tuple[str, str]], targets: dict[str, str], los: bool
+) -> Measures:
+    """Every table where the run built it on the target, one table per transaction (no
+    table's lock held longer than its own measure)."""
+    measures = {}
+    with connection(s.target_dsn, s, f"pagila-verify-tgt {run_id}") as conn, conn.cursor() as cur:
+        for table in tables:
+            measures.update(measure_all(cur, [table], s.verify_checksums, targets))
+            conn.commit()
+        if los:
+            measures[largeobjects.NAME] = largeobjects.measure(cur, staged=True)
+            conn.commit()
+    return measures
+
+
+def require(
+    checks: list[TableCheck], source_seqs: dict[Any, Any], target_seqs: dict[Any, Any]
+) -> None:
+    """Raise naming every table and sequence that differs; nothing when all agree."""
+    bad = [c.table for c in checks if not c.ok]
+    bad_seqs = [str(k) for k, v in source_seqs.items() if target_seqs.get(k) != v]
+    if bad or bad_seqs:
+        raise ReplicationError(
+            "verification failed: "
+            + "; ".join(
+                ([f"tables differ: {', '.join(bad)}"] if bad else [])
+                + ([f"sequences differ: {', '.join(bad_seqs)}"] if bad_seqs else [])
+            )
+        )
+
+
+def detail(checks: list[TableCheck], totals: dict[str, TableTotal]) -> list[dict[str, Any]]:
+    """Per table: both sides' counts and checksums, the verdict, and its units' bytes, spill,
+    workers and seconds (the ledger's ``detail`` and the run record's ``verification``)."""
+    empty = TableTotal()
+    out = []
+    for c in checks:
+        t = totals.get(c.table, empty)
+        units = {"bytes": t.bytes, "spilled": t.spilled, "workers": list(t.workers)}
+        out.append(asdict(c) | {"ok": c.ok, **units, "seconds": t.seconds})
+    return out

@@ -84,15 +84,13 @@ class Heartbeat:
         self.run_id = run_id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lock-{run_id}", daemon=True)
-        self.lost = False
 
     def _beat(self) -> None:
         interval = max(self.lock.ttl_ms / 3000, 0.5)
         while not self._stop.wait(interval):
             try:
                 if not self.lock.extend(self.run_id):
-                    self.lost = True
-                    return
+                    return  # the lock is gone or another run's: assert_held refuses the next write
             except redis.RedisError:
                 continue  # Redis away for a moment: the next beat tries again
 

@@ -22,7 +22,6 @@ class Table:
 
     schema: str
     name: str
-    is_partition: bool
     estimated_rows: int
     bytes: int
     columns: tuple[str, ...]

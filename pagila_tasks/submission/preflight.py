@@ -22,9 +22,10 @@ from pagila_tasks.base import names
 from pagila_tasks.base.errors import PagilaError, UsageError, one_line
 from pagila_tasks.config import Settings
 from pagila_tasks.load import loader, ownership, pagila_files
-from pagila_tasks.pg import sqlfiles, support
+from pagila_tasks.pg import support
 from pagila_tasks.pg.db import CATALOG_PATH, connect
 from pagila_tasks.replication import catalog, extensions, keep, keepplan, protect
+from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Resolved, RunOptions
 
 
 def where(dsn: str) -> str:
@@ -48,17 +49,11 @@ def _connect(s: Settings, which: str) -> Iterator[psycopg2.extensions.connection
         conn.close()
 
 
-def replicate(
-    s: Settings,
-    tables: list[str] | None,
-    schemas: list[str] | None,
-    overwrite: bool,
-    drop_dependents: bool = False,
-) -> dict[str, Any]:
+def replicate(s: Settings, options: Resolved) -> dict[str, Any]:
     """Refuse what prepare would refuse, before any lock: unknown schemas or tables, a target
     schema that is the source's or was never a replica, an extension the target cannot have,
     something the target's users built that the run could not keep."""
-    chosen = tuple(schemas) if schemas else s.schemas
+    chosen, tables = options.schemas, options.tables
     kept = keepplan.KeepPlan()
     with (
         _connect(s, "source") as src,
@@ -68,20 +63,20 @@ def replicate(
     ):
         catalog.require_schemas(scur, chosen)
         if tables is not None:
-            picked = catalog.select_tables(scur, chosen, tables)
+            picked = catalog.select_tables(scur, chosen, list(tables))
             missing = [t.qualified for t in picked if not catalog.table_exists(tcur, t.key)]
             if missing:
                 raise UsageError(
                     f"the target has no table {', '.join(missing)}: run a full replicate first"
                 )
-        protect.check(scur, tcur, chosen, overwrite or s.overwrite_target)
+        protect.check(scur, tcur, chosen, options.overwrite)
         if tables is None:
             extensions.check_target(tcur, extensions.needed(scur, chosen), chosen)
             swap = s.replace == "swap"
-            mine = protect.replaceable(tcur, chosen, overwrite or s.overwrite_target)
+            mine = protect.replaceable(tcur, chosen, options.overwrite)
             incoming = keep.source_manifest(scur, chosen)
             kept = keep.assess(tcur, incoming, chosen, swap, "preflight", mine)
-            keepplan.check(kept, drop_dependents or s.drop_dependents, keepplan.how_lost(swap))
+            keepplan.check(kept, options.drop_dependents, keepplan.how_lost(swap))
     return {
         "source": where(s.source_dsn),
         "target": where(s.target_dsn),
@@ -115,31 +110,19 @@ def load(
 def _loaded_already(conn: psycopg2.extensions.connection, files: pagila_files.PagilaFiles) -> bool:
     """True when a plain load of ``files`` would be skipped (they were loaded; read only)."""
     with conn.cursor() as cur:
-        cur.execute(sqlfiles.query("load_manifest_state"))
-        if not cur.fetchone()[1]:
+        if not support.load_state(cur)[1]:
             return False
     latest = support.latest_load(conn, files.schema_sha256, files.data_sha256)
     return bool(latest and latest["succeeded"])
 
 
-def check(s: Settings, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+def check(s: Settings, kind: str, options: RunOptions) -> dict[str, Any]:
     """What the workers see for a run of ``kind`` with ``options``; a refusal is one line."""
     try:
-        if kind == "load":
-            return load(
-                s,
-                options.get("sql_dir"),
-                bool(options.get("force")),
-                bool(options.get("force_reset")),
-            )
-        if kind == "replicate":
-            return replicate(
-                s,
-                options.get("tables"),
-                options.get("schemas"),
-                bool(options.get("overwrite")),
-                bool(options.get("drop_dependents")),
-            )
+        if kind == "load" and isinstance(options, LoadOptions):
+            return load(s, options.sql_dir, options.force, options.force_reset)
+        if kind == "replicate" and isinstance(options, ReplicateOptions):
+            return replicate(s, options.resolve(s))
         raise UsageError(f"no run of kind {kind!r}")
     except (PagilaError, psycopg2.Error) as exc:
         raise UsageError(s.scrub(one_line(exc))) from None

@@ -18,40 +18,32 @@ from typing import Any
 from pagila_tasks.base.errors import LockHeld, UsageError
 from pagila_tasks.base.names import printable
 from pagila_tasks.config import Settings
-from pagila_tasks.run import runs
+from pagila_tasks.run import lifecycle
 from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Run, RunOptions, RunState
 from pagila_tasks.submission import preflight
 
 log = logging.getLogger(__name__)
 
-OPTIONS: dict[str, dict[str, Any]] = {
-    "load": {"force": False, "sql_dir": None, "force_reset": False},
-    "replicate": {
-        "tables": None,
-        "schemas": None,
-        "overwrite": False,
-        "drop_dependents": False,
-    },
-}
+OPTIONS: dict[str, RunOptions] = {"load": LoadOptions(), "replicate": ReplicateOptions()}
 """A scheduled run's options: the workers' own settings, nothing forced or overwritten."""
 JOBS = ("load", "replicate", "run")
 """The jobs ``pagila.scheduled`` accepts (beat sends ``PAGILA_SCHEDULE_JOB``: run or replicate)."""
 
 
-def start(ctx: Context, kind: str, send: runs.Send, **fields: Any) -> dict[str, Any]:
+def start(ctx: Context, kind: str, send: lifecycle.Send, then: str | None = None) -> dict[str, Any]:
     """Check and start one scheduled run of ``kind``; record it skipped or failed otherwise."""
     options = OPTIONS[kind]
     try:
         seen = preflight.check(ctx.s, kind, options)
-        run_id = runs.start(ctx, kind, options, send, seen=seen, scheduled=True, **fields)
+        run_id = lifecycle.start(ctx, kind, options, send, seen, scheduled=True, then=then)
     except LockHeld as exc:
-        run_id = runs.record_unstarted(
-            ctx, kind, "skipped", f"scheduled run skipped: {exc}", scheduled=True
-        )
+        reason = f"scheduled run skipped: {exc}"
+        run_id = lifecycle.record_unstarted(ctx, kind, RunState.SKIPPED, reason, scheduled=True)
         log.info("scheduled %s %s skipped: %s", kind, run_id, exc)
         return {"run_id": run_id, "state": "skipped"}
     except UsageError as exc:
-        run_id = runs.record_unstarted(ctx, kind, "failed", str(exc), scheduled=True)
+        run_id = lifecycle.record_unstarted(ctx, kind, RunState.FAILED, str(exc), scheduled=True)
         log.error("scheduled %s %s refused: %s", kind, run_id, exc)
         return {"run_id": run_id, "state": "failed"}
     log.info("scheduled %s %s started", kind, run_id)
@@ -67,7 +59,7 @@ def refusal(s: Settings, name: object) -> str | None:
     return None
 
 
-def job(ctx: Context, name: str, send: runs.Send) -> dict[str, Any]:
+def job(ctx: Context, name: str, send: lifecycle.Send) -> dict[str, Any]:
     """``run`` (a load, then its replication), ``load`` or ``replicate``; anything else, or
     any job on a worker without a schedule, is refused and logged, nothing started."""
     if reason := refusal(ctx.s, name):
@@ -78,9 +70,8 @@ def job(ctx: Context, name: str, send: runs.Send) -> dict[str, Any]:
     return start(ctx, name, send)
 
 
-def then(ctx: Context, record: dict[str, Any], send: runs.Send) -> dict[str, Any] | None:
+def then(ctx: Context, run: Run, send: lifecycle.Send) -> dict[str, Any] | None:
     """After a scheduled load succeeded (or was skipped), start the run it hands over to."""
-    after = record.get("then")
-    if not after or record.get("state") not in ("succeeded", "skipped"):
+    if not run.then or run.state not in (RunState.SUCCEEDED, RunState.SKIPPED):
         return None
-    return start(ctx, str(after), send)
+    return start(ctx, run.then, send)

@@ -40,17 +40,8 @@ SQL = re.compile(
 """A string is SQL on a bookkeeping table when it names one beside a keyword or qualified by
 a schema (a bare name, such as a JSON key, is not)."""
 
-LEFT: dict[str, Counter[str]] = {
-    "replication/finish.py": Counter(schema=2, table=1),
-    "cli/submit.py": Counter(schema=2, table=2),
-    "load/loader.py": Counter(schema=1),
-    "replication/replicate.py": Counter(sql_file=2),
-    "submission/preflight.py": Counter(sql_file=1),
-}
-"""What files being rewritten elsewhere still hold, at most (the rewrite calls support instead):
-finish.py's probe of the kept plans and its module docstring, submit.py's ledger headings,
-loader.py's docstring, replicate.py's ``replication_work_ddl`` (:func:`support.ensure_work`)
-and preflight.py's ``load_manifest_state`` (:func:`support.load_state`)."""
+LEFT: dict[str, Counter[str]] = {}
+"""What a module other than the owner may still hold, at most (none now)."""
 
 
 def _files() -> dict[str, Path]:

@@ -280,16 +280,17 @@ def send_load(iso: Isolated, **kwargs: Any) -> str:
     """Start a load as the submit script does (lock, run record) with the project's own app."""
     from pagila_tasks.app import app
     from pagila_tasks.run.lock import RunLock
-    from pagila_tasks.run.progress import Progress
+    from pagila_tasks.run.model import LoadOptions
+    from pagila_tasks.run.record import RunRecord
 
     run_id = f"load-test-{time.time_ns()}"
-    options = {"force": False, "sql_dir": None, "force_reset": False, **kwargs}
+    options = LoadOptions(**kwargs)
     RunLock(iso.redis, 120).acquire(run_id, "load")
-    Progress(iso.redis).create(run_id, "load", 600, options=options)
+    RunRecord(iso.redis).create(run_id, "load", 600, options=options)
     celery = app.__class__(set_as_current=False)
     celery.config_from_object("celeryconfig")
     celery.conf.broker_url = celery.conf.result_backend = iso.env["PAGILA_REDIS_URL"]
-    celery.send_task("pagila.load", kwargs={"run_id": run_id, **options})
+    celery.send_task("pagila.load", kwargs={"run_id": run_id, **options.as_kwargs()})
     return run_id
 
 
@@ -469,29 +470,6 @@ def test_sql_dir_outside_the_roots_is_refused_alike(
         sub.rmdir()
 
 
-def test_sql_dir_under_a_root_loads_and_tilde_is_never_expanded(
-    tmp_path: Path, pagila_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A folder under PAGILA_SQL_ROOTS is accepted (resolved); the same folder named through ~
-    is refused, whatever HOME says."""
-    import os
-
-    from pagila_tasks.base.errors import InputError
-    from pagila_tasks.config import from_env
-    from pagila_tasks.load import loader
-
-    for name in ("pagila-schema.sql", "pagila-data.sql"):
-        (tmp_path / name).symlink_to(pagila_dir / name)
-    s = from_env({**os.environ, "PAGILA_SQL_ROOTS": f"{tmp_path}{os.pathsep}{pagila_dir}"})
-    assert loader.run_folder(s, str(tmp_path)) == tmp_path.resolve()
-    monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(InputError, match="not an allowed folder"):
-        loader.run_folder(s, "~")
-    for path in ("relative/folder", f"{tmp_path}/\x00"):
-        with pytest.raises(InputError, match="not an allowed folder"):
-            loader.run_folder(s, path)
-
-
 @pytest.mark.parametrize("where", ["missing", "outside the roots"])
 def test_sql_dir_refused_by_the_load_task_too(
     servers, tmp_path: Path, pagila_dir: Path, isolated, where: str
@@ -668,31 +646,12 @@ def test_a_forged_force_reset_is_refused(servers, isolated) -> None:
     from pagila_tasks.config import from_env
     from pagila_tasks.load import loader
     from pagila_tasks.run.context import Context
+    from pagila_tasks.run.model import LoadOptions
 
     query(servers.source_dsn, FOREIGN)
     with isolated({}) as iso:
         run_id = iso.start("load")  # recorded with force_reset False; no worker takes it
         ctx = Context(from_env())
         with pytest.raises(Refused, match="force_reset=True is not what was submitted"):
-            loader.run(ctx, run_id, False, "forger", None, force_reset=True)
+            loader.run(ctx, run_id, LoadOptions(force_reset=True), "forger")
     assert scalar(servers.source_dsn, "SELECT count(*) FROM public.mine") == 2
-
-
-def test_sql_roots_setting(tmp_path: Path) -> None:
-    """PAGILA_SQL_ROOTS defaults to PAGILA_SQL_DIR and the download cache, splits on os.pathsep,
-    and refuses relative folders and an empty value."""
-    import os
-
-    from pagila_tasks.base.errors import ConfigError
-    from pagila_tasks.config import from_env
-
-    base = {k: v for k, v in os.environ.items() if k != "PAGILA_SQL_ROOTS"}
-    env = {**base, "PAGILA_SQL_DIR": str(tmp_path), "PAGILA_CACHE_DIR": "/var/cache/p"}
-    assert from_env(env).sql_roots == (tmp_path, Path("/var/cache/p"))
-    assert from_env({**env, "PAGILA_SQL_ROOTS": f"/a{os.pathsep}/b"}).sql_roots == (
-        Path("/a"),
-        Path("/b"),
-    )
-    for bad in ("relative", " "):
-        with pytest.raises(ConfigError, match="PAGILA_SQL_ROOTS"):
-            from_env({**env, "PAGILA_SQL_ROOTS": bad})

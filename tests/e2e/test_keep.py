@@ -10,8 +10,8 @@ import sys
 import psycopg2
 import pytest
 
+from tests.e2e.test_swap import Reader
 from tests.support import assert_replica, query, scalar, schema_ddl, wait_for
-from tests.test_swap import Reader
 
 pytestmark = [pytest.mark.e2e]
 

@@ -11,7 +11,12 @@ import pytest
 from pagila_tasks import config
 from pagila_tasks.pg import warm
 from pagila_tasks.replication import snapshot
+from pagila_tasks.run.record import RunRecord
 from tests.support import query, redis_client, wait_for
+
+# The test process reads the session servers from its environment (the settings,
+# tests.support.redis_client): asking for them starts them and resets them per test.
+pytestmark = pytest.mark.usefixtures("servers")
 
 
 @pytest.fixture
@@ -78,7 +83,7 @@ def test_a_spare_holder_takes_a_run_and_exits_without_one() -> None:
     run_id = "replicate-test-spare"
     client.hset(f"pagila:run:{run_id}", mapping={"state": "running"})
     try:
-        snap = snapshot.start_holder(run_id, client)
+        snap = snapshot.start_holder(RunRecord(client), run_id)
         assert snap
         assert int(client.hget(f"pagila:run:{run_id}", "snapshot_pid")) == spare.pid
         client.hset(f"pagila:run:{run_id}", "state", "succeeded")

@@ -12,7 +12,12 @@ from pagila_tasks.app import app
 from pagila_tasks.base.errors import Refused
 from pagila_tasks.config import settings
 from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import ReplicateOptions
 from pagila_tasks.tasks import PagilaTask
+
+# The test process reads the session servers from its environment (the settings,
+# tests.support.redis_client): asking for them starts them and resets them per test.
+pytestmark = pytest.mark.usefixtures("servers")
 
 
 def _closed_port() -> int:
@@ -39,7 +44,7 @@ def test_a_failing_task_is_retried_then_fails(unreachable_target: Context) -> No
     ctx = unreachable_target
     run_id = "replicate-inprocess-1"
     ctx.lock.acquire(run_id, "replicate")
-    ctx.progress.create(run_id, "replicate", 600, options={})
+    ctx.record.create(run_id, "replicate", 600, options=ReplicateOptions())
     app.loader.import_default_modules()
     with start_worker(
         app, pool="solo", perform_ping_check=False, queues=["inproc"], shutdown_timeout=30

@@ -15,15 +15,27 @@ import pytest
 
 from pagila_stack import procfs
 from tests import shapes
-from tests.support import ROOT, assert_replica, query, scalar, submit_json, wait_for
+from tests.support import (
+    ROOT,
+    assert_replica,
+    proc_environ,
+    query,
+    scalar,
+    submit_json,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-def holders() -> set[int]:
-    """Pids of snapshot holders (spares included) running now."""
+def holders(redis_url: str) -> set[int]:
+    """Pids of snapshot holders (spares included) running now for the Redis at ``redis_url``:
+    only this test's, tied to it by their environment, whatever else runs on the machine."""
     return {
-        pid for pid in procfs.table() if "pagila_tasks.replication.snapshot" in procfs.cmdline(pid)
+        pid
+        for pid in procfs.table()
+        if "pagila_tasks.replication.snapshot" in procfs.cmdline(pid)
+        and proc_environ(pid).get("PAGILA_REDIS_URL") == redis_url
     }
 
 
@@ -47,7 +59,7 @@ def test_a_run_nobody_can_serve_is_refused_at_once(servers, isolated, queues) ->
     iso = isolated({})
     if queues:
         iso.pool(1, prefix="only", queues=queues)
-    before = holders()
+    before = holders(iso.env["PAGILA_REDIS_URL"])
     started = time.monotonic()
     proc = iso.submit("replicate")
     elapsed = time.monotonic() - started
@@ -59,7 +71,7 @@ def test_a_run_nobody_can_serve_is_refused_at_once(servers, isolated, queues) ->
     assert elapsed < 5, elapsed
     assert iso.redis.get("pagila:lock") is None
     assert iso.redis.llen("pagila:runs") == 0
-    assert holders() <= before
+    assert holders(iso.env["PAGILA_REDIS_URL"]) <= before
 
 
 def test_schemas_travel_with_the_run(servers, isolated) -> None:
@@ -197,7 +209,7 @@ def test_a_snapshot_nobody_copies_from_is_given_up(servers, isolated) -> None:
     iso.pool(1, prefix="c", queues="control")
     assert iso.submit("load").returncode == 0
     run_id = iso.start("replicate")  # pagila-submit would refuse: no worker consumes copy
-    wait_for(lambda: iso.record(run_id).get("prepared_at"), 60, "prepare to finish")
+    wait_for(lambda: iso.record(run_id).get("plan"), 60, "prepare to finish")
     pid = int(iso.redis.hget(f"pagila:run:{run_id}", "snapshot_pid"))
     record = iso.wait_done(run_id, timeout=40)
     assert record["state"] == "failed" and "copy queue" in record["error"], record

@@ -14,7 +14,7 @@ from tests.support import WHEEL_SOURCES
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "workers" / "Dockerfile"
 SERVICES = ("redis", "source", "target", "worker", "beat", "flower", "submit")

@@ -19,7 +19,7 @@ from pagila_tasks.run.plan import (
 
 
 def t(name: str, rows: int = 10, size: int = 100, key: str | None = "id") -> Table:
-    return Table("public", name, False, rows, size, ("id", "v"), key)
+    return Table("public", name, rows, size, ("id", "v"), key)
 
 
 def test_one_unit_per_table_largest_first() -> None:
@@ -98,7 +98,7 @@ def test_table_list_parsing() -> None:
 def test_a_table_without_binary_io_goes_as_text_in_every_part() -> None:
     """A table whose types binary COPY cannot carry is copied as text, each key range too; the
     others keep the configured format."""
-    odd = Table("public", "odd", False, 1000, 9, ("id", "code"), "id", text_only=True)
+    odd = Table("public", "odd", 1000, 9, ("id", "code"), "id", text_only=True)
     units = plan_units([odd, t("plain")], split_rows=300, key_spans={"public.odd": (1, 1000)})
     assert {u.text_only for u in units if u.table == "odd"} == {True}
     assert [u.text_only for u in units if u.table == "plain"] == [False]

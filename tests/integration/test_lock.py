@@ -10,6 +10,10 @@ from pagila_tasks.base.errors import LockHeld, LockLost
 from pagila_tasks.run.lock import Heartbeat, RunLock
 from tests.support import redis_client
 
+# The test process reads the session servers from its environment (the settings,
+# tests.support.redis_client): asking for them starts them and resets them per test.
+pytestmark = pytest.mark.usefixtures("servers")
+
 
 def test_one_holder_and_a_named_refusal() -> None:
     """The second taker gets LockHeld naming the holding run, its kind and since when."""
@@ -50,15 +54,15 @@ def test_heartbeat_keeps_the_lock_past_its_ttl() -> None:
 def test_the_first_error_of_a_run_stays_first() -> None:
     """A run's first error is its error; later, different ones are added, never substituted,
     and an unknown run gets no record at all."""
-    from pagila_tasks.run.progress import Progress
+    from pagila_tasks.run.record import RunRecord
 
-    progress = Progress(redis_client())
+    progress = RunRecord(redis_client())
     progress.create("replicate-errors", "replicate", 60)
     progress.note_error("replicate-errors", "foreign key violation on rental")
     progress.note_error("replicate-errors", "cannot drop inherited constraint")
     progress.note_error("replicate-errors", "cannot drop inherited constraint")
-    record = progress.get("replicate-errors")
-    assert record["error"] == "foreign key violation on rental"
-    assert record["later_errors"] == ["cannot drop inherited constraint"]
+    run = progress.get("replicate-errors")
+    assert run is not None and run.error == "foreign key violation on rental"
+    assert run.later_errors == ("cannot drop inherited constraint",)
     progress.note_error("replicate-nobody", "x")
     assert redis_client().exists("pagila:run:replicate-nobody") == 0

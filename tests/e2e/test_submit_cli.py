@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from pagila_tasks.run.progress import TERMINAL, Progress
+from pagila_tasks.run.model import TERMINAL
+from pagila_tasks.run.record import RunRecord
 from tests.support import query, redis_client, scalar, submit, submit_json, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -34,16 +35,17 @@ def started_run_id(output: str) -> str:
 
 
 def record(run_id: str) -> dict:
-    """The run's progress record in Redis."""
-    rec = Progress(redis_client()).get(run_id)
+    """The run's record in Redis, as JSON."""
+    rec = RunRecord(redis_client()).get(run_id)
     assert rec is not None, run_id
-    return rec
+    return rec.as_json()
 
 
 def running_units(run_id: str) -> list[str]:
     """Units of the run a worker is copying right now."""
-    units = (Progress(redis_client()).get(run_id) or {}).get("units", {})
-    return [name for name, u in units.items() if u.get("state") == "running"]
+    run = RunRecord(redis_client()).get(run_id)
+    units = run.units if run else {}
+    return [name for name, u in units.items() if u.state == "running"]
 
 
 def test_status_and_history_after_real_runs(workers: list[int], servers) -> None:

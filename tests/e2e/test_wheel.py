@@ -14,63 +14,8 @@ import pytest
 import redis
 
 from pagila_tasks.pg import pgtools, sqlfiles
-from tests.support import ROOT, WHEEL_SOURCES, free_redis_url, scalar
+from tests.support import ROOT, WHEEL_SOURCES, free_redis_url, probe, run, scalar
 from tests.workers import WorkerPool
-
-# Where the package, celeryconfig and the SQL come from, as the interpreter running it sees them.
-PROBE = (
-    "import json, sys; import pagila_tasks, pagila_tasks.pg.sqlfiles as s; "
-    "cc = __import__('celeryconfig') if 'cc' in sys.argv else None; "
-    "print(json.dumps({'package': pagila_tasks.__file__, 'sql': str(s.folder()), "
-    "'celeryconfig': cc and cc.__file__, 'query': s.query('catalog_tables')}))"
-)
-
-
-def run(args: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run a command to completion; its stdout, or a failure showing its output."""
-    proc = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def probe(python: Path | str, cwd: Path, env: dict[str, str], *flags: str) -> dict[str, str]:
-    """The PROBE's answer from ``python`` started in ``cwd``."""
-    return json.loads(run([python, *flags, "-c", PROBE, "cc"], cwd, env).strip().splitlines()[-1])
-
-
-def test_source_tree_reads_sql_beside_the_package() -> None:
-    """A checkout on sys.path with nothing installed (no site-packages) reads the top-level sql/."""
-    # -S: no site-packages, so no editable finder either; -E: no PYTHONPATH. Only the
-    # standard library is importable beside the checkout, so celeryconfig is not probed.
-    out = json.loads(
-        run([sys.executable, "-S", "-E", "-c", PROBE], ROOT, dict(os.environ)).splitlines()[-1]
-    )
-    assert Path(out["package"]).parent == ROOT / "pagila_tasks"
-    assert out["sql"] == str(ROOT / "sql")
-    assert out["query"] == sqlfiles.query("catalog_tables")
-
-
-def test_editable_install_maps_the_sql_package_to_the_top_level_folder(tmp_path: Path) -> None:
-    """`pip install -e .` (what make does) serves pagila_tasks.sql from the checkout's sql/."""
-    env = {**os.environ, "PYTHONPATH": ""}
-    found = subprocess.run(
-        [sys.executable, "-c", "import pagila_tasks"], cwd=tmp_path, env=env, check=False
-    )
-    if found.returncode != 0:
-        pytest.skip("pagila-tasks is not installed in this interpreter (make test installs it)")
-    out = probe(sys.executable, tmp_path, env)
-    assert Path(out["package"]).parent == ROOT / "pagila_tasks"
-    assert Path(out["celeryconfig"]) == ROOT / "celeryconfig.py"
-    assert out["sql"] == str(ROOT / "sql")
-    assert out["query"] == sqlfiles.query("catalog_tables")
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +62,8 @@ def test_wheel_carries_every_module_the_sql_and_celeryconfig(wheel: Path) -> Non
     want = modules | queries | {"celeryconfig.py", "pagila_tasks/py.typed"}
     assert want <= names, sorted(want - names)
     assert not [n for n in names if n.startswith(("sql/", "tests/", "bench/", "scripts/"))]
+    dev_stack = [n for n in names if "pagila_stack" in n or n.startswith("pagila_tasks/stack/")]
+    assert not dev_stack, dev_stack  # the dev stack is its own distribution (devstack/)
 
 
 @pytest.mark.e2e

@@ -1,0 +1,304 @@
+"""The replication's first phase (the ``pagila.replicate`` task): decide the run, build pre-data.
+
+Snapshot, catalog, plan, checks, then the new copy's schema (pre-data) in staging schemas beside
+the live ones (``swap``) or in their place (``in-place``); what was decided is saved as the run's
+:class:`~pagila_tasks.run.model.ReplicationPlan` for the copies and the callback. The copies are
+in :mod:`.copy`, the callback and the errback in :mod:`.finish`. Each step logs one ``STEP``
+line with the run id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from pagila_tasks import config
+from pagila_tasks.base import names
+from pagila_tasks.base.errors import ConfigError, Refused, ReplicationError, UsageError
+from pagila_tasks.pg import support
+from pagila_tasks.pg.db import CATALOG_PATH, connection
+from pagila_tasks.replication import (
+    catalog,
+    extensions,
+    fkeys,
+    keep,
+    keepplan,
+    largeobjects,
+    protect,
+    schema,
+    snapshot,
+    staging,
+)
+from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run import guard, plan
+from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import ReplicateOptions, ReplicationPlan, Resolved
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What prepare read in the snapshot and on the target, and decided from it."""
+
+    tables: list[plan.Table]
+    spans: dict[str, tuple[int, int]]
+    large_objects: int
+    source_version: int
+    target_version: int
+    needs: extensions.TargetPlan
+    swap: bool
+    kept: keepplan.KeepPlan | None
+
+
+def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.Unit]:
+    """Snapshot, plan, checks and the target schema; returns the units the chord fans out."""
+    guard.run(ctx, run_id, "replicate", options)
+    chosen = _checked(run_id, options.resolve(ctx.s))
+    ctx.record.running(run_id)
+    log.info("STEP prepare %s: export snapshot", run_id)
+    snapshot_id = snapshot.start_holder(ctx.record, run_id)
+    log.info("STEP prepare %s: read the source catalog and the target", run_id)
+    found = _read(ctx, run_id, snapshot_id, chosen)
+    layout = staging.Layout(chosen.schemas, swap=found.swap)
+    units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans)
+    if found.large_objects:
+        units.append(largeobjects.unit())
+    with connection(ctx.s.target_dsn, ctx.s, f"pagila-prepare {run_id}") as tgt:
+        _clear_leftovers(tgt, layout)
+        if chosen.tables is not None:
+            touching = _tables_in_place(ctx, run_id, found.tables)
+        else:
+            touching = []
+            _build_schema(ctx, run_id, tgt, layout, snapshot_id, found)
+    decided = _plan(layout, units, found, touching, subset=chosen.tables is not None)
+    ctx.record.save_plan(run_id, decided)
+    for u in units:
+        ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
+    log.info("STEP prepare %s: %d units planned", run_id, len(units))
+    return units
+
+
+def _checked(run_id: str, chosen: Resolved) -> Resolved:
+    """The run's schemas checked again on the worker (the record could name anything)."""
+    try:
+        config.check_schemas(chosen.schemas, "the run's schemas")
+    except ConfigError as exc:
+        raise Refused(f"run {run_id}: {exc}") from None
+    return chosen
+
+
+def _read(ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved) -> Findings:
+    """The source catalog in the snapshot, the target's checks, swap or in place, what to keep."""
+    s, schemas = ctx.s, chosen.schemas
+    with snapshot_cursor(s, snapshot_id, f"pagila-prepare {run_id}") as cur:
+        catalog.require_schemas(cur, schemas)
+        picked = list(chosen.tables) if chosen.tables is not None else None
+        tables = catalog.select_tables(cur, schemas, picked)
+        spans = _key_spans(cur, tables, s.split_rows)
+        whole = chosen.tables is None
+        wanted = extensions.needed(cur, schemas) if whole else []
+        with connection(s.target_dsn, s, f"pagila-prepare {run_id}") as tgt, tgt.cursor() as tc:
+            protect.check(cur, tc, schemas, chosen.overwrite)
+            needs = extensions.check_target(tc, wanted, schemas)
+            hosts = {e.schema for e in wanted} | {
+                sch for _, sch in staging.extensions_in(tc, list(schemas))
+            }
+            # An extension cannot move between copies (see .extensions): in place.
+            swap = s.replace == "swap" and whole and not hosts & set(schemas)
+            kept = _keep_plan(ctx, run_id, tgt, cur, chosen, swap) if whole else None
+            return Findings(
+                tables=tables,
+                spans=spans,
+                large_objects=largeobjects.count(cur) if whole else 0,
+                source_version=int(cur.connection.server_version),
+                target_version=int(tgt.server_version),
+                needs=needs,
+                swap=swap,
+                kept=kept,
+            )
+
+
+def _key_spans(
+    cur: psycopg2.extensions.cursor, tables: list[plan.Table], split_rows: int
+) -> dict[str, tuple[int, int]]:
+    """The key span of each table large enough to split (see :func:`plan.plan_units`)."""
+    spans = {}
+    for t in plan.tables_to_split(tables, split_rows):
+        span = catalog.key_span(cur, t)
+        if span:
+            spans[t.qualified] = span
+    return spans
+
+
+def _plan(
+    layout: staging.Layout,
+    units: list[plan.Unit],
+    found: Findings,
+    touching: list[fkeys.ForeignKey],
+    subset: bool,
+) -> ReplicationPlan:
+    return ReplicationPlan(
+        schemas=layout.schemas,
+        swap=layout.swap,
+        targets=layout.targets(),
+        units=tuple(units),
+        table_keys=tuple(t.key for t in found.tables),
+        foreign_keys=tuple(tuple(fk.as_list()) for fk in touching),
+        subset=subset,
+        large_objects=found.large_objects,
+        source_version=found.source_version,
+        target_version=found.target_version,
+        prepared_at=time.time(),
+    )
+
+
+def _keep_plan(
+    ctx: Context,
+    run_id: str,
+    tgt: psycopg2.extensions.connection,
+    src: psycopg2.extensions.cursor,
+    chosen: Resolved,
+    swap: bool,
+) -> keepplan.KeepPlan:
+    """What the target's users built that this run keeps; refused (nothing changed) when it
+    would lose something without ``--drop-dependents``. What an earlier in-place run took down
+    and could not put back is put back first, so it is kept like the rest."""
+    support.ensure(tgt, "replication")
+    with tgt.cursor() as tc:
+        support.ensure_work(tc)
+        for other, earlier in keep.pending(tc, run_id):
+            missed = keep.put_back(tc, earlier)
+            keep.forget(tc, other)
+            if missed:
+                log.warning("run %s: not put back after run %s: %s", run_id, other, missed)
+                ctx.record.keeping(run_id, not_put_back=missed)
+        guard.before_commit(ctx, run_id)
+        tgt.commit()
+        mine = protect.replaceable(tc, chosen.schemas, chosen.overwrite)
+        incoming = keep.source_manifest(src, chosen.schemas)
+        token = names.run_token(run_id)
+        kept = keep.assess(tc, incoming, chosen.schemas, swap, token, mine)
+    keepplan.check(kept, chosen.drop_dependents, keepplan.how_lost(swap))
+    if kept.lost:
+        log.warning("run %s: --drop-dependents: letting go %s", run_id, "; ".join(kept.lost))
+    ctx.record.keeping(run_id, keeps=kept.kept, drops=kept.lost)
+    return kept
+
+
+def _clear_leftovers(conn: psycopg2.extensions.connection, layout: staging.Layout) -> None:
+    """The bookkeeping tables made; what earlier runs left dropped: staging copies (a failed
+    run's) and previous copies. Only a schema a run registered is ever dropped: one that merely
+    carries a staging name is someone's (the preflight refuses to run beside it)."""
+    support.ensure(conn, "replication")
+    with conn.cursor() as cur:
+        support.ensure_work(cur)
+        cur.execute(sql.SQL("TRUNCATE {}").format(largeobjects.STAGE))  # an earlier run's
+        stale = staging.registered(cur, "stage")
+        old = staging.registered(cur, "old")
+    conn.commit()
+    staging.drop(conn, list(dict.fromkeys(stale)), staging.DROP_WAIT_MS, keep_extensions=False)
+    left = staging.drop(conn, old, staging.DROP_WAIT_MS)
+    if left:
+        log.warning("previous copies still in use, left for a later run: %s", left)
+
+
+def _build_schema(
+    ctx: Context,
+    run_id: str,
+    tgt: psycopg2.extensions.connection,
+    layout: staging.Layout,
+    snapshot_id: str,
+    found: Findings,
+) -> None:
+    """Dump the source schema in the snapshot (kept for post-data) and build pre-data."""
+    log.info("STEP prepare %s: dump the source schema", run_id)
+    archive = schema.dump(ctx.s, layout.schemas, snapshot_id, found.source_version)
+    ctx.record.store_schema(run_id, archive)
+    text = schema.script(ctx.s, archive, "pre-data", found.source_version, found.target_version)
+    extensions.create_outside(tgt, found.needs)
+    where = "beside the live copy" if layout.swap else "in place of the live copy"
+    log.info("STEP prepare %s: build %s, pre-data %s", run_id, layout.schemas, where)
+    _pre_data(ctx, run_id, tgt, layout, text, found.needs, found.kept)
+
+
+def _pre_data(
+    ctx: Context,
+    run_id: str,
+    conn: psycopg2.extensions.connection,
+    layout: staging.Layout,
+    text: str,
+    needs: extensions.TargetPlan,
+    kept: keepplan.KeepPlan | None,
+) -> None:
+    """The new copy's pre-data, in one transaction: all of it, or nothing changed. In place,
+    what the target's users built around the schemas is dropped first (and the plan to make it
+    again kept on the target, in the same transaction)."""
+    with conn.cursor() as cur:
+        if layout.swap:
+            with staging.as_live(cur, layout, create=True):
+                for ext, version in needs.inside:
+                    extensions.create(cur, ext, version)
+                schema.run(cur, text)
+            for live in layout.schemas:
+                staging.register(cur, layout.build(live), "stage", live, run_id)
+        else:
+            _reset_in_place(cur, run_id, layout, kept)
+            for ext, version in needs.inside:
+                extensions.create(cur, ext, version)
+            schema.run(cur, text)
+        guard.before_commit(ctx, run_id)
+    conn.commit()
+
+
+def _reset_in_place(
+    cur: psycopg2.extensions.cursor,
+    run_id: str,
+    layout: staging.Layout,
+    kept: keepplan.KeepPlan | None,
+) -> None:
+    """In place: what depends on the schemas taken down (its plan saved), the schemas emptied."""
+    if kept is not None:
+        keep.save(cur, run_id, kept)
+        keep.run_steps(cur, kept.detach, "before the in-place reset")
+        if not kept.lost:  # else --drop-dependents accepted what the reset takes
+            _nothing_else_depends(cur, layout.schemas)
+    for live in layout.schemas:
+        staging.empty(cur, live)
+    staging.register_live(cur, layout.schemas, run_id)
+
+
+def _nothing_else_depends(cur: psycopg2.extensions.cursor, schemas: tuple[str, ...]) -> None:
+    """Before an in-place reset: what the plan took down was all that depended on the schemas
+    (something made since the plan was read would go with the reset's CASCADE: refused, and
+    the transaction, reset included, rolled back)."""
+    others = keep.outside_dependents(cur, *schemas)
+    if others:
+        shown = ", ".join(names.quote(s) for s in schemas)
+        raise ReplicationError(
+            f"the in-place reset of {shown} would drop what depends on them, made since this "
+            f"run read what to keep: {'; '.join(others)}; nothing changed"
+        )
+
+
+def _tables_in_place(ctx: Context, run_id: str, tables: list[plan.Table]) -> list[fkeys.ForeignKey]:
+    """A --tables run copies into the live tables: they must exist; the foreign keys touching
+    them are dropped for the copy (the callback adds them back, validated)."""
+    s = ctx.s
+    with connection(s.target_dsn, s, f"pagila-prepare {run_id}", search_path=CATALOG_PATH) as c2:
+        with c2.cursor() as cur:
+            missing = [t.qualified for t in tables if not catalog.table_exists(cur, t.key)]
+            if missing:
+                raise UsageError(
+                    f"the target has no table {', '.join(missing)}: run a full replicate first"
+                )
+            log.info("STEP prepare %s: drop foreign keys touching the chosen tables", run_id)
+            touching = fkeys.touching(cur, [t.key for t in tables])
+        guard.before_commit(ctx, run_id)
+        fkeys.drop(c2, touching)
+    return touching
