@@ -2,7 +2,7 @@
 -- identity after a load of them): what a source loaded by an earlier version of the project,
 -- which kept no manifest, may hold in public for a plain load to reset it.
 -- Regenerate after changing pagila_files.PINNED_SHA256 or sql/public_objects.sql (see
--- tests/test_loader_guard.py::test_pinned_public_objects_are_what_the_pinned_files_create).
+-- tests/e2e/test_loader_guard.py::test_pinned_public_objects_are_what_the_pinned_files_create).
 -- Parameters: none.
 SELECT type, identity FROM (VALUES
     ('aggregate', 'public.group_concat(pg_catalog.text)'),

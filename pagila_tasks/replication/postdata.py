@@ -145,7 +145,8 @@ def keep_build(
 def resolved(ctx: Context, run_id: str) -> Resolved:
     """This run's options with the workers' settings filled in, as prepare resolved them."""
     options = ctx.run(run_id).typed_options
-    assert isinstance(options, ReplicateOptions)
+    if not isinstance(options, ReplicateOptions):
+        raise ReplicationError(f"run {run_id} is not a replication")
     return options.resolve(ctx.s)
 
 
