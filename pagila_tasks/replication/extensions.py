@@ -15,6 +15,7 @@ each of everything but the extension's objects (see :mod:`.replicate`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2.extensions
@@ -112,8 +113,13 @@ def create(cur: Cursor, ext: Extension, version: str | None, schema: str | None 
     log.info("created extension %s in %s", ext.name, schema or ext.schema)
 
 
-def create_outside(conn: psycopg2.extensions.connection, plan: TargetPlan) -> None:
-    """Create the extensions of schemas no run replaces (kept across runs), committed."""
+def create_outside(
+    conn: psycopg2.extensions.connection,
+    plan: TargetPlan,
+    before_commit: Callable[[], None] | None = None,
+) -> None:
+    """Create the extensions of schemas no run replaces (kept across runs), committed after
+    ``before_commit`` (the run's check)."""
     if not plan.outside:
         return
     with conn.cursor() as cur:
@@ -122,4 +128,6 @@ def create_outside(conn: psycopg2.extensions.connection, plan: TargetPlan) -> No
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ext.schema))
             )
             create(cur, ext, version)
+    if before_commit is not None:
+        before_commit()
     conn.commit()

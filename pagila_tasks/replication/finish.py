@@ -14,6 +14,7 @@ transaction, marks a run whose copy went live.
 
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from pagila_tasks.replication import (
     verify,
 )
 from pagila_tasks.replication.snapshot import snapshot_cursor
-from pagila_tasks.run import lifecycle
+from pagila_tasks.run import guard, lifecycle
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import ReplicationPlan, Run, RunState, Switch
 
@@ -152,7 +153,9 @@ def _build_and_measure(
         log.info("STEP finish %s: post-data (indexes two at a time, the rest as live)", run_id)
         pending = postdata.post_data(ctx, run_id, plan, layout, source.foreign_keys)
         log.info("STEP finish %s: %d keys validated; sequences, matviews", run_id, len(pending))
-        validated = pool.submit(fkeys.validate, s, pending, 2, f"pagila-fk {run_id}", targets)
+        check = functools.partial(guard.before_commit, ctx, run_id)
+        name = f"pagila-fk {run_id}"
+        validated = pool.submit(fkeys.validate, s, pending, 2, name, targets, check)
         seqs = postdata.sequences_and_matviews(
             ctx, run_id, layout, source.sequences, source.matviews
         )

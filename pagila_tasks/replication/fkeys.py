@@ -16,6 +16,7 @@ are qualified whatever the database's own search path is; tables are (schema, na
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -127,8 +128,10 @@ def validate(
     jobs: int,
     name: str,
     targets: dict[str, str] | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> None:
-    """``VALIDATE CONSTRAINT`` each, ``jobs`` at a time, each in its own transaction.
+    """``VALIDATE CONSTRAINT`` each, ``jobs`` at a time, each in its own transaction (preceded
+    by ``before_commit``, the run's check).
 
     ``targets`` maps a schema to where the run built it (a staging schema): validation names
     only the key's own table, so it can run outside the *as live* transaction.
@@ -144,6 +147,8 @@ def validate(
                     fk.on(targets.get(fk.schema)), sql.Identifier(fk.name)
                 )
             )
+            if before_commit is not None:
+                before_commit()
             conn.commit()
 
     with ThreadPoolExecutor(max_workers=max(jobs, 1), thread_name_prefix="fk") as pool:

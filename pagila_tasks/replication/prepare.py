@@ -221,7 +221,7 @@ def _build_schema(
     archive = schema.dump(ctx.s, layout.schemas, snapshot_id, found.source_version)
     ctx.record.store_schema(run_id, archive)
     text = schema.script(ctx.s, archive, "pre-data", found.source_version, found.target_version)
-    extensions.create_outside(tgt, found.needs)
+    extensions.create_outside(tgt, found.needs, lambda: guard.before_commit(ctx, run_id))
     where = "beside the live copy" if layout.swap else "in place of the live copy"
     log.info("STEP prepare %s: build %s, pre-data %s", run_id, layout.schemas, where)
     _pre_data(ctx, run_id, tgt, layout, text, found.needs, found.kept)

@@ -5,8 +5,10 @@ run that ``pagila-submit`` (or the scheduler) recorded, that holds the run lock,
 kind, with the arguments recorded for it; a copy only for a unit that ``prepare`` planned and
 stored for that run, compared whole (columns and key range included). Anything else is refused
 with :class:`~pagila_tasks.base.errors.Refused` before the first write: no database, lock or
-record is touched, and the task hooks leave the run alone. Every commit that writes a database
-is preceded by :func:`before_commit`.
+record is touched, and the task hooks leave the run alone. Every commit that writes what the
+run builds (the load, the copy and everything on it, the switch) is preceded by
+:func:`before_commit`; only the cleanup of an ended run (its failed ledger row, its staging
+dropped, a previous copy dropped) is not, since it must also run for a cancelled one.
 """
 
 from __future__ import annotations
