@@ -285,9 +285,11 @@ PROBE = (
 )
 
 
-def run(args: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run a command to completion; its stdout, or a failure showing its output."""
-    proc = subprocess.run(
+def completed(
+    args: list[str | Path], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion (at most 10 minutes), its output captured as text."""
+    return subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
         env=env,
@@ -296,6 +298,11 @@ def run(args: list[str | Path], cwd: Path, env: dict[str, str] | None = None) ->
         timeout=600,
         check=False,
     )
+
+
+def run(args: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command to completion; its stdout, or a failure showing its output."""
+    proc = completed(args, cwd, env)
     assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

@@ -238,11 +238,11 @@ class Run:
     run_id: str
     kind: str
     state: RunState
+    deadline: float = float("inf")
+    error: str | None = None
     submitted_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
-    deadline: float = float("inf")
-    error: str | None = None
     later_errors: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     seen: dict[str, Any] | None = None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, completed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,15 +33,7 @@ def test_demo_runs_the_main_job_and_cleans_up(tmp_path: Path) -> None:
         k: v for k, v in os.environ.items() if not k.startswith("PAGILA_") or k == "PAGILA_SQL_DIR"
     }
     env["PAGILA_STACK_DIR"] = str(state)
-    proc = subprocess.run(
-        [sys.executable, "scripts/demo.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = completed([sys.executable, "scripts/demo.py"], ROOT, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "verdict" in proc.stdout and proc.stdout.count(" ok") >= 21
     assert "public.rental" in proc.stdout and ": succeeded" in proc.stdout

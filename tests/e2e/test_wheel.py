@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import redis
 
 from pagila_tasks.pg import pgtools, sqlfiles
-from tests.support import ROOT, WHEEL_SOURCES, free_redis_url, probe, run, scalar
+from tests.support import ROOT, WHEEL_SOURCES, completed, free_redis_url, probe, run, scalar
 from tests.workers import WorkerPool
 
 
@@ -97,15 +96,7 @@ def test_wheel_in_a_fresh_venv_loads_and_replicates(venv: Path, servers, tmp_pat
     pool.cwd = tmp_path
     try:
         pool.start(2)
-        proc = subprocess.run(
-            [bin_dir / "pagila-submit", "run", "--json"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        proc = completed([bin_dir / "pagila-submit", "run", "--json"], tmp_path, env)
         assert proc.returncode == 0, (proc.stdout, proc.stderr, pool.log_tail())
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         assert out["kind"] == "replicate" and out["state"] == "succeeded", out
