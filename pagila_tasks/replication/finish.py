@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from pagila_tasks.base.errors import Refused
+from pagila_tasks.base.errors import Refused, ReplicationError
 from pagila_tasks.pg import support
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import (
@@ -39,7 +39,14 @@ from pagila_tasks.replication import (
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run import guard, lifecycle
 from pagila_tasks.run.context import Context
-from pagila_tasks.run.model import ReplicationPlan, Run, RunState, Switch
+from pagila_tasks.run.model import (
+    ReplicateOptions,
+    ReplicationPlan,
+    Resolved,
+    Run,
+    RunState,
+    Switch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +77,16 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     verify.require(checks, source.sequences, target_seqs)
     detail = verify.detail(checks, run.table_totals())
     ctx.record.verified(run_id, detail, len(source.sequences))
-    kept = postdata.keep_build(ctx, run_id, layout, source.manifest) if source.manifest else None
+    chosen = _options(ctx, run)
+    manifest = source.manifest
+    kept = postdata.keep_build(ctx, run_id, layout, manifest, chosen) if manifest else None
     log.info("STEP finish %s: switch", run_id)
-    row = ledger_row(ctx.run(run_id), True, None, detail)
-    carried = switch.Kept(kept, source.manifest) if kept and source.manifest else None
+    row = ledger_row(run, True, None, detail)
+    carried = switch.Kept(kept, manifest) if kept and manifest else None
     moves_objects = plan.large_objects > 0 or not plan.subset
     done = switch.run(ctx, run_id, layout, row, moves_objects, carried)
     ctx.record.switched(run_id, Switch(done.target_state, done.at.isoformat(), done.held_ms))
-    _drop_old(ctx, run_id)  # before "succeeded": a run reported ended holds nothing any more
+    _drop_old(ctx, run_id, chosen.drop_dependents)  # before "succeeded": ends holding nothing
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
     log.info("STEP finish %s: succeeded, %d tables verified", run_id, len(checks))
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
@@ -88,6 +97,14 @@ def _replication(ctx: Context, run_id: str) -> Run:
     if run is None or run.kind != "replicate":
         raise Refused(f"no replication run {run_id} was submitted; nothing done")
     return run
+
+
+def _options(ctx: Context, run: Run) -> Resolved:
+    """The run's options with the workers' settings filled in, as prepare resolved them."""
+    options = run.typed_options
+    if not isinstance(options, ReplicateOptions):
+        raise ReplicationError(f"run {run.run_id} is not a replication")
+    return options.resolve(ctx.s)
 
 
 def _plan_of(run: Run) -> ReplicationPlan:
@@ -183,7 +200,7 @@ def ledger_row(
     )
 
 
-def _drop_old(ctx: Context, run_id: str) -> None:
+def _drop_old(ctx: Context, run_id: str, take_dependents: bool) -> None:
     """Drop the copy this run replaced, waiting a bounded time for readers still on it."""
     s = ctx.s
     try:
@@ -191,8 +208,7 @@ def _drop_old(ctx: Context, run_id: str) -> None:
             with conn.cursor() as cur:
                 old = staging.registered(cur, "old", run_id)
             conn.commit()
-            drop = postdata.resolved(ctx, run_id).drop_dependents
-            left = staging.drop(conn, old, staging.DROP_WAIT_MS, take_dependents=drop)
+            left = staging.drop(conn, old, staging.DROP_WAIT_MS, take_dependents=take_dependents)
     except psycopg2.Error as exc:  # the copy is live: a leftover is the next run's to drop
         log.warning("run %s: previous copy not dropped: %s", run_id, s.scrub(str(exc)))
         return

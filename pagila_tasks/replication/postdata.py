@@ -23,7 +23,7 @@ from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import fkeys, keep, keepplan, protect, schema, sequences, staging
 from pagila_tasks.run import guard
 from pagila_tasks.run.context import Context
-from pagila_tasks.run.model import ReplicateOptions, ReplicationPlan, Resolved
+from pagila_tasks.run.model import ReplicationPlan, Resolved
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,11 @@ def build_apart(ctx: Context, run_id: str, statements: list[str]) -> None:
 
 
 def keep_build(
-    ctx: Context, run_id: str, layout: staging.Layout, manifest: keepplan.Manifest
+    ctx: Context,
+    run_id: str,
+    layout: staging.Layout,
+    manifest: keepplan.Manifest,
+    chosen: Resolved,
 ) -> keepplan.KeepPlan:
     """Build on the new copy what the target's users added to the replicated tables, and ahead
     under temporary names their materialized views and constraints elsewhere (checked against
@@ -111,7 +115,6 @@ def keep_build(
     what readers use until the switch); in place, prepare read it before its reset. Done once
     per run (a recorded step, with the plan the switch then carries out)."""
     s = ctx.s
-    chosen = resolved(ctx, run_id)
     with connection(s.target_dsn, s, f"pagila-keep {run_id}") as conn, conn.cursor() as cur:
         saved = keep.load(cur, run_id)
         if support.step_done(cur, run_id, "keep-build") and saved is not None:
@@ -140,14 +143,6 @@ def keep_build(
         guard.before_commit(ctx, run_id)
         conn.commit()
     return kept
-
-
-def resolved(ctx: Context, run_id: str) -> Resolved:
-    """This run's options with the workers' settings filled in, as prepare resolved them."""
-    options = ctx.run(run_id).typed_options
-    if not isinstance(options, ReplicateOptions):
-        raise ReplicationError(f"run {run_id} is not a replication")
-    return options.resolve(ctx.s)
 
 
 def _quoted_builds(cur: psycopg2.extensions.cursor, layout: staging.Layout) -> dict[str, str]:

@@ -43,8 +43,8 @@ def run(ctx: Context, run_id: str, kind: str, options: RunOptions | None = None)
         raise Refused(f"run {run_id} is already {found.state}; nothing done")
     if not ctx.lock.held_by(run_id):
         raise Refused(f"run {run_id} does not hold the run lock; nothing done")
-    if options is not None and options != _recorded(found):
-        raise Refused(f"run {run_id}: {_difference(options, _recorded(found))}")
+    if options is not None and options != (recorded := _recorded(found)):
+        raise Refused(f"run {run_id}: {_difference(options, recorded)}")
     return found
 
 
