@@ -211,10 +211,10 @@ def prepare(
     schemas: list[str] | None = None,
     overwrite: bool = False,
     drop_dependents: bool = False,
+    full: bool = False,
 ) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
-    listed = (tuple(x) if x is not None else None for x in (tables, schemas))
-    options = ReplicateOptions(*listed, overwrite, drop_dependents)
+    options = ReplicateOptions(tables, schemas, overwrite, drop_dependents, full)  # type: ignore[arg-type]
     units = prepare_phase.prepare(self.ctx, run_id, options)
     _launch(self.ctx, run_id, units)
     return {"run_id": run_id, "units": len(units)}
@@ -244,12 +244,16 @@ def fail_replication(self: PagilaTask, run_id: str, reason: str | None = None) -
 
 
 def _launch(ctx: Context, run_id: str, units: list[Unit]) -> None:
-    """The run's chord: one ``copy_table`` per unit, then the callback, the errback on error."""
+    """The run's chord: one ``copy_table`` per unit, then the callback, the errback on error
+    (no units, the live copy proven unchanged: the callback alone)."""
     header = [copy_table.si(run_id, u.schema, u.table, u.as_args()) for u in units]
     body = finish_replication.si(run_id)
     body.link_error(fail_replication.si(run_id))
     ctx.record.add_task_ids(run_id, [sig.freeze().id for sig in header] + [body.freeze().id])
-    chord(header, body).apply_async()
+    if header:
+        chord(header, body).apply_async()
+    else:
+        body.apply_async()
 
 
 @worker_process_init.connect

@@ -50,3 +50,15 @@ CREATE TABLE IF NOT EXISTS pagila_support.kept_objects (
     plan        text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+-- replication_fingerprint holds, per set of replicated schemas, the sha256 of the source's schema
+-- dump the last run switched in and of the live schemas' dump on the target just after it: a
+-- later run whose dumps of both sides hash the same knows that neither schema changed since
+-- (pagila_tasks.replication.proof). A switch deletes it in its transaction; the run records
+-- the new one after, so a run that could not record it leaves none (the next run copies).
+CREATE TABLE IF NOT EXISTS pagila_support.replication_fingerprint (
+    schemas        text PRIMARY KEY,
+    run_id         text NOT NULL,
+    source_sha256  text NOT NULL,
+    target_sha256  text NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now()
+);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -45,7 +46,12 @@ class Isolated:
         return pool
 
     def submit(self, *args: str, timeout: float = 300):
-        return submit(*args, env=self.env, timeout=timeout)
+        """``pagila-submit ARGS`` with the test's settings; a hang fails with the workers' logs."""
+        try:
+            return submit(*args, env=self.env, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            tails = "\n".join(pool.log_tail(60) for pool in self.pools)
+            raise AssertionError(f"{exc}\n{exc.stdout!r}\n{exc.stderr!r}\n{tails}") from None
 
     def submit_json(self, *args: str, timeout: float = 300):
         return submit_json(*args, env=self.env, timeout=timeout)

@@ -55,6 +55,15 @@ def started_line(run_id: str, kind: str, seen: dict[str, Any] | None) -> str:
     return f"run {run_id} ({kind}) started: {facts(kind, seen)}"
 
 
+def plan_line(run: Run) -> str | None:
+    """What a replication will copy and why, once prepare decided it."""
+    if run.plan is None:
+        return None
+    n, tables = len(run.plan.units), len(run.plan.tables)
+    what = f"copies {n} units of {tables} tables" if n else f"copies nothing of {tables} tables"
+    return f"plan: {what}: {printable(run.plan.reason)}" if run.plan.reason else f"plan: {what}"
+
+
 def target_line(run: Run) -> str | None:
     """What a replication left on the target, once it ended."""
     state = run.switch.target_state
@@ -91,8 +100,15 @@ class LiveView:
         self.tty = out.isatty()
         self._drawn = 0
         self._last: dict[str, str] = {}
+        self._planned = False
 
     def update(self, run: Run) -> None:
+        if not self._planned and (line := plan_line(run)):  # once, above the unit lines
+            self._planned = True
+            if self.tty and self._drawn:  # above what was drawn: it is drawn again below
+                self.out.write(f"\x1b[{self._drawn}F\x1b[2K")
+            self.out.write(line + "\n")
+            self._drawn = 0
         lines = {name: unit_line(name, u) for name, u in sorted(run.units.items())}
         if self.tty:
             if self._drawn:
@@ -130,8 +146,9 @@ def replication_summary(run: Run) -> str:
                 "yes" if t.spilled else "no",
                 ",".join(t.workers) or "-",
                 f"{t.seconds:.2f}",
+                c.get("how", "copied") if c else "-",
                 verdict,
             ]
         )
     head = ["table", "source rows", "target rows", "bytes", "spilled", "worker", "seconds"]
-    return table([*head, "verdict"], rows)
+    return table([*head, "how", "verdict"], rows)

@@ -78,9 +78,8 @@ def options(s: Settings, kind: str, args: argparse.Namespace) -> RunOptions:
     )
     drop = args.drop_dependents or (s.drop_dependents and "PAGILA_DROP_DEPENDENTS" in s.given)
     tables = plan.parse_table_list(args.tables)
-    return ReplicateOptions(
-        tuple(tables) if tables is not None else None, schemas, bool(overwrite), bool(drop)
-    )
+    listed = tuple(tables) if tables is not None else None
+    return ReplicateOptions(listed, schemas, bool(overwrite), bool(drop), bool(args.full))
 
 
 def _run_one(sub: Submitter, kind: str, args: argparse.Namespace) -> int:
@@ -281,6 +280,12 @@ def parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="let go what the target's users built that the run cannot keep (named "
                 "when refused without it)",
+            )
+            sp.add_argument(
+                "--full",
+                action="store_true",
+                help="copy every table, without first proving the live copy already equal to "
+                "the source (a proven one is kept as it is)",
             )
     sp = common(sub.add_parser("status", help="show one run"))
     sp.add_argument("run_id")

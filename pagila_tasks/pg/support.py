@@ -9,7 +9,8 @@ The schema sits on both servers and no load or replication touches it except thr
 - the replication working tables (target): the registry of schemas runs created
   (``replication_schemas``), the finishing steps done (``replication_steps``), the live schemas
   runs switched in (``replication_live``), what the last switch owns in them
-  (``replication_manifest``) and the plans of what runs keep of the target's users' work
+  (``replication_manifest``), the schema fingerprints of the last switch
+  (``replication_fingerprint``) and the plans of what runs keep of the target's users' work
   (``kept_objects``).
 
 Every statement is a named file in ``sql/`` but a few one-liners written here. Callers keep the
@@ -254,6 +255,46 @@ def record_step(cur: Cursor, run_id: str, step: str) -> None:
             _table("replication_steps")
         ),
         (run_id, step),
+    )
+
+
+def _schema_set(schemas: Iterable[str]) -> str:
+    return json.dumps(sorted(schemas))
+
+
+def fingerprint(cur: Cursor, schemas: Iterable[str]) -> tuple[str, str, str] | None:
+    """(run id, source sha256, target sha256) recorded for exactly this set of schemas by the
+    last run that switched it in; None when none was (or a run since switched without it)."""
+    if not _exists(cur, "replication_fingerprint"):
+        return None
+    query = sql.SQL(
+        "SELECT run_id, source_sha256, target_sha256 FROM {} WHERE schemas = %s"
+    ).format(_table("replication_fingerprint"))
+    cur.execute(query, (_schema_set(schemas),))
+    row = cur.fetchone()
+    return (str(row[0]), str(row[1]), str(row[2])) if row else None
+
+
+def save_fingerprint(
+    cur: Cursor, schemas: Iterable[str], run_id: str, source_sha256: str, target_sha256: str
+) -> None:
+    """Record the schema fingerprints of the copy a run just switched in."""
+    cur.execute(
+        sqlfiles.query("replication_fingerprint_save"),
+        {
+            "schemas": _schema_set(schemas),
+            "run_id": run_id,
+            "source_sha256": source_sha256,
+            "target_sha256": target_sha256,
+        },
+    )
+
+
+def forget_fingerprint(cur: Cursor, schemas: Iterable[str]) -> None:
+    """Drop the fingerprints of ``schemas`` in the transaction that replaces their copy."""
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE schemas = %s").format(_table("replication_fingerprint")),
+        (_schema_set(schemas),),
     )
 
 

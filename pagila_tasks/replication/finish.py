@@ -31,6 +31,7 @@ from pagila_tasks.replication import (
     keep,
     keepplan,
     postdata,
+    proof,
     sequences,
     staging,
     switch,
@@ -66,8 +67,9 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     run = _replication(ctx, run_id)
     if (ended := _already_finished(ctx, run)) is not None:
         return ended
-    ctx.lock.assert_held(run_id)
-    plan = _plan_of(run)
+    plan = _plan_of(ctx, run)
+    if plan.unchanged:
+        return _unchanged(ctx, run, plan)
     layout = staging.layout_of(plan)
     ctx.record.finishing(run_id)
     log.info("STEP finish %s: read sequences, keys and views in the snapshot", run_id)
@@ -75,7 +77,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     log.info("STEP finish %s: verification (checksums of both sides) beside post-data", run_id)
     checks, target_seqs = _build_and_measure(ctx, run, plan, layout, source)
     verify.require(checks, source.sequences, target_seqs)
-    detail = verify.detail(checks, run.table_totals())
+    detail = verify.detail(checks, run.table_totals(), "copied")
     ctx.record.verified(run_id, detail, len(source.sequences))
     chosen = _options(ctx, run)
     manifest = source.manifest
@@ -86,10 +88,38 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     moves_objects = plan.large_objects > 0 or not plan.subset
     done = switch.run(ctx, run_id, layout, row, moves_objects, carried)
     ctx.record.switched(run_id, Switch(done.target_state, done.at.isoformat(), done.held_ms))
-    _drop_old(ctx, run_id, chosen.drop_dependents)  # before "succeeded": ends holding nothing
+    _after_switch(ctx, run_id, plan, chosen)  # before "succeeded": ends holding nothing
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
     log.info("STEP finish %s: succeeded, %d tables verified", run_id, len(checks))
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
+
+
+def _unchanged(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
+    """A run whose prepare proved the live copy equal to the source at the snapshot: its
+    verdicts are the proof's; one ledger row, nothing built, nothing switched."""
+    run_id = run.run_id
+    checks = [verify.TableCheck(*p) for p in plan.proven]
+    verify.require(checks, {}, {})
+    detail = verify.detail(checks, {}, "kept")
+    ctx.record.verified(run_id, detail, 0)
+    row = ledger_row(run, True, None, detail, "unchanged")
+    with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
+        support.ensure(conn, "replication")
+        guard.before_commit(ctx, run_id)
+        support.insert_replication(conn, row)
+        conn.commit()
+    ctx.record.switched(run_id, Switch(target_state="unchanged"))
+    lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
+    log.info("STEP finish %s: succeeded, nothing copied: %s", run_id, plan.reason)
+    return {"run_id": run_id, "state": "succeeded", "tables": len(checks), "copied": 0}
+
+
+def _after_switch(ctx: Context, run_id: str, plan: ReplicationPlan, chosen: Resolved) -> None:
+    """The new copy's schema fingerprint recorded for the next run's proof (a whole run's),
+    then the copy it replaced dropped."""
+    if plan.fingerprint and not plan.subset:
+        proof.record(ctx.s, run_id, plan.schemas, plan.fingerprint, plan.target_version)
+    _drop_old(ctx, run_id, chosen.drop_dependents)
 
 
 def _replication(ctx: Context, run_id: str) -> Run:
@@ -107,7 +137,9 @@ def _options(ctx: Context, run: Run) -> Resolved:
     return options.resolve(ctx.s)
 
 
-def _plan_of(run: Run) -> ReplicationPlan:
+def _plan_of(ctx: Context, run: Run) -> ReplicationPlan:
+    """The run's plan, once it is sure the run still holds the lock."""
+    ctx.lock.assert_held(run.run_id)
     if run.plan is None:
         raise Refused(f"run {run.run_id} was never prepared; nothing done")
     return run.plan

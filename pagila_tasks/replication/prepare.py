@@ -29,6 +29,7 @@ from pagila_tasks.replication import (
     keep,
     keepplan,
     largeobjects,
+    proof,
     protect,
     schema,
     snapshot,
@@ -57,7 +58,8 @@ class Findings:
 
 
 def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.Unit]:
-    """Snapshot, plan, checks and the target schema; returns the units the chord fans out."""
+    """Snapshot, plan, checks, the proof, the target schema; returns the units the chord fans out
+    (none when the live copy is proven to hold the source already)."""
     guard.run(ctx, run_id, "replicate", options)
     chosen = _checked(run_id, options.resolve(ctx.s))
     ctx.record.running(run_id)
@@ -66,22 +68,56 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
     log.info("STEP prepare %s: read the source catalog and the target", run_id)
     found = _read(ctx, run_id, snapshot_id, chosen)
     layout = staging.Layout(chosen.schemas, swap=found.swap)
-    units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans)
-    if found.large_objects:
-        units.append(largeobjects.unit())
+    proven = _prove(ctx, run_id, snapshot_id, chosen, found)
+    units = [] if proven.unchanged else _units(ctx, found)
     with connection(ctx.s.target_dsn, ctx.s, f"pagila-prepare {run_id}") as tgt:
         _clear_leftovers(tgt, layout)
         if chosen.tables is not None:
             touching = _tables_in_place(ctx, run_id, found.tables)
         else:
             touching = []
-            _build_schema(ctx, run_id, tgt, layout, snapshot_id, found)
-    decided = _plan(layout, units, found, touching, subset=chosen.tables is not None)
+            if not proven.unchanged:
+                _build_schema(ctx, run_id, tgt, layout, found)
+    decided = _plan(layout, units, found, touching, chosen.tables is not None, proven)
     ctx.record.save_plan(run_id, decided)
     for u in units:
         ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
-    log.info("STEP prepare %s: %d units planned", run_id, len(units))
+    log.info("STEP prepare %s: %d units planned: %s", run_id, len(units), proven.reason)
     return units
+
+
+def _units(ctx: Context, found: Findings) -> list[plan.Unit]:
+    units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans)
+    if found.large_objects:
+        units.append(largeobjects.unit())
+    return units
+
+
+def _prove(
+    ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved, found: Findings
+) -> proof.Proof:
+    """A whole run dumps the source schema in the snapshot (kept for the build and post-data)
+    and, unless ``--full``, proves whether the live copy holds the source already."""
+    if chosen.tables is not None:
+        return proof.Proof(False, f"--tables copies the {len(found.tables)} tables it names")
+    log.info("STEP prepare %s: dump the source schema", run_id)
+    archive = schema.dump(ctx.s, chosen.schemas, snapshot_id, found.source_version)
+    ctx.record.store_schema(run_id, archive)
+    fingerprint = schema.archive_fingerprint(ctx.s, archive, found.source_version)
+    if chosen.full:
+        return proof.Proof(False, "--full copies every table", (), fingerprint)
+    log.info("STEP prepare %s: prove the live copy (schemas, counts, checksums)", run_id)
+    tables = [t.key for t in found.tables]
+    return proof.prove(
+        ctx.s,
+        run_id,
+        snapshot_id,
+        chosen.schemas,
+        tables,
+        fingerprint,
+        found.target_version,
+        found.large_objects > 0,
+    )
 
 
 def _checked(run_id: str, chosen: Resolved) -> Resolved:
@@ -142,6 +178,7 @@ def _plan(
     found: Findings,
     touching: list[fkeys.ForeignKey],
     subset: bool,
+    proven: proof.Proof,
 ) -> ReplicationPlan:
     return ReplicationPlan(
         schemas=layout.schemas,
@@ -155,6 +192,15 @@ def _plan(
         source_version=found.source_version,
         target_version=found.target_version,
         prepared_at=time.time(),
+        unchanged=proven.unchanged,
+        reason=proven.reason,
+        proven=tuple(
+            (c.table, c.source_rows, c.target_rows, c.source_checksum, c.target_checksum)
+            for c in proven.checks
+        )
+        if proven.unchanged
+        else (),
+        fingerprint=proven.fingerprint,
     )
 
 
@@ -213,13 +259,12 @@ def _build_schema(
     run_id: str,
     tgt: psycopg2.extensions.connection,
     layout: staging.Layout,
-    snapshot_id: str,
     found: Findings,
 ) -> None:
-    """Dump the source schema in the snapshot (kept for post-data) and build pre-data."""
-    log.info("STEP prepare %s: dump the source schema", run_id)
-    archive = schema.dump(ctx.s, layout.schemas, snapshot_id, found.source_version)
-    ctx.record.store_schema(run_id, archive)
+    """Build pre-data from the source schema dumped in the snapshot (:func:`_prove`)."""
+    archive = ctx.record.schema(run_id)
+    if archive is None:
+        raise ReplicationError(f"run {run_id}: its schema dump was lost from Redis")
     text = schema.script(ctx.s, archive, "pre-data", found.source_version, found.target_version)
     extensions.create_outside(tgt, found.needs, lambda: guard.before_commit(ctx, run_id))
     where = "beside the live copy" if layout.swap else "in place of the live copy"
@@ -268,6 +313,7 @@ def _reset_in_place(
         keep.run_steps(cur, kept.detach, "before the in-place reset")
         if not kept.lost:  # else --drop-dependents accepted what the reset takes
             _nothing_else_depends(cur, layout.schemas)
+    support.forget_fingerprint(cur, layout.schemas)  # the copy it stood for is going
     for live in layout.schemas:
         staging.empty(cur, live)
     staging.register_live(cur, layout.schemas, run_id)

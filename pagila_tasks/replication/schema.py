@@ -9,6 +9,7 @@ after all of them, each all or nothing, and each able to run *as live* (see
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import tempfile
@@ -37,35 +38,59 @@ def tools(s: Settings, source_version: int) -> tuple[Path, Path]:
     return pg_dump, pg_restore
 
 
-def dump(
-    s: Settings, schemas: tuple[str, ...], snapshot_id: str | None, source_version: int
-) -> bytes:
-    """A custom-format, schema-only, owner- and privilege-free dump of exactly ``schemas``.
+def _dump_args(
+    pg_dump: Path, conninfo: str, schemas: tuple[str, ...], snapshot_id: str | None
+) -> list[str]:
+    """pg_dump's arguments for a schema-only, owner- and privilege-free dump of ``schemas``.
 
     Each name goes to pg_dump double-quoted, so it matches that one schema: never lower-cased,
     never split on a dot, never a wildcard; ``--strict-names`` makes a missing one an error.
     """
+    args = [str(pg_dump), "--schema-only", "--no-owner", "--no-privileges", "--strict-names"]
+    args += ["-d", conninfo, *(f"--schema={names.dump_pattern(name)}" for name in schemas)]
+    return args + ([f"--snapshot={snapshot_id}"] if snapshot_id else [])
+
+
+def dump(
+    s: Settings, schemas: tuple[str, ...], snapshot_id: str | None, source_version: int
+) -> bytes:
+    """A custom-format dump of exactly the source's ``schemas`` (see :func:`_dump_args`)."""
     pg_dump, _ = tools(s, source_version)
     conninfo, env = pgtools.conninfo_and_env(s.source_dsn)
     with tempfile.TemporaryDirectory(prefix="pagila-dump-") as tmp:
         out = Path(tmp) / "schema.dump"
-        args = [
-            str(pg_dump),
-            "--schema-only",
-            "--no-owner",
-            "--no-privileges",
-            "--strict-names",
-            "-Fc",
-            "-f",
-            str(out),
-            "-d",
-            conninfo,
-        ]
-        args += [f"--schema={names.dump_pattern(name)}" for name in schemas]
-        if snapshot_id:
-            args.append(f"--snapshot={snapshot_id}")
+        args = [*_dump_args(pg_dump, conninfo, schemas, snapshot_id), "-Fc", "-f", str(out)]
         pgtools.run(args, env, f"pg_dump ({pg_dump})", s.scrub)
         return out.read_bytes()
+
+
+def archive_fingerprint(s: Settings, archive: bytes, source_version: int) -> str:
+    """sha256 of a :func:`dump` archive's whole script (the archive itself holds its date)."""
+    _, pg_restore = tools(s, source_version)
+    _, env = pgtools.conninfo_and_env(s.source_dsn)
+    with tempfile.TemporaryDirectory(prefix="pagila-restore-") as tmp:
+        path = Path(tmp) / "schema.dump"
+        path.write_bytes(archive)
+        args = [str(pg_restore), "--no-owner", "--no-privileges", "-f", "-", str(path)]
+        text = pgtools.run(args, env, "pg_restore", s.scrub)
+    return _digest(text)
+
+
+def _digest(text: str) -> str:
+    """sha256 of a schema script without the random key of its ``\\restrict`` lines."""
+    lines = [ln for ln in text.splitlines() if not _RESTRICT.fullmatch(ln)]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def live_fingerprint(s: Settings, schemas: tuple[str, ...], target_version: int) -> str:
+    """sha256 of the target's live ``schemas`` dumped as :func:`dump` dumps the source's: what
+    its users built there (an index, a comment) included, so any change to them shows."""
+    pg_dump = pgtools.find_tool("pg_dump", target_version // 10000, s.pg_dump)
+    conninfo, env = pgtools.conninfo_and_env(s.target_dsn)
+    text = pgtools.run(
+        [*_dump_args(pg_dump, conninfo, schemas, None), "-Fp"], env, "pg_dump (target)", s.scrub
+    )
+    return _digest(text)
 
 
 def _entry(line: str) -> list[str]:

@@ -58,6 +58,7 @@ class Switched:
 
 
 def _swap(cur: psycopg2.extensions.cursor, layout: staging.Layout, run_id: str) -> None:
+    support.forget_fingerprint(cur, layout.schemas)  # the run records the new copy's after
     olds = {}
     for live in layout.schemas:
         build = layout.build(live)

@@ -150,13 +150,16 @@ def require(
         )
 
 
-def detail(checks: list[TableCheck], totals: dict[str, TableTotal]) -> list[dict[str, Any]]:
-    """Per table: both sides' counts and checksums, the verdict, and its units' bytes, spill,
-    workers and seconds (the ledger's ``detail`` and the run record's ``verification``)."""
+def detail(
+    checks: list[TableCheck], totals: dict[str, TableTotal], how: str
+) -> list[dict[str, Any]]:
+    """Per table: both sides' counts and checksums, the verdict, how the new copy got it
+    (``copied``, or ``kept`` as the live copy had it), and its units' bytes, spill, workers
+    and seconds (the ledger's ``detail`` and the run record's ``verification``)."""
     empty = TableTotal()
     out = []
     for c in checks:
         t = totals.get(c.table, empty)
         units = {"bytes": t.bytes, "spilled": t.spilled, "workers": list(t.workers)}
-        out.append(asdict(c) | {"ok": c.ok, **units, "seconds": t.seconds})
+        out.append(asdict(c) | {"ok": c.ok, "how": how, **units, "seconds": t.seconds})
     return out

@@ -56,6 +56,7 @@ class Resolved:
     schemas: tuple[str, ...]
     overwrite: bool
     drop_dependents: bool
+    full: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class ReplicateOptions:
     schemas: tuple[str, ...] | None = None
     overwrite: bool = False
     drop_dependents: bool = False
+    full: bool = False
+    """Copy everything, without first proving the live copy unchanged
+    (:mod:`pagila_tasks.replication.proof`)."""
 
     def __post_init__(self) -> None:
         for name in ("tables", "schemas"):  # JSON brings lists: one form, so records compare
@@ -79,6 +83,7 @@ class ReplicateOptions:
             "schemas": list(self.schemas) if self.schemas is not None else None,
             "overwrite": self.overwrite,
             "drop_dependents": self.drop_dependents,
+            "full": self.full,
         }
 
     def resolve(self, s: Settings) -> Resolved:
@@ -88,6 +93,7 @@ class ReplicateOptions:
             schemas=self.schemas or s.schemas,
             overwrite=self.overwrite or s.overwrite_target,
             drop_dependents=self.drop_dependents or s.drop_dependents,
+            full=self.full,
         )
 
 
@@ -156,11 +162,19 @@ class ReplicationPlan:
     source_version: int = 0
     target_version: int = 0
     prepared_at: float = 0.0
+    unchanged: bool = False
+    """The live copy was proven to hold the source at the snapshot: nothing to copy or build."""
+    reason: str = ""
+    """Why the run copies what it copies (or nothing), for its first line and the ledger."""
+    proven: tuple[tuple[str, int, int, str | None, str | None], ...] = ()
+    """An unchanged run's verdicts: table, source rows, target rows, both checksums."""
+    fingerprint: str = ""
+    """The source schema's fingerprint, recorded after the switch for the next run's proof."""
 
     @property
     def tables(self) -> list[str]:
-        """The names of the tables the units fill, for people and the ledger."""
-        return sorted({u.table_name for u in self.units})
+        """The names of the tables the units fill (or the proof kept), for people and the ledger."""
+        return sorted({u.table_name for u in self.units} | {p[0] for p in self.proven})
 
     def unit(self, args: object) -> Unit | None:
         """The planned unit whose message arguments are exactly ``args``, else None."""
@@ -181,6 +195,10 @@ class ReplicationPlan:
             "source_version": self.source_version,
             "target_version": self.target_version,
             "prepared_at": self.prepared_at,
+            "unchanged": self.unchanged,
+            "reason": self.reason,
+            "proven": [list(p) for p in self.proven],
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -197,6 +215,12 @@ class ReplicationPlan:
             source_version=int(data.get("source_version") or 0),
             target_version=int(data.get("target_version") or 0),
             prepared_at=float(data.get("prepared_at") or 0.0),
+            unchanged=bool(data.get("unchanged")),
+            reason=str(data.get("reason") or ""),
+            proven=tuple(
+                (str(t), int(sr), int(tr), sc, tc) for t, sr, tr, sc, tc in data.get("proven", [])
+            ),
+            fingerprint=str(data.get("fingerprint") or ""),
         )
 
 
@@ -309,6 +333,12 @@ class Run:
             "result": self.result,
             "verification": list(self.verification) or None,
             "tables": self.plan.tables if self.plan else None,
+            "plan": (
+                {"units": len(self.plan.units), "unchanged": self.plan.unchanged}
+                | {"reason": self.plan.reason}
+                if self.plan
+                else None
+            ),
             "seen": self.seen,
             "options": self.options,
             "target_state": self.switch.target_state,
