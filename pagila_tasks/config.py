@@ -251,6 +251,10 @@ class Settings:
     """The folders a run's ``--sql-dir`` may name on this worker (``PAGILA_SQL_ROOTS``)."""
     force_reset: bool = False
     """A submitter's ``PAGILA_FORCE_RESET``: acts as ``--force-reset`` (never a worker's)."""
+    resume: bool = True
+    """A run that ends without switching keeps its staging copy for the next run to resume."""
+    resume_max_age: float = 86400.0
+    """A staging copy older than this (seconds) is dropped, not resumed."""
 
     def __repr__(self) -> str:
         shown = []
@@ -339,6 +343,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         given=frozenset(k for k, v in env.items() if k.startswith("PAGILA_") and v.strip()),
         sql_roots=parse_sql_roots(env.get("PAGILA_SQL_ROOTS"), sql_dir, cache_dir),
         force_reset=_bool(env, "PAGILA_FORCE_RESET", False),
+        resume=_bool(env, "PAGILA_RESUME", True),
+        resume_max_age=_float(env, "PAGILA_RESUME_MAX_AGE", 86400.0, minimum=0.0),
     )
 
 

@@ -62,3 +62,23 @@ CREATE TABLE IF NOT EXISTS pagila_support.replication_fingerprint (
     target_sha256  text NOT NULL,
     recorded_at    timestamptz NOT NULL DEFAULT now()
 );
+-- staged_runs and staged_units let a run that ended without switching be resumed: the plan a
+-- swap run built its staging copy for (written with its pre-data) and each unit a copy committed
+-- there (written in the copy's own transaction, so a unit listed is a unit whose rows are
+-- there). A later run with the same schema adopts the staging copy and copies again only the
+-- units it cannot prove equal to the source at its own snapshot (pagila_tasks.replication.resume).
+CREATE TABLE IF NOT EXISTS pagila_support.staged_runs (
+    run_id       text PRIMARY KEY,
+    schemas      text NOT NULL,
+    fingerprint  text NOT NULL,
+    units        text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pagila_support.staged_units (
+    run_id     text NOT NULL,
+    unit       text NOT NULL,
+    origin     text NOT NULL,
+    rows       bigint NOT NULL,
+    copied_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, unit)
+);

@@ -3,6 +3,7 @@
 -- hash function (tsvector, json, point, ...): the caller then uses table_checksum.sql.
 -- sum(bigint) is exact (a 128-bit accumulator, numeric result): the same value as summing the
 -- hashes as numeric, at a fraction of the cost.
--- Template: {table} is a psycopg2.sql-quoted schema.table.
+-- Template: {table} is a psycopg2.sql-quoted schema.table; {where} empty, or a WHERE clause
+-- that keeps one key range (a unit's rows).
 SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0)::text
-FROM ONLY {table} AS t;
+FROM ONLY {table} AS t{where};

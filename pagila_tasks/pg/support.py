@@ -10,7 +10,8 @@ The schema sits on both servers and no load or replication touches it except thr
   (``replication_schemas``), the finishing steps done (``replication_steps``), the live schemas
   runs switched in (``replication_live``), what the last switch owns in them
   (``replication_manifest``), the schema fingerprints of the last switch
-  (``replication_fingerprint``) and the plans of what runs keep of the target's users' work
+  (``replication_fingerprint``), the staging copies a later run may resume (``staged_runs``,
+  ``staged_units``) and the plans of what runs keep of the target's users' work
   (``kept_objects``).
 
 Every statement is a named file in ``sql/`` but a few one-liners written here. Callers keep the
@@ -296,6 +297,49 @@ def forget_fingerprint(cur: Cursor, schemas: Iterable[str]) -> None:
         sql.SQL("DELETE FROM {} WHERE schemas = %s").format(_table("replication_fingerprint")),
         (_schema_set(schemas),),
     )
+
+
+def save_staged_run(
+    cur: Cursor, run_id: str, schemas: Iterable[str], fingerprint: str, units: str
+) -> None:
+    """Record the plan a swap run builds its staging copy for, with its pre-data."""
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {} (run_id, schemas, fingerprint, units) VALUES (%s, %s, %s, %s)"
+        ).format(_table("staged_runs")),
+        (run_id, _schema_set(schemas), fingerprint, units),
+    )
+
+
+def staged_run(cur: Cursor, schemas: Iterable[str]) -> tuple[Any, ...] | None:
+    """The newest staging copy not switched in for this set of schemas: run id, fingerprint,
+    units (JSON), age in seconds, whether it began finishing, committed units (JSON)."""
+    if not _exists(cur, "staged_runs"):
+        return None
+    cur.execute(sqlfiles.query("staged_run_latest"), {"schemas": _schema_set(schemas)})
+    return cur.fetchone()
+
+
+def note_staged_unit(cur: Cursor, run_id: str, unit: str, rows: int) -> None:
+    """A unit committed into the run's staging copy (in the copy's transaction)."""
+    cur.execute(sqlfiles.query("staged_unit_note"), {"run_id": run_id, "unit": unit, "rows": rows})
+
+
+def adopt_staged(cur: Cursor, old_run: str, new_run: str) -> None:
+    """Make an earlier run's staging copy (plan, units, schemas) the new run's."""
+    cur.execute(sqlfiles.query("staged_run_adopt"), {"old_run": old_run, "new_run": new_run})
+
+
+def forget_staged(cur: Cursor, keep_run: str | None = None) -> None:
+    """Forget every staging copy's plan and units but ``keep_run``'s (their schemas are being
+    dropped, or went live)."""
+    if not _exists(cur, "staged_runs"):
+        return
+    for table in ("staged_units", "staged_runs"):
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE run_id IS DISTINCT FROM %s").format(_table(table)),
+            (keep_run,),
+        )
 
 
 def manifest_rows(cur: Cursor, schemas: Iterable[str]) -> list[tuple[str, str, str]]:

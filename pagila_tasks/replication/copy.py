@@ -23,7 +23,7 @@ from psycopg2 import sql
 
 from pagila_tasks.base.errors import PoisonMessage, ReplicationError, SnapshotLost
 from pagila_tasks.config import Settings
-from pagila_tasks.pg import warm
+from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.watchdog import Watchdog, Watched
 from pagila_tasks.replication import largeobjects
 from pagila_tasks.replication.snapshot import snapshot_cursor
@@ -44,7 +44,8 @@ class CopyResult:
     seconds: float
 
 
-def _range_filter(unit: Unit) -> sql.Composable:
+def range_filter(unit: Unit) -> sql.Composable:
+    """`` WHERE`` the unit's key range (nothing for a whole table)."""
     if unit.key is None:
         return sql.SQL("")
     key = sql.Identifier(unit.key)
@@ -95,7 +96,7 @@ def statements(unit: Unit, fmt: str, target_schema: str | None = None) -> Statem
     target = sql.Identifier(target_schema or unit.schema, unit.table)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
     listed = sql.SQL(" ({})").format(cols) if unit.columns else sql.SQL("")
-    where = _range_filter(unit)
+    where = range_filter(unit)
     whole = unit.key is None or (unit.lo is None and unit.hi is None)
     return Statements(
         copy_out=sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
@@ -118,9 +119,11 @@ def copy_table(
     snapshot_id: str,
     before_commit: Callable[[], None],
     target_schema: str | None = None,
+    note: Callable[[Any, int], None] | None = None,
 ) -> CopyResult:
     """Copy ``unit`` inside ``snapshot_id`` into ``target_schema`` (default: the unit's own);
-    ``before_commit`` runs just before the commit."""
+    ``note`` (given the cursor and the rows) and ``before_commit`` run just before the commit,
+    in the copy's transaction."""
     started = time.monotonic()
     st = statements(unit, s.copy_format, target_schema)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
@@ -139,10 +142,12 @@ def copy_table(
                 with Watchdog(tgt, watched, s.stall_timeout, f"target COPY of {unit.name}"):
                     cur.copy_expert(st.copy_in, watched, size=1 << 20)
                 target_rows = cur.rowcount
-            if target_rows != source_rows:
-                raise RuntimeError(
-                    f"{unit.name}: source gave {source_rows} rows, target took {target_rows}"
-                )
+                if target_rows != source_rows:
+                    raise RuntimeError(
+                        f"{unit.name}: source gave {source_rows} rows, target took {target_rows}"
+                    )
+                if note is not None:
+                    note(cur, target_rows)
             before_commit()
             tgt.commit()
     seconds = round(time.monotonic() - started, 3)
@@ -183,8 +188,16 @@ def copy_unit(
         raise ReplicationError(f"run {run_id} has no target schema for {unit.name}")
     ctx.record.copy_started(run_id)
     ctx.record.unit(run_id, unit.name, state="running", worker=worker)
+    staged = plan.swap and unit.kind == "table"  # a swap's staging copy: resumable
     result = copy_table(
-        ctx.s, unit, snapshot_id, lambda: guard.before_commit(ctx, run_id), target_schema
+        ctx.s,
+        unit,
+        snapshot_id,
+        lambda: guard.before_commit(ctx, run_id),
+        target_schema,
+        (lambda cur, rows: support.note_staged_unit(cur, run_id, unit.name, rows))
+        if staged
+        else None,
     )
     ctx.record.unit(
         run_id,

@@ -77,7 +77,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     log.info("STEP finish %s: verification (checksums of both sides) beside post-data", run_id)
     checks, target_seqs = _build_and_measure(ctx, run, plan, layout, source)
     verify.require(checks, source.sequences, target_seqs)
-    detail = verify.detail(checks, run.table_totals(), "copied")
+    detail = verify.detail(checks, run.table_totals(), run.how_built())
     ctx.record.verified(run_id, detail, len(source.sequences))
     chosen = _options(ctx, run)
     manifest = source.manifest
@@ -303,8 +303,9 @@ def _failure(run: Run, failed: dict[str, str], reason: str | None) -> str:
 
 
 def _clean_up(ctx: Context, run: Run, row: dict[str, Any]) -> str:
-    """The failed ledger row, then the run's staging dropped and what an in-place run took down
-    put back; what could not be done, as words to add to the run's error."""
+    """The failed ledger row, then what an in-place run took down put back and the run's
+    staging copy dropped, or kept for the next run to resume (:mod:`.resume`); what could not
+    be done, or what was kept, as words to add to the run's error."""
     run_id = run.run_id
     try:
         with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
@@ -314,13 +315,29 @@ def _clean_up(ctx: Context, run: Run, row: dict[str, Any]) -> str:
             with conn.cursor() as cur:
                 ours = staging.registered(cur, "stage", run_id)
                 missed = _put_back(cur, run_id)
+                kept = ours and _resumable(ctx, cur, run)
+                if not kept:
+                    support.forget_staged(cur)
             conn.commit()
-            staging.drop(conn, ours, staging.DROP_WAIT_MS, keep_extensions=False)
+            if not kept:
+                staging.drop(conn, ours, staging.DROP_WAIT_MS, keep_extensions=False)
     except Exception as exc:  # the target may be the thing that broke: still end the run
         why = ctx.s.scrub(str(exc))
         log.error("run %s: could not write the failed audit row: %s", run_id, why)
         return f" (audit row not written: {why})"
-    return f" (not put back: {'; '.join(missed)})" if missed else ""
+    words = f" (not put back: {'; '.join(missed)})" if missed else ""
+    if kept:
+        words += f" (its staging copy is kept for the next run to resume: {', '.join(ours)})"
+    return words
+
+
+def _resumable(ctx: Context, cur: psycopg2.extensions.cursor, run: Run) -> bool:
+    """Whether a failed run's staging copy may serve the next run: resume on, a whole swap
+    run, and no finishing step done on it."""
+    plan = run.plan
+    if not ctx.s.resume or plan is None or not plan.swap or plan.subset:
+        return False
+    return not any(support.step_done(cur, run.run_id, s) for s in ("post-data", "keep-build"))
 
 
 def _put_back(cur: psycopg2.extensions.cursor, run_id: str) -> list[str]:

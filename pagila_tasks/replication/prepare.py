@@ -31,6 +31,7 @@ from pagila_tasks.replication import (
     largeobjects,
     proof,
     protect,
+    resume,
     schema,
     snapshot,
     staging,
@@ -69,25 +70,89 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
     found = _read(ctx, run_id, snapshot_id, chosen)
     layout = staging.Layout(chosen.schemas, swap=found.swap)
     proven = _prove(ctx, run_id, snapshot_id, chosen, found)
-    units = [] if proven.unchanged else _units(ctx, found)
     with connection(ctx.s.target_dsn, ctx.s, f"pagila-prepare {run_id}") as tgt:
-        _clear_leftovers(tgt, layout)
+        resumed = _resume(ctx, run_id, tgt, snapshot_id, layout, chosen, proven)
+        _clear_leftovers(tgt, layout, run_id)
+        units = _units(ctx, found, proven, resumed)
         if chosen.tables is not None:
             touching = _tables_in_place(ctx, run_id, found.tables)
         else:
             touching = []
-            if not proven.unchanged:
-                _build_schema(ctx, run_id, tgt, layout, found)
-    decided = _plan(layout, units, found, touching, chosen.tables is not None, proven)
+            if not proven.unchanged and resumed is None:
+                _build_schema(ctx, run_id, tgt, layout, found, (proven.fingerprint, units))
+    decided = _plan(layout, units, found, touching, chosen.tables is not None, proven, resumed)
     ctx.record.save_plan(run_id, decided)
-    for u in units:
-        ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
-    log.info("STEP prepare %s: %d units planned: %s", run_id, len(units), proven.reason)
-    return units
+    return _queue(ctx, run_id, decided, resumed)
 
 
-def _units(ctx: Context, found: Findings) -> list[plan.Unit]:
-    units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans)
+def _queue(
+    ctx: Context, run_id: str, decided: ReplicationPlan, resumed: resume.Resumed | None
+) -> list[plan.Unit]:
+    """Each unit's first state (reused units are done); the units the chord fans out."""
+    reused = resumed.reused if resumed is not None else {}
+    for u in decided.units:
+        if u.name in reused:
+            origin, rows = reused[u.name]
+            ctx.record.unit(
+                run_id, u.name, state="reused", table=u.table_name, rows=rows, origin=origin
+            )
+        else:
+            ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
+    todo = [u for u in decided.units if u.name not in reused]
+    log.info("STEP prepare %s: %d units to copy: %s", run_id, len(todo), decided.reason)
+    return todo
+
+
+def _resume(
+    ctx: Context,
+    run_id: str,
+    tgt: psycopg2.extensions.connection,
+    snapshot_id: str,
+    layout: staging.Layout,
+    chosen: Resolved,
+    proven: proof.Proof,
+) -> resume.Resumed | None:
+    """The staging copy an earlier run left, adopted when it may be (see :mod:`.resume`), with
+    the units of it proven equal to the source in this snapshot."""
+    if proven.unchanged or chosen.tables is not None:
+        return None
+    support.ensure(tgt, "replication")
+    with tgt.cursor() as cur:
+        support.ensure_work(cur)
+        staged = resume.find(cur, layout.schemas)
+        why_not = staged and resume.refusal(
+            staged, proven.fingerprint, ctx.s, layout.swap, True, chosen.full
+        )
+        if (
+            staged
+            and not why_not
+            and not all(staging.exists(cur, b) for b in layout.targets().values())
+        ):
+            why_not = "its schemas are gone"
+        if staged is None or why_not:
+            if staged is not None:
+                log.info("run %s: not resuming run %s: %s", run_id, staged.run_id, why_not)
+            tgt.commit()
+            return None
+        support.adopt_staged(cur, staged.run_id, run_id)
+        guard.before_commit(ctx, run_id)
+    tgt.commit()
+    log.info("STEP prepare %s: prove the units run %s staged", run_id, staged.run_id)
+    reused = resume.reusable(ctx.s, run_id, snapshot_id, staged, layout.targets())
+    return resume.Resumed(staged.run_id, staged.units, reused)
+
+
+def _units(
+    ctx: Context, found: Findings, proven: proof.Proof, resumed: resume.Resumed | None
+) -> list[plan.Unit]:
+    """None when the live copy is proven equal; a resumed copy's own (its ranges as they were,
+    the large objects as the source has them now); else planned from the catalog."""
+    if proven.unchanged:
+        return []
+    if resumed is not None:
+        units = [u for u in resumed.units if u.kind == "table"]
+    else:
+        units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans)
     if found.large_objects:
         units.append(largeobjects.unit())
     return units
@@ -179,6 +244,7 @@ def _plan(
     touching: list[fkeys.ForeignKey],
     subset: bool,
     proven: proof.Proof,
+    resumed: resume.Resumed | None,
 ) -> ReplicationPlan:
     return ReplicationPlan(
         schemas=layout.schemas,
@@ -193,7 +259,7 @@ def _plan(
         target_version=found.target_version,
         prepared_at=time.time(),
         unchanged=proven.unchanged,
-        reason=proven.reason,
+        reason="; ".join([proven.reason] + ([resumed.reason] if resumed else [])),
         proven=tuple(
             (c.table, c.source_rows, c.target_rows, c.source_checksum, c.target_checksum)
             for c in proven.checks
@@ -201,6 +267,7 @@ def _plan(
         if proven.unchanged
         else (),
         fingerprint=proven.fingerprint,
+        reused=tuple(resumed.reused) if resumed else (),
     )
 
 
@@ -237,15 +304,20 @@ def _keep_plan(
     return kept
 
 
-def _clear_leftovers(conn: psycopg2.extensions.connection, layout: staging.Layout) -> None:
+def _clear_leftovers(
+    conn: psycopg2.extensions.connection, layout: staging.Layout, run_id: str
+) -> None:
     """The bookkeeping tables made; what earlier runs left dropped: staging copies (a failed
-    run's) and previous copies. Only a schema a run registered is ever dropped: one that merely
-    carries a staging name is someone's (the preflight refuses to run beside it)."""
+    run's, but the one this run adopted) and previous copies. Only a schema a run registered
+    is ever dropped: one that merely carries a staging name is someone's (the preflight refuses
+    to run beside it)."""
     support.ensure(conn, "replication")
     with conn.cursor() as cur:
         support.ensure_work(cur)
         cur.execute(sql.SQL("TRUNCATE {}").format(largeobjects.STAGE))  # an earlier run's
-        stale = staging.registered(cur, "stage")
+        adopted = set(staging.registered(cur, "stage", run_id))
+        stale = [name for name in staging.registered(cur, "stage") if name not in adopted]
+        support.forget_staged(cur, keep_run=run_id)
         old = staging.registered(cur, "old")
     conn.commit()
     staging.drop(conn, list(dict.fromkeys(stale)), staging.DROP_WAIT_MS, keep_extensions=False)
@@ -260,8 +332,10 @@ def _build_schema(
     tgt: psycopg2.extensions.connection,
     layout: staging.Layout,
     found: Findings,
+    planned: tuple[str, list[plan.Unit]],
 ) -> None:
-    """Build pre-data from the source schema dumped in the snapshot (:func:`_prove`)."""
+    """Build pre-data from the source schema dumped in the snapshot (:func:`_prove`); a swap
+    records the plan it builds for, so a later run can resume it (:mod:`.resume`)."""
     archive = ctx.record.schema(run_id)
     if archive is None:
         raise ReplicationError(f"run {run_id}: its schema dump was lost from Redis")
@@ -269,7 +343,7 @@ def _build_schema(
     extensions.create_outside(tgt, found.needs, lambda: guard.before_commit(ctx, run_id))
     where = "beside the live copy" if layout.swap else "in place of the live copy"
     log.info("STEP prepare %s: build %s, pre-data %s", run_id, layout.schemas, where)
-    _pre_data(ctx, run_id, tgt, layout, text, found.needs, found.kept)
+    _pre_data(ctx, run_id, tgt, layout, text, found.needs, found.kept, planned)
 
 
 def _pre_data(
@@ -280,6 +354,7 @@ def _pre_data(
     text: str,
     needs: extensions.TargetPlan,
     kept: keepplan.KeepPlan | None,
+    planned: tuple[str, list[plan.Unit]],
 ) -> None:
     """The new copy's pre-data, in one transaction: all of it, or nothing changed. In place,
     what the target's users built around the schemas is dropped first (and the plan to make it
@@ -292,6 +367,10 @@ def _pre_data(
                 schema.run(cur, text)
             for live in layout.schemas:
                 staging.register(cur, layout.build(live), "stage", live, run_id)
+            fingerprint, units = planned
+            support.save_staged_run(
+                cur, run_id, layout.schemas, fingerprint, resume.units_json(units)
+            )
         else:
             _reset_in_place(cur, run_id, layout, kept)
             for ext, version in needs.inside:

@@ -59,6 +59,7 @@ class Switched:
 
 def _swap(cur: psycopg2.extensions.cursor, layout: staging.Layout, run_id: str) -> None:
     support.forget_fingerprint(cur, layout.schemas)  # the run records the new copy's after
+    support.forget_staged(cur)  # the staging copy goes live: nothing left to resume
     olds = {}
     for live in layout.schemas:
         build = layout.build(live)

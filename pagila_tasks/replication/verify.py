@@ -27,6 +27,10 @@ from pagila_tasks.run.model import TableTotal
 Cursor = psycopg2.extensions.cursor
 
 
+EVERY_ROW = sql.SQL("")
+"""No filter: a whole table is measured."""
+
+
 @dataclass(frozen=True)
 class TableCheck:
     """One table's verdict."""
@@ -43,9 +47,15 @@ class TableCheck:
 
 
 def measure(
-    cur: Cursor, schema: str, table: str, checksums: bool, by_text: bool = False
+    cur: Cursor,
+    schema: str,
+    table: str,
+    checksums: bool,
+    by_text: bool = False,
+    where: sql.Composable = EVERY_ROW,
 ) -> tuple[int, str | None]:
-    """Row count and (if asked) checksum of one table, partitions excluded.
+    """Row count and (if asked) checksum of one table (or of the rows ``where`` keeps: one
+    unit's key range), partitions excluded.
 
     The checksum hashes rows as records where every column type can be hashed by its value,
     else (or when ``by_text``: a type hashes an oid, which differs between databases) their
@@ -54,18 +64,19 @@ def measure(
     """
     target = sql.Identifier(schema, table)
     if not checksums:
-        cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(target))
+        cur.execute(sql.SQL("SELECT count(*) FROM ONLY {} AS t{}").format(target, where))
         return int(cur.fetchone()[0]), None
     if not by_text:
         cur.execute("SAVEPOINT pagila_checksum")
         try:
-            cur.execute(sql.SQL(sqlfiles.query("table_checksum_hashed")).format(table=target))
+            hashed = sql.SQL(sqlfiles.query("table_checksum_hashed"))
+            cur.execute(hashed.format(table=target, where=where))
             count, checksum = cur.fetchone()
             cur.execute("RELEASE SAVEPOINT pagila_checksum")
             return int(count), f"h:{checksum}"
         except psycopg2.Error:  # a type without a hash function (tsvector, json, point...)
             cur.execute("ROLLBACK TO SAVEPOINT pagila_checksum")
-    cur.execute(sql.SQL(sqlfiles.query("table_checksum")).format(table=target))
+    cur.execute(sql.SQL(sqlfiles.query("table_checksum")).format(table=target, where=where))
     count, checksum = cur.fetchone()
     return int(count), f"t:{checksum}"
 
@@ -151,7 +162,7 @@ def require(
 
 
 def detail(
-    checks: list[TableCheck], totals: dict[str, TableTotal], how: str
+    checks: list[TableCheck], totals: dict[str, TableTotal], how: str | dict[str, str]
 ) -> list[dict[str, Any]]:
     """Per table: both sides' counts and checksums, the verdict, how the new copy got it
     (``copied``, or ``kept`` as the live copy had it), and its units' bytes, spill, workers
@@ -161,5 +172,6 @@ def detail(
     for c in checks:
         t = totals.get(c.table, empty)
         units = {"bytes": t.bytes, "spilled": t.spilled, "workers": list(t.workers)}
-        out.append(asdict(c) | {"ok": c.ok, "how": how, **units, "seconds": t.seconds})
+        built = how if isinstance(how, str) else how.get(c.table, "copied")
+        out.append(asdict(c) | {"ok": c.ok, "how": built, **units, "seconds": t.seconds})
     return out

@@ -136,6 +136,8 @@ class UnitProgress:
     error: str | None = None
     attempt: int | None = None
     updated_at: str | None = None
+    origin: str | None = None
+    """A reused unit's: the run that copied it into the staging copy this run resumed."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UnitProgress:
@@ -170,6 +172,8 @@ class ReplicationPlan:
     """An unchanged run's verdicts: table, source rows, target rows, both checksums."""
     fingerprint: str = ""
     """The source schema's fingerprint, recorded after the switch for the next run's proof."""
+    reused: tuple[str, ...] = ()
+    """Units of a resumed staging copy proven equal at this snapshot: not copied again."""
 
     @property
     def tables(self) -> list[str]:
@@ -199,6 +203,7 @@ class ReplicationPlan:
             "reason": self.reason,
             "proven": [list(p) for p in self.proven],
             "fingerprint": self.fingerprint,
+            "reused": list(self.reused),
         }
 
     @classmethod
@@ -221,6 +226,7 @@ class ReplicationPlan:
                 (str(t), int(sr), int(tr), sc, tc) for t, sr, tr, sc, tc in data.get("proven", [])
             ),
             fingerprint=str(data.get("fingerprint") or ""),
+            reused=tuple(str(n) for n in data.get("reused", [])),
         )
 
 
@@ -319,6 +325,26 @@ class Run:
             )
             for table, us in grouped.items()
         }
+
+    def how_built(self) -> dict[str, str]:
+        """Per table, how the new copy got its rows: ``copied``, ``reused from RUN`` (a resumed
+        staging copy's), or ``ranges copied N/M`` and the rest reused."""
+        grouped: dict[str, list[UnitProgress]] = {}
+        for u in self.units.values():
+            grouped.setdefault(u.table, []).append(u)
+        hows = {}
+        for table, us in grouped.items():
+            reused = [u for u in us if u.state == "reused"]
+            origins = ", ".join(sorted({str(u.origin) for u in reused}))
+            if not reused:
+                hows[table] = "copied"
+            elif len(reused) == len(us):
+                hows[table] = f"reused from {origins}"
+            else:
+                hows[table] = (
+                    f"ranges copied {len(us) - len(reused)}/{len(us)}, rest from {origins}"
+                )
+        return hows
 
     def summary(self) -> dict[str, Any]:
         """The run as ``pagila-submit status --json`` prints it."""

@@ -1,0 +1,151 @@
+"""Resume: a run adopts the staging copy an earlier run built and did not switch in, and
+copies again only the units it cannot prove equal to the source at its own snapshot.
+
+A swap run records its plan with its pre-data, and each unit in the transaction that commits
+it (``staged_runs``, ``staged_units``): a unit listed is a unit whose rows are there, whatever
+happened to the run after (a worker killed, Redis restarted, a deadline, ``cancel``). A later
+run adopts that copy only when all of these hold (else it is dropped, as any leftover):
+
+- resume is on (``PAGILA_RESUME``) and the run is a whole ``swap`` run without ``--full``;
+- the copy was built for the same schemas, from a source schema whose dump hashes the same as
+  the one this run took in its snapshot (so its pre-data is this run's);
+- it is younger than ``PAGILA_RESUME_MAX_AGE`` and finishing never began on it (no post-data).
+
+The adopted plan's units are kept as they were (a split table's ranges too: the last range is
+open, so rows added past it fall in it). Each committed unit is measured in the new snapshot on
+the source and in staging: equal count and checksum, it is reused; otherwise it is copied again
+(a copy empties its range first). The run then ends as every run does, every table verified.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg2.extensions
+
+from pagila_tasks.config import Settings
+from pagila_tasks.pg import support
+from pagila_tasks.pg.db import connection
+from pagila_tasks.replication import catalog, verify
+from pagila_tasks.replication.copy import range_filter
+from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run.plan import Unit
+
+log = logging.getLogger(__name__)
+
+Cursor = psycopg2.extensions.cursor
+Measures = dict[str, tuple[int, str | None]]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A staging copy an earlier run left: its plan and what was committed into it."""
+
+    run_id: str
+    fingerprint: str
+    units: tuple[Unit, ...]
+    age_s: float
+    finishing: bool
+    committed: dict[str, tuple[str, int]]
+    """unit name -> (the run that copied it, rows)."""
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a run takes over: the earlier plan's units and those proven reusable."""
+
+    origin: str
+    units: tuple[Unit, ...]
+    reused: dict[str, tuple[str, int]]
+    """unit name -> (the run that copied it, rows), each proven equal at this snapshot."""
+
+    @property
+    def reason(self) -> str:
+        n, k = len(self.units), len(self.reused)
+        return (
+            f"resumes the staging copy of run {self.origin}: {k} of {n} units reused (count and "
+            f"checksum equal at this snapshot), {n - k} to copy"
+        )
+
+
+def find(cur: Cursor, schemas: tuple[str, ...]) -> Staged | None:
+    """The newest staging copy left for exactly ``schemas``, if any."""
+    row = support.staged_run(cur, schemas)
+    if row is None:
+        return None
+    run_id, fingerprint, units, age_s, finishing, committed = row
+    return Staged(
+        run_id=str(run_id),
+        fingerprint=str(fingerprint),
+        units=tuple(Unit.from_args(u) for u in json.loads(units)),
+        age_s=float(age_s),
+        finishing=bool(finishing),
+        committed={str(n): (str(o), int(r)) for n, o, r in json.loads(committed)},
+    )
+
+
+def refusal(
+    staged: Staged, fingerprint: str, s: Settings, swap: bool, whole: bool, full: bool
+) -> str | None:
+    """Pure: why ``staged`` cannot be adopted by this run, or None when it can."""
+    if not s.resume:
+        return "resume is off (PAGILA_RESUME=0)"
+    if full or not whole or not swap:
+        return "only a whole swap run without --full resumes"
+    if staged.fingerprint != fingerprint:
+        return "the source's schema changed since it was built"
+    if staged.age_s > s.resume_max_age:
+        return f"it is older than PAGILA_RESUME_MAX_AGE ({s.resume_max_age:.0f} s)"
+    if staged.finishing:
+        return "its run had begun finishing (post-data) on it"
+    if not staged.committed:
+        return "no unit was committed into it"
+    return None
+
+
+def units_json(units: list[Unit]) -> str:
+    """A plan's units as ``staged_runs`` keeps them."""
+    return json.dumps([u.as_args() for u in units])
+
+
+def reusable(
+    s: Settings, run_id: str, snapshot_id: str, staged: Staged, targets: dict[str, str]
+) -> dict[str, tuple[str, int]]:
+    """The committed units whose staged rows equal the source's in ``snapshot_id`` (count and
+    checksum, each side measured as verification measures it)."""
+    committed = [u for u in staged.units if u.name in staged.committed and u.kind == "table"]
+    if not committed or not s.verify_checksums:
+        return {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"resume-{run_id}") as pool:
+        source = pool.submit(_source, s, snapshot_id, run_id, committed)
+        target = _staged(s, run_id, committed, targets)
+        measured = source.result()
+    return {
+        u.name: staged.committed[u.name]
+        for u in committed
+        if measured[u.name] == target[u.name] and measured[u.name][1] is not None
+    }
+
+
+def _measure(cur: Cursor, units: list[Unit], targets: dict[str, str] | None) -> Measures:
+    built = {u.schema: (targets or {}).get(u.schema, u.schema) for u in units}
+    traits = catalog.type_traits(cur, tuple(set(built.values())))
+    out = {}
+    for u in units:
+        schema = built[u.schema]
+        by_text = traits.get((schema, u.table), catalog.NO_TRAITS).hash_by_text
+        out[u.name] = verify.measure(cur, schema, u.table, True, by_text, range_filter(u))
+    return out
+
+
+def _source(s: Settings, snapshot_id: str, run_id: str, units: list[Unit]) -> Measures:
+    with snapshot_cursor(s, snapshot_id, f"pagila-resume-src {run_id}") as cur:
+        return _measure(cur, units, None)
+
+
+def _staged(s: Settings, run_id: str, units: list[Unit], targets: dict[str, str]) -> Measures:
+    with connection(s.target_dsn, s, f"pagila-resume-tgt {run_id}") as conn, conn.cursor() as cur:
+        return _measure(cur, units, targets)

@@ -1,0 +1,7 @@
+-- A run adopts an earlier run's staging copy: the plan, the committed units (each keeps the run
+-- that copied it) and the staging schemas' registration become the new run's.
+-- Parameters: :old_run, :new_run.
+UPDATE pagila_support.staged_runs SET run_id = %(new_run)s WHERE run_id = %(old_run)s;
+UPDATE pagila_support.staged_units SET run_id = %(new_run)s WHERE run_id = %(old_run)s;
+UPDATE pagila_support.replication_schemas SET run_id = %(new_run)s
+WHERE run_id = %(old_run)s AND kind = 'stage';
