@@ -24,11 +24,11 @@ from bench.stack import BenchStack
 COMMON = "--no-owner --no-privileges"
 
 
-def ours(b: BenchStack, replace: str = "swap", what: str = "ours") -> Outcome:
+def ours(b: BenchStack, replace: str = "swap", what: str = "ours", *options: str) -> Outcome:
     """``pagila-submit replicate`` on two fresh workers (their peak RSS is per run), replacing
     the target's copy as ``replace`` says (PAGILA_REPLACE)."""
     b.restart_workers({"PAGILA_REPLACE": replace})
-    run, record = replicate(b, what)
+    run, record = replicate(b, what, *options)
     detail = {
         "run_id": record["run_id"],
         "lock_to_audit": lock_to_audit(b, record),
@@ -58,7 +58,7 @@ def ours_refresh(b: BenchStack) -> Outcome:
     like-for-like run of ``ours-kept`` without the target-side objects."""
     _first_replica(b, "ours-refresh")
     checkpoint(b)  # as before every timed run: it pays for none of the first replica's writes
-    return ours(b, what="ours-refresh")
+    return ours(b, "swap", "ours-refresh", "--full")  # the source is unchanged: copy anyway
 
 
 def ours_kept(b: BenchStack) -> Outcome:
@@ -71,7 +71,7 @@ def ours_kept(b: BenchStack) -> Outcome:
         raise RunFailed(f"ours-kept: built {kept.describe(before)}, not {kept.EXPECTED}")
     say(f"  ours-kept: the target holds {kept.describe(before)}")
     checkpoint(b)  # as before every timed run: it pays for none of the first replica's writes
-    outcome = ours(b, what="ours-kept")
+    outcome = ours(b, "swap", "ours-kept", "--full")
     try:
         after = kept.check(b, "after the run")
     except RunFailed as exc:  # the run's numbers, for whoever reads why it failed

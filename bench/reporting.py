@@ -18,6 +18,7 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 MEMORY_START, MEMORY_END = "<!-- bench:memory:start -->", "<!-- bench:memory:end -->"
 KEPT_START, KEPT_END = "<!-- bench:kept:start -->", "<!-- bench:kept:end -->"
+REFRESH_START, REFRESH_END = "<!-- bench:refresh:start -->", "<!-- bench:refresh:end -->"
 KEPT_HEAD = [
     "dataset",
     "ours s",
@@ -258,6 +259,15 @@ def kept_text(rows: list[dict[str, Any]], machine: dict[str, Any], command: str)
         "without the objects) when it ran, else with `ours` (a first replica into an emptied "
         "target). The run's plan is the number its `keep N objects` STEP line gives: the "
         "objects it makes again; the grants and comments it adds again are not in it.\n"
+    )
+
+
+def refresh_section(table: str, machine: dict[str, Any], command: str) -> str:
+    """The docs' refresh section: machine, the table of the four runs."""
+    return (
+        "## Refresh and resume\n\n"
+        "Written by `bench/run.py --refresh`; do not edit by hand.\n\n"
+        f"{machine_text(machine, command)}\n{table}\n"
     )
 
 

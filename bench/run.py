@@ -4,6 +4,7 @@ alternatives, on the same two local servers, and write the results into docs/ben
     .venv/bin/python bench/run.py [--scales 1,50] [--runs 3] [--methods ours,pgcopydb,..]
     .venv/bin/python bench/run.py --memory            # the spool-cap memory check only
     .venv/bin/python bench/run.py --kept --scales 50  # ours with and without 30 kept objects
+    .venv/bin/python bench/run.py --refresh --scales 50  # refresh and resume against a full copy
 
 The script brings up its own stack (two PostgreSQL servers + Redis, state in --state-dir, purged
 at the end), applies the benchmark's server settings to both servers, loads Pagila with
@@ -26,8 +27,8 @@ from typing import Any
 if not __package__:  # run as a script: import the bench package from the checkout
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import ROOT, data, machine, memory, methods, reporting, say
-from bench.results import Tally
+from bench import ROOT, data, machine, memory, methods, refresh, reporting, say
+from bench.results import RunFailed, Tally
 from bench.stack import BenchStack
 
 KEPT = ("ours", "ours-refresh", "ours-kept")
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine.facts(b)
         if args.memory:
             return memory_check(b, args, facts)
+        if args.refresh:
+            return refresh_check(b, args, facts)
         for n in args.scales:
             tally.datasets.append(data.scale(b, n))  # the source made Pagila xN
             methods.run_dataset(b, tally, f"x{n}", args.methods, args.runs)
@@ -61,6 +64,24 @@ def memory_check(b: BenchStack, args: argparse.Namespace, facts: dict[str, Any])
         section = reporting.memory_text(mem, facts, args.command)
         reporting.write_docs(section, reporting.MEMORY_START, reporting.MEMORY_END)
     return 0 if mem["ok"] else 1
+
+
+def refresh_check(b: BenchStack, args: argparse.Namespace, facts: dict[str, Any]) -> int:
+    """``--refresh``: the refresh and resume runs on the largest scale, their section written
+    unless ``--no-docs``."""
+    n = max(args.scales)
+    data.scale(b, n)
+    try:
+        rows = refresh.refresh_check(b, f"x{n}")
+    except RunFailed as exc:
+        say(f"refresh FAILED: {exc}")
+        return 1
+    text = refresh.table_text(rows)
+    say("\n" + text)
+    if not args.no_docs:
+        section = reporting.refresh_section(text, facts, args.command)
+        reporting.write_docs(section, reporting.REFRESH_START, reporting.REFRESH_END)
+    return 0
 
 
 def stop(b: BenchStack, tally: Tally, json_out: str | None) -> None:
@@ -115,6 +136,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--kept",
         action="store_true",
         help="the kept-objects check: write only its docs section (not the results table)",
+    )
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="only the refresh and resume runs (largest scale), their docs section",
     )
     parser.add_argument("--memory-cap-mb", type=int, default=32)
     parser.add_argument("--memory-table-mb", type=int, default=150)

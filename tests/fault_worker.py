@@ -9,7 +9,9 @@
 - ``crash-after-post-data``: the first callback kills its own process right after post-data
   committed (the message comes back: late ack, reject on worker lost);
 - ``fail-after-post-data``: every callback fails after post-data, the first with one error and
-  the retries with another.
+  the retries with another;
+- ``slow-copies``: each copy waits ``PAGILA_TEST_COPY_DELAY`` seconds (default 0.5) after its
+  commit, so a test can kill the workers with half the units copied.
 
 The faults are injected here, in the test's worker process, never in the package.
 """
@@ -26,7 +28,7 @@ import psycopg2
 from psycopg2 import sql
 
 from pagila_tasks.app import app
-from pagila_tasks.replication import postdata, verify
+from pagila_tasks.replication import copy, postdata, verify
 
 
 def main() -> None:
@@ -68,6 +70,16 @@ def main() -> None:
             raise RuntimeError("the first error" if first else "a later error")
 
         postdata.post_data = after
+    elif fault == "slow-copies":
+        original_copy = copy.copy_table
+        delay = float(os.environ.get("PAGILA_TEST_COPY_DELAY", "0.5"))
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            result = original_copy(*args, **kwargs)
+            time.sleep(delay)
+            return result
+
+        copy.copy_table = slow
     else:
         raise SystemExit(f"unknown PAGILA_TEST_FAULT {fault!r}")
     app.worker_main(["worker", *sys.argv[1:]])

@@ -74,6 +74,9 @@ def test_many_shapes_replicate_exactly(admin, make_source, isolated, replace: st
     assert_replica(source, admin.target_dsn, shapes.SCHEMAS)
     assert scalar(admin.target_dsn, "SELECT n FROM other.counts") == 25  # refreshed anew
     assert run_schemas(admin.target_dsn) == []
+    code, out = iso.submit_json("replicate")  # every shape measures the same on both sides
+    assert code == 0 and out["plan"]["unchanged"], out.get("plan")
+    assert out["target_state"] == "unchanged" and out["units"] == {}, out
 
 
 def test_more_shapes_replicate_exactly(admin, make_source, isolated) -> None:
@@ -92,14 +95,16 @@ def test_more_shapes_replicate_exactly(admin, make_source, isolated) -> None:
         }
     )
     pool = iso.pool(2, prefix="m")
-    for _ in range(2):
-        code, out = iso.submit_json("replicate")
+    for flags in ((), ("--full",)):
+        code, out = iso.submit_json("replicate", *flags)
         assert code == 0, (out, pool.log_tail())
         assert_replica(source, admin.target_dsn, shapes.MORE_SCHEMAS)
         assert 'extra."hash#tag"#1of3' in out["units"], sorted(out["units"])
         assert 'extra."hash#tag"' in out["tables"], out["tables"]
         assert scalar(admin.target_dsn, "SELECT v FROM extra.trig") == "lower"
         assert run_schemas(admin.target_dsn) == []
+    code, out = iso.submit_json("replicate")  # every shape measures the same on both sides
+    assert code == 0 and out["plan"]["unchanged"], out.get("plan")
 
 
 def test_trusted_extensions_are_created_and_kept(admin, make_source, isolated) -> None:
@@ -112,8 +117,8 @@ def test_trusted_extensions_are_created_and_kept(admin, make_source, isolated) -
     iso = isolated({"PAGILA_SOURCE_DSN": source})
     pool = iso.pool(2, prefix="x")
     kept = []
-    for _ in range(2):
-        code, out = iso.submit_json("replicate")
+    for flags in ((), ("--full",)):  # the second copies the unchanged source anyway
+        code, out = iso.submit_json("replicate", *flags)
         assert code == 0, (out, pool.log_tail())
         assert out["target_state"] == "replaced in place"
         assert_replica(source, admin.target_dsn)

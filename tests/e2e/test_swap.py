@@ -117,7 +117,7 @@ def test_readers_see_the_previous_copy_or_the_new_one(servers, isolated) -> None
         reader.start()
     wait_for(lambda: all(r.values for r in readers.values()), 60, "every reader to read once")
     started = time.monotonic()
-    code, out = iso.submit_json("replicate")
+    code, out = iso.submit_json("replicate", "--full")  # the source is unchanged: copy anyway
     seconds = time.monotonic() - started
     time.sleep(0.5)
     for reader in readers.values():
@@ -159,14 +159,14 @@ def _forced_failure(iso: Isolated, servers, case: str) -> dict:
         iso.pool(
             1, prefix="ctl", queues="control", argv=[sys.executable, "-m", "tests.fault_worker"]
         )
-        return iso.submit_json("replicate")[1]
+        return iso.submit_json("replicate", "--full")[1]  # the source is unchanged: copy anyway
     if case == "callback killed":
         iso.env["PAGILA_TEST_FAULT"] = "hang-in-finish"
         iso.pool(1, prefix="cp", queues="copy")
         ctl = iso.pool(
             1, prefix="ctl", queues="control", argv=[sys.executable, "-m", "tests.fault_worker"]
         )
-        run_id = iso.submit_json("replicate", "--no-wait")[1]["run_id"]
+        run_id = iso.submit_json("replicate", "--no-wait", "--full")[1]["run_id"]
         wait_for(lambda: iso.record(run_id).get("phase") == "finish", 120, "the callback to start")
         os.killpg(ctl.pids[0], signal.SIGKILL)
         return iso.wait_done(run_id, timeout=120)
@@ -262,7 +262,7 @@ def test_a_long_reader_does_not_hold_the_switch_up(servers, isolated) -> None:
     reader.start()
     time.sleep(0.5)
     started = time.monotonic()
-    code, out = iso.submit_json("replicate")
+    code, out = iso.submit_json("replicate", "--full")  # the source is unchanged: copy anyway
     seconds = time.monotonic() - started
     assert code == 0, out
     assert reader.is_alive(), "the run should have ended while the reader still read"
@@ -288,7 +288,9 @@ def test_in_place_and_an_upgrade_from_the_old_layout(servers, isolated) -> None:
     query(
         servers.target_dsn,
         "DROP TABLE pagila_support.replication_schemas, pagila_support.replication_steps, "
-        "pagila_support.large_object_stage; ALTER TABLE pagila_support.replication_audit "
+        "pagila_support.large_object_stage, pagila_support.replication_fingerprint, "
+        "pagila_support.staged_runs, pagila_support.staged_units; "
+        "ALTER TABLE pagila_support.replication_audit "
         "DROP COLUMN switched_at, DROP COLUMN switch_ms, DROP COLUMN target_state",
     )
     for pool in iso.pools:

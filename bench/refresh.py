@@ -1,0 +1,146 @@
+"""``--refresh``: what a refresh costs when nothing or little changed, and a resubmission after
+a run cut short by ``kill -9`` of every worker, each against a full copy, in one run on the same
+servers and dataset (the largest ``--scales``).
+
+Rows: the full copy; a re-run on the unchanged source; a re-run after 1 % of ``rental``'s rows
+were updated (spread over the key space) and 1,000 rows inserted into and 500 deleted from
+``payment``; a run killed (every worker process, ``kill -9``) once half its units were committed
+to staging, cancelled, then resubmitted (the resubmission is timed). Each row gives the run's
+seconds, its share of the full copy's, the units it copied, and the bytes it moved (COPY bytes
+read from the source = written to the target) against the full copy's. The target's row counts
+are checked against the source's after every run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+from bench import MB, say
+from bench.data import checkpoint, reset_target, table_counts
+from bench.ours import replicate
+from bench.results import RunFailed
+from bench.stack import BenchStack
+from pagila_stack import procfs
+
+CHANGE = """
+UPDATE public.rental SET return_date = coalesce(return_date, rental_date) + interval '1 second'
+WHERE rental_id %% 100 = %(phase)s;
+INSERT INTO public.payment (customer_id, staff_id, rental_id, amount, payment_date)
+SELECT p.customer_id, p.staff_id, p.rental_id, p.amount + 1, p.payment_date
+FROM public.payment p ORDER BY p.payment_id LIMIT 1000;
+DELETE FROM public.payment WHERE payment_id IN (
+    SELECT payment_id FROM public.payment ORDER BY payment_id DESC OFFSET 1000 LIMIT 500);
+"""
+"""1 % of rental's rows (every hundredth key, so every range), 1,000 payments added and 500
+deleted; ``phase`` picks which hundredth, so each change touches other rows."""
+
+
+def refresh_check(b: BenchStack, dataset: str) -> list[dict[str, Any]]:
+    """The four runs in order; one row each."""
+    reset_target(b, create_public=True)
+    checkpoint(b)
+    b.restart_workers({"PAGILA_REPLACE": "swap"})
+    rows = [_timed(b, "full copy", dataset)]
+    rows.append(_timed(b, "unchanged source", dataset))
+    _change(b, 1)
+    rows.append(_timed(b, "1 % of rental + 1,000/500 rows of payment changed", dataset))
+    _change(b, 2)
+    rows.append(_cut_short(b, dataset))
+    full = rows[0]
+    for row in rows:
+        row["share"] = round(row["seconds"] / full["seconds"], 3) if full["seconds"] else None
+        row["bytes_share"] = round(row["bytes"] / full["bytes"], 3) if full["bytes"] else None
+    return rows
+
+
+def _change(b: BenchStack, phase: int) -> None:
+    with b.cursor("source") as cur:
+        cur.execute(CHANGE, {"phase": phase})
+    b.admin("source", "ANALYZE public.rental")
+    checkpoint(b)
+
+
+def _timed(b: BenchStack, what: str, dataset: str, *options: str) -> dict[str, Any]:
+    """One ``pagila-submit replicate``, timed, checked against the source's counts."""
+    run, record = replicate(b, what, *options)
+    _check(b, what)
+    units = record.get("units", {})
+    copied = [u for u in units.values() if u.get("state") == "done"]
+    row = {
+        "what": what,
+        "dataset": dataset,
+        "seconds": round(run.seconds, 2),
+        "units": f"{len(copied)}/{len(units) or len(record.get('verification') or [])}",
+        "bytes": sum(int(u.get("bytes") or 0) for u in copied),
+        "reason": (record.get("plan") or {}).get("reason", ""),
+    }
+    say(f"  refresh {what}: {row['seconds']:.2f} s, units {row['units']}, {row['reason']}")
+    return row
+
+
+def _check(b: BenchStack, what: str) -> None:
+    source, target = table_counts(b, "source"), table_counts(b, "target")
+    if source != target:
+        bad = sorted(t for t in source if source[t] != target.get(t))[:5]
+        raise RunFailed(f"refresh {what}: row counts differ from the source: {bad}")
+
+
+def _cut_short(b: BenchStack, dataset: str) -> dict[str, Any]:
+    """A run killed with half its units committed to staging, cancelled, then resubmitted."""
+    proc = subprocess.run(
+        [*b.submit_argv(), "replicate", "--no-wait", "--json"],
+        env=b.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run_id = proc.stdout.strip().splitlines()[-1].split('"run_id": "')[1].split('"')[0]
+    total, done = _wait_half(b, run_id)
+    for pid in procfs.descendants(b.worker_roots()):
+        os.kill(pid, signal.SIGKILL)
+    say(f"  refresh: killed every worker with {done} of {total} units committed")
+    b.restart_workers({"PAGILA_REPLACE": "swap"})
+    cancel = [*b.submit_argv(), "cancel", run_id]
+    subprocess.run(cancel, env=b.env, capture_output=True, check=False)
+    checkpoint(b)
+    row = _timed(b, "resubmission after kill -9 of every worker", dataset)
+    row["killed_at"] = f"{done}/{total}"
+    return row
+
+
+def _wait_half(b: BenchStack, run_id: str) -> tuple[int, int]:
+    """(units planned, units committed) once at least half are committed to staging."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        with b.cursor("target") as cur:
+            cur.execute(
+                "SELECT (SELECT count(*) FROM json_array_elements(units::json)), "
+                "(SELECT count(*) FROM pagila_support.staged_units u WHERE u.run_id = r.run_id) "
+                "FROM pagila_support.staged_runs r WHERE r.run_id = %s",
+                (run_id,),
+            )
+            row = cur.fetchone()
+        if row and row[1] * 2 >= row[0]:
+            return int(row[0]), int(row[1])
+        time.sleep(0.02)
+    raise RunFailed(f"refresh: run {run_id} never had half its units committed")
+
+
+def table_text(rows: list[dict[str, Any]]) -> str:
+    """The refresh table, as printed and written to docs/benchmarks.md."""
+    head = "| run | seconds | of the full copy | units copied | MB copied | of the full copy's |"
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        share = f"{r['share'] * 100:.0f} %" if r.get("share") is not None else "-"
+        moved = f"{r['bytes_share'] * 100:.0f} %" if r.get("bytes_share") is not None else "-"
+        what = r["what"] + (f" (killed at {r['killed_at']})" if r.get("killed_at") else "")
+        lines.append(
+            f"| {what} | {r['seconds']:.2f} | {share} | {r['units']} | "
+            f"{r['bytes'] / MB:.1f} | {moved} |"
+        )
+    reasons = [f"- {r['what']}: {r['reason']}" for r in rows if r.get("reason")]
+    return "\n".join(lines) + "\n\nWhat each run's plan said:\n\n" + "\n".join(reasons)

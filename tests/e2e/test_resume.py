@@ -1,0 +1,105 @@
+"""A run cut short (every worker killed with ``kill -9``) keeps its staging copy; the next run
+adopts it, reuses every unit proven equal to the source at its own snapshot, copies the rest
+(the units the source changed in between among them), and ends equal to the source."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+from tests.support import assert_replica, children, query, run_schemas, scalar, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+
+SLOW = [sys.executable, "-m", "tests.fault_worker"]
+
+
+def _kill_all(pools) -> None:
+    """kill -9 of every worker process (main and pool children), as a host lost would."""
+    for pool in pools:
+        for pid in pool.pids:
+            for child in children(pid):
+                os.kill(child, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+    pools.clear()
+
+
+def _committed(servers, run_id: str) -> set[str]:
+    rows = query(
+        servers.target_dsn,
+        "SELECT unit FROM pagila_support.staged_units WHERE run_id = %s",
+        (run_id,),
+    )
+    return {r[0] for r in rows}
+
+
+@pytest.mark.parametrize("changed_between", [False, True], ids=["same source", "source changed"])
+def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: bool) -> None:
+    iso = isolated({"PAGILA_SPLIT_ROWS": "2000", "PAGILA_TEST_FAULT": "slow-copies"})
+    iso.pool(2, prefix="k", argv=SLOW)
+    assert iso.submit("load").returncode == 0
+    query(servers.source_dsn, "UPDATE public.film SET rental_rate = rental_rate + 1")
+
+    code, out = iso.submit_json("replicate", "--no-wait")
+    assert code == 0, out
+    first = out["run_id"]
+    record = wait_for(
+        lambda: (r := iso.record(first)).get("plan") and r, 60, "the first run to be planned"
+    )
+    total = len(record["plan"]["units"])
+    wait_for(
+        lambda: len(_committed(servers, first)) * 2 >= total,
+        120,
+        "half the units to be committed",
+        interval=0.05,
+    )
+    _kill_all(iso.pools)
+    staged = _committed(servers, first)
+    assert total > len(staged) >= total / 2, (total, staged)
+
+    iso.env["PAGILA_TEST_COPY_DELAY"] = "0"
+    iso.pool(2, prefix="n", argv=SLOW)
+    cancel = iso.submit("cancel", first, "--json")
+    assert json.loads(cancel.stdout.strip().splitlines()[-1])["state"] == "cancelled", cancel
+    assert len(run_schemas(servers.target_dsn)) == 1  # the staging copy, kept to resume
+    assert "kept for the next run to resume" in iso.record(first)["error"]
+
+    changed: set[str] = set()
+    if changed_between:  # rows of one committed unit change after it was staged
+        name = next(n for n in sorted(staged) if n.startswith("public.rental#"))
+        part = next(u for u in record["plan"]["units"] if _unit_name(u) == name)
+        lo = part["lo"] if part["lo"] is not None else 0
+        query(
+            servers.source_dsn,
+            "UPDATE public.rental SET return_date = NULL WHERE rental_id = "
+            "(SELECT min(rental_id) FROM public.rental WHERE rental_id >= %s)",
+            (lo,),
+        )
+        changed = {name}
+
+    proc = iso.submit("replicate", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    second = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert f"resumes the staging copy of run {first}" in second["plan"]["reason"], second["plan"]
+    reused = {n for n, u in second["units"].items() if u["state"] == "reused"}
+    assert reused == staged - changed, (reused, staged, changed)
+    assert all(second["units"][n]["origin"] == first for n in reused)
+    assert all(second["units"][n]["state"] == "done" for n in set(second["units"]) - reused)
+    hows = {c["table"]: c["how"] for c in second["verification"]}
+    assert any(first in h for h in hows.values()), hows
+    assert all(c["ok"] for c in second["verification"])
+    if changed_between:
+        assert hows["public.rental"].startswith("ranges copied"), hows
+    assert_replica(servers.source_dsn, servers.target_dsn)
+    assert run_schemas(servers.target_dsn) == []
+    assert scalar(servers.target_dsn, "SELECT count(*) FROM pagila_support.staged_runs") == 0
+
+
+def _unit_name(unit: dict) -> str:
+    from pagila_tasks.run.plan import Unit
+
+    return Unit.from_args(unit).name

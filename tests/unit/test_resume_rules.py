@@ -1,0 +1,74 @@
+"""When a staging copy may be resumed (pure), and how a resumed run names what it reused."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pagila_tasks.config import from_env
+from pagila_tasks.replication.resume import Resumed, Staged, refusal, units_json
+from pagila_tasks.run.model import Run, RunState, UnitProgress
+from pagila_tasks.run.plan import Unit
+
+UNITS = (
+    Unit("public", "rental", ("rental_id",), 0, 2, "rental_id", None, 100),
+    Unit("public", "rental", ("rental_id",), 1, 2, "rental_id", 100, None),
+    Unit("public", "actor", ("actor_id",)),
+)
+STAGED = Staged(
+    run_id="r1",
+    fingerprint="f" * 64,
+    units=UNITS,
+    age_s=60.0,
+    finishing=False,
+    committed={"public.rental#1of2": ("r1", 99)},
+)
+S = from_env({"PAGILA_SOURCE_DSN": "postgresql://a@h/s", "PAGILA_TARGET_DSN": "postgresql://b@h/t"})
+
+
+def test_a_fresh_staging_copy_of_the_same_schema_is_resumed() -> None:
+    assert refusal(STAGED, "f" * 64, S, swap=True, whole=True, full=False) is None
+
+
+def test_each_rule_refuses_with_its_reason() -> None:
+    cases = {
+        "PAGILA_RESUME=0": (STAGED, replace(S, resume=False), True, True, False),
+        "--full": (STAGED, S, True, True, True),
+        "whole swap": (STAGED, S, False, True, False),
+        "changed": (replace(STAGED, fingerprint="e" * 64), S, True, True, False),
+        "PAGILA_RESUME_MAX_AGE": (replace(STAGED, age_s=1e9), S, True, True, False),
+        "post-data": (replace(STAGED, finishing=True), S, True, True, False),
+        "no unit": (replace(STAGED, committed={}), S, True, True, False),
+    }
+    for words, (staged, s, swap, whole, full) in cases.items():
+        why = refusal(staged, "f" * 64, s, swap=swap, whole=whole, full=full)
+        assert why is not None and words in why, (words, why)
+    assert refusal(STAGED, "f" * 64, S, swap=True, whole=False, full=False)
+
+
+def test_the_plan_travels_as_the_units_it_was() -> None:
+    import json
+
+    assert tuple(Unit.from_args(u) for u in json.loads(units_json(list(UNITS)))) == UNITS
+
+
+def test_the_reason_counts_reused_and_copied_units() -> None:
+    resumed = Resumed("r1", UNITS, {"public.rental#1of2": ("r1", 99)})
+    assert resumed.reason == (
+        "resumes the staging copy of run r1: 1 of 3 units reused (count and checksum equal "
+        "at this snapshot), 2 to copy"
+    )
+
+
+def test_how_each_table_was_built() -> None:
+    units = {
+        "public.rental#1of2": UnitProgress("reused", "public.rental", origin="r1"),
+        "public.rental#2of2": UnitProgress("done", "public.rental"),
+        "public.actor": UnitProgress("reused", "public.actor", origin="r1"),
+        "public.film": UnitProgress("done", "public.film"),
+    }
+    run = Run("r2", "replicate", RunState.RUNNING, units=units)
+    assert run.how_built() == {
+        "public.rental": "ranges copied 1/2, rest from r1",
+        "public.actor": "reused from r1",
+        "public.film": "copied",
+    }
