@@ -66,7 +66,8 @@ def _kept(servers, iso, replica: bool = True) -> dict:
 def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     """Unchanged: kept. Then each change makes one run copy, and the next run keeps again:
     ``--full``; a row changed on the target by hand; updates in one key range of the source;
-    a sequence moved; a changed column default; an index made on the target; a truncated
+    a sequence moved; a row inserted past the last key range; deletes; a changed column
+    default; an index made on the target; a truncated
     table; a new table; a dropped table."""
     iso = isolated({"PAGILA_SPLIT_ROWS": "4000"})  # rental and payment split into ranges
     iso.pool(2)
@@ -88,6 +89,19 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
 
     query(servers.source_dsn, "SELECT nextval('public.actor_actor_id_seq')")
     _copied(servers, iso, "sequences differ")
+    query(  # past the last range of the split table (its sequence moves too)
+        servers.source_dsn,
+        "INSERT INTO public.rental (rental_date, inventory_id, customer_id, staff_id) "
+        "VALUES ('2030-01-01', 1, 1, 1)",
+    )
+    _copied(servers, iso, "sequences differ")
+    query(
+        servers.source_dsn,
+        "DELETE FROM public.payment WHERE payment_id IN "
+        "(SELECT payment_id FROM public.payment ORDER BY payment_id LIMIT 3); "
+        "REFRESH MATERIALIZED VIEW public.rental_by_category",  # as the target's will be
+    )
+    _copied(servers, iso, "differ from the live copy: public.payment_p2022_")
     query(
         servers.source_dsn,
         "ALTER TABLE public.actor ALTER COLUMN last_update SET DEFAULT '2020-01-01'",
