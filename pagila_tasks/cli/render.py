@@ -87,6 +87,8 @@ def unit_line(name: str, u: UnitProgress) -> str:
         bits.append(f"{human_bytes(u.bytes):>10}")
     if u.worker:
         bits.append(str(u.worker))
+    if u.origin:
+        bits.append(f"from {printable(u.origin)}")
     if u.error and u.state in ("failed", "retrying"):
         bits.append(f"error: {printable(str(u.error))[:120]}")
     return "  ".join(bits)

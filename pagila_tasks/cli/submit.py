@@ -120,6 +120,8 @@ def cmd_status(sub: Submitter, args: argparse.Namespace) -> int:
     since = f" since {run.started_at}" if run.started_at else ""
     sub.say(f"run {args.run_id} ({run.kind}): {run.state}{since}")
     sub.say("  " + render.facts(run.kind, run.seen))
+    if line := render.plan_line(run):
+        sub.say("  " + line)
     for name, u in sorted(run.units.items()):
         sub.say("  " + render.unit_line(name, u))
     if run.kind == "replicate" and run.state.terminal:

@@ -85,3 +85,10 @@ def test_the_plan_line_says_how_much_is_copied_and_why() -> None:
     line = render.plan_line(Run("r3", "replicate", RunState.RUNNING, plan=kept))
     assert line == "plan: copies nothing of 1 tables: equal"
     assert render.plan_line(Run("r4", "replicate", RunState.QUEUED)) is None
+
+
+def test_a_reused_unit_says_which_run_copied_it() -> None:
+    from pagila_tasks.run.model import UnitProgress
+
+    line = render.unit_line("public.rental#1of8", UnitProgress("reused", rows=5, origin="r1"))
+    assert "reused" in line and line.endswith("from r1"), line
