@@ -1,6 +1,7 @@
 """A run cut short (every worker killed with ``kill -9``) keeps its staging copy; the next run
 adopts it, reuses every unit proven equal to the source at its own snapshot, copies the rest
-(the units the source changed in between among them), and ends equal to the source."""
+(the units the source changed in between among them), and ends equal to the source; readers of
+the live copy see one switch, from the old copy to the new one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 
 import pytest
 
+from tests.e2e.test_swap import Reader
 from tests.support import assert_replica, children, query, run_schemas, scalar, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -43,6 +45,8 @@ def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: b
     iso = isolated({"PAGILA_SPLIT_ROWS": "2000", "PAGILA_TEST_FAULT": "slow-copies"})
     iso.pool(2, prefix="k", argv=SLOW)
     assert iso.submit("load").returncode == 0
+    if changed_between:  # a live copy for readers to read while the resumed run switches
+        assert iso.submit("replicate").returncode == 0
     query(servers.source_dsn, "UPDATE public.film SET rental_rate = rental_rate + 1")
 
     code, out = iso.submit_json("replicate", "--no-wait")
@@ -90,7 +94,17 @@ def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: b
         )
         changed = {name}
 
+    reader = Reader(servers.target_dsn, "SELECT sum(rental_rate) FROM public.film")
+    if changed_between:
+        reader.start()
+        wait_for(lambda: reader.values, 30, "the reader to read once")
     proc = iso.submit("replicate", "--json")
+    if changed_between:  # one switch, from the old copy's value to the new one's, no error
+        reader.stop.set()
+        reader.join(timeout=30)
+        assert reader.errors == [], reader.errors[:3]
+        switches = [a != b for a, b in zip(reader.values, reader.values[1:], strict=False)]
+        assert sum(switches) == 1, sorted(set(reader.values))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     second = json.loads(proc.stdout.strip().splitlines()[-1])
     assert f"resumes the staging copy of run {first}" in second["plan"]["reason"], second["plan"]
