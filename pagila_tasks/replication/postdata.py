@@ -133,11 +133,13 @@ def keep_build(
         if s.maintenance_work_mem:
             cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
         alone, rest = keepplan.apart(kept.build, _quoted_builds(cur, layout))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"keep-{run_id}") as pool:
-            indexes = pool.submit(build_apart, ctx, run_id, alone)  # two at a time, beside
-            with staging.as_live(cur, layout):
-                keep.run_steps(cur, rest, "on the new copy, before the switch")
-            indexes.result()
+        conn.commit()
+        # the indexes first, each committed: the as-live part holds its locks (a key's on the
+        # table it references) until the step commits, and an index build queued behind them
+        # would wait for a commit that waits for it
+        build_apart(ctx, run_id, alone)
+        with staging.as_live(cur, layout):
+            keep.run_steps(cur, rest, "on the new copy, before the switch")
         keep.save(cur, run_id, kept)
         support.record_step(cur, run_id, "keep-build")
         guard.before_commit(ctx, run_id)
