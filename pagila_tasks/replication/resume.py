@@ -29,7 +29,7 @@ import psycopg2.extensions
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import support
 from pagila_tasks.pg.db import connection
-from pagila_tasks.replication import catalog, verify
+from pagila_tasks.replication import verify
 from pagila_tasks.replication.copy import range_filter
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run.plan import Unit
@@ -37,7 +37,7 @@ from pagila_tasks.run.plan import Unit
 log = logging.getLogger(__name__)
 
 Cursor = psycopg2.extensions.cursor
-Measures = dict[str, tuple[int, str | None]]
+Measures = verify.Measures
 
 
 @dataclass(frozen=True)
@@ -131,14 +131,9 @@ def reusable(
 
 
 def _measure(cur: Cursor, units: list[Unit], targets: dict[str, str] | None) -> Measures:
-    built = {u.schema: (targets or {}).get(u.schema, u.schema) for u in units}
-    traits = catalog.type_traits(cur, tuple(set(built.values())))
-    out = {}
-    for u in units:
-        schema = built[u.schema]
-        by_text = traits.get((schema, u.table), catalog.NO_TRAITS).hash_by_text
-        out[u.name] = verify.measure(cur, schema, u.table, True, by_text, range_filter(u))
-    return out
+    """Each unit's rows (its key range), where ``targets`` says it was built."""
+    parts = [(u.name, u.schema, u.table, range_filter(u)) for u in units]
+    return verify.measure_parts(cur, parts, True, targets)
 
 
 def _source(s: Settings, snapshot_id: str, run_id: str, units: list[Unit]) -> Measures:

@@ -81,26 +81,42 @@ def measure(
     return int(count), f"t:{checksum}"
 
 
+Measures = dict[str, tuple[int, str | None]]
+
+Part = tuple[str, str, str, sql.Composable]
+"""What to measure: its name for people, its live schema, its table, and the rows it keeps
+(:data:`EVERY_ROW`, or a unit's key range)."""
+
+
+def measure_parts(
+    cur: Cursor,
+    parts: list[Part],
+    checksums: bool,
+    targets: dict[str, str] | None = None,
+) -> Measures:
+    """Measure each part on one side (one connection, so both sides can run at once), keyed by
+    its name; ``targets`` maps a schema to where the run built it on the target (its staging
+    schema), which is what is measured there."""
+    targets = targets or {}
+    built = [(name, targets.get(sch, sch), table, where) for name, sch, table, where in parts]
+    traits = catalog.type_traits(cur, tuple({b for _, b, _, _ in built})) if checksums else {}
+    return {
+        name: measure(
+            cur, b, table, checksums, traits.get((b, table), catalog.NO_TRAITS).hash_by_text, where
+        )
+        for name, b, table, where in built
+    }
+
+
 def measure_all(
     cur: Cursor,
     tables: list[tuple[str, str]],
     checksums: bool,
     targets: dict[str, str] | None = None,
-) -> dict[str, tuple[int, str | None]]:
-    """Measure every table on one side (one connection, so both sides can run at once).
-
-    Keys are the tables' live names for people; ``targets`` maps a schema to where the run
-    built it on the target (its staging schema), which is what is measured there.
-    """
-    targets = targets or {}
-    built = [(schema, targets.get(schema, schema), table) for schema, table in tables]
-    traits = catalog.type_traits(cur, tuple({b for _, b, _ in built})) if checksums else {}
-    return {
-        names.display(schema, table): measure(
-            cur, b, table, checksums, traits.get((b, table), catalog.NO_TRAITS).hash_by_text
-        )
-        for schema, b, table in built
-    }
+) -> Measures:
+    """Measure every table on one side, keyed by its live name (see :func:`measure_parts`)."""
+    parts = [(names.display(sch, table), sch, table, EVERY_ROW) for sch, table in tables]
+    return measure_parts(cur, parts, checksums, targets)
 
 
 def combine(
@@ -113,9 +129,6 @@ def combine(
         )
         for name, (rows, checksum) in source.items()
     ]
-
-
-Measures = dict[str, tuple[int, str | None]]
 
 
 def measure_source(
