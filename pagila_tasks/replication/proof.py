@@ -115,44 +115,27 @@ def prove(
     if live != target_sha:
         return Proof(False, f"the target's schema changed since run {recorded_by}", (), fingerprint)
     try:
-        if moved := _moved_sequences(s, snapshot_id, run_id, schemas):  # cheap: first
-            return Proof(False, moved, (), fingerprint)
+        with snapshot_cursor(s, snapshot_id, f"pagila-proof-src {run_id}") as cur:
+            source_seqs = sequences.read(cur, schemas)
+        tgt = connection(s.target_dsn, s, f"pagila-proof-tgt {run_id}")
+        with tgt as conn, conn.cursor() as cur:
+            live_seqs = sequences.read(cur, schemas)
+        # cheap, first: inserts move sequences, and then no table need be measured (the
+        # verdict itself is judged below, on one snapshot of the target)
+        same, reason, _ = judge("", Side({}, source_seqs), Side({}, live_seqs))
+        if not same:
+            return Proof(False, reason, (), fingerprint)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"proof-{run_id}") as pool:
-            source = pool.submit(_source, s, snapshot_id, run_id, schemas, tables, large_objects)
+            tables_src = pool.submit(
+                verify.measure_source, s, snapshot_id, run_id, tables, large_objects
+            )
             target = _target(s, run_id, schemas, tables, large_objects)
-            unchanged, reason, checks = judge(recorded_by, source.result(), target)
+            source = Side(tables_src.result(), source_seqs)  # the snapshot's: read once
+            unchanged, reason, checks = judge(recorded_by, source, target)
     except psycopg2.Error as exc:  # a table gone since the dump, a lock timeout: copy
         why = f"the live copy could not be measured: {s.scrub(str(exc))}"
         return Proof(False, why, (), fingerprint)
     return Proof(unchanged, reason, tuple(checks), fingerprint)
-
-
-def _moved_sequences(
-    s: Settings, snapshot_id: str, run_id: str, schemas: tuple[str, ...]
-) -> str | None:
-    """Why the live copy differs, if its sequences alone show it (inserts move them): then no
-    table is measured. The verdict itself is :func:`judge`'s, on one snapshot of the target."""
-    with snapshot_cursor(s, snapshot_id, f"pagila-proof-src {run_id}") as cur:
-        source = sequences.read(cur, schemas)
-    with connection(s.target_dsn, s, f"pagila-proof-tgt {run_id}") as conn, conn.cursor() as cur:
-        target = sequences.read(cur, schemas)
-    unchanged, reason, _ = judge("", Side({}, source), Side({}, target))
-    return None if unchanged else reason
-
-
-def _source(
-    s: Settings,
-    snapshot_id: str,
-    run_id: str,
-    schemas: tuple[str, ...],
-    tables: list[tuple[str, str]],
-    los: bool,
-) -> Side:
-    with snapshot_cursor(s, snapshot_id, f"pagila-proof-src {run_id}") as cur:
-        measures = verify.measure_all(cur, tables, checksums=True)
-        if los:
-            measures[largeobjects.NAME] = largeobjects.measure(cur, staged=False)
-        return Side(measures, sequences.read(cur, schemas))
 
 
 def _target(
