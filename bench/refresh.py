@@ -13,6 +13,7 @@ are checked against the source's after every run.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -98,7 +99,7 @@ def _cut_short(b: BenchStack, dataset: str) -> dict[str, Any]:
         text=True,
         check=True,
     )
-    run_id = proc.stdout.strip().splitlines()[-1].split('"run_id": "')[1].split('"')[0]
+    run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
     total, done = _wait_half(b, run_id)
     for pid in procfs.descendants(b.worker_roots()):
         os.kill(pid, signal.SIGKILL)

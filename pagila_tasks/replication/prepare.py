@@ -116,19 +116,12 @@ def _resume(
     the units of it proven equal to the source in this snapshot."""
     if proven.unchanged or chosen.tables is not None:
         return None
-    support.ensure(tgt, "replication")
-    with tgt.cursor() as cur:
-        support.ensure_work(cur)
+    with tgt.cursor() as cur:  # a target without the working tables: find says none
         staged = resume.find(cur, layout.schemas)
-        why_not = staged and resume.refusal(
-            staged, proven.fingerprint, ctx.s, layout.swap, True, chosen.full
+        why_not = staged and (
+            resume.refusal(staged, proven.fingerprint, ctx.s, layout.swap, True, chosen.full)
+            or _schemas_gone(cur, layout)
         )
-        if (
-            staged
-            and not why_not
-            and not all(staging.exists(cur, b) for b in layout.targets().values())
-        ):
-            why_not = "its schemas are gone"
         if staged is None or why_not:
             if staged is not None:
                 log.info("run %s: not resuming run %s: %s", run_id, staged.run_id, why_not)
@@ -140,6 +133,12 @@ def _resume(
     log.info("STEP prepare %s: prove the units run %s staged", run_id, staged.run_id)
     reused = resume.reusable(ctx.s, run_id, snapshot_id, staged, layout.targets())
     return resume.Resumed(staged.run_id, staged.units, reused)
+
+
+def _schemas_gone(cur: psycopg2.extensions.cursor, layout: staging.Layout) -> str | None:
+    """Why a staging copy cannot be adopted though its record says it can: its schemas went."""
+    gone = [b for b in layout.targets().values() if not staging.exists(cur, b)]
+    return f"its schemas are gone: {', '.join(gone)}" if gone else None
 
 
 def _units(
