@@ -308,12 +308,15 @@ class Run:
             return "partly replaced"
         return "unchanged"
 
-    def table_totals(self) -> dict[str, TableTotal]:
-        """Per table, its units summed (a split table has several units; people and the audit
-        detail speak per table)."""
+    def _by_table(self) -> dict[str, list[UnitProgress]]:
         grouped: dict[str, list[UnitProgress]] = {}
         for u in self.units.values():
             grouped.setdefault(u.table, []).append(u)
+        return grouped
+
+    def table_totals(self) -> dict[str, TableTotal]:
+        """Per table, its units summed (a split table has several units; people and the audit
+        detail speak per table)."""
         return {
             table: TableTotal(
                 rows=sum(int(u.rows or 0) for u in us),
@@ -323,17 +326,14 @@ class Run:
                 seconds=round(sum(float(u.seconds or 0) for u in us), 3),
                 states=tuple(u.state for u in us),
             )
-            for table, us in grouped.items()
+            for table, us in self._by_table().items()
         }
 
     def how_built(self) -> dict[str, str]:
         """Per table, how the new copy got its rows: ``copied``, ``reused from RUN`` (a resumed
         staging copy's), or ``ranges copied N/M`` and the rest reused."""
-        grouped: dict[str, list[UnitProgress]] = {}
-        for u in self.units.values():
-            grouped.setdefault(u.table, []).append(u)
         hows = {}
-        for table, us in grouped.items():
+        for table, us in self._by_table().items():
             reused = [u for u in us if u.state == "reused"]
             origins = ", ".join(sorted({str(u.origin) for u in reused}))
             if not reused:
