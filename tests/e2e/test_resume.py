@@ -1,7 +1,8 @@
 """A run cut short (every worker killed with ``kill -9``) keeps its staging copy; the next run
 adopts it, reuses every unit proven equal to the source at its own snapshot, copies the rest
-(the units the source changed in between among them), and ends equal to the source; readers of
-the live copy see one switch, from the old copy to the new one."""
+(a unit changed in between on the source, and one changed in the staging copy itself, among
+them), and ends equal to the source; readers of the live copy see one switch, from the old copy
+to the new one."""
 
 from __future__ import annotations
 
@@ -82,17 +83,23 @@ def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: b
     assert "kept for the next run to resume" in iso.record(first)["error"]
 
     changed: set[str] = set()
-    if changed_between:  # rows of one committed unit change after it was staged
-        name = next(n for n in sorted(staged) if n.startswith("public.rental#"))
-        part = next(u for u in record["plan"]["units"] if _unit_name(u) == name)
-        lo = part["lo"] if part["lo"] is not None else 0
-        query(
-            servers.source_dsn,
-            "UPDATE public.rental SET return_date = NULL WHERE rental_id = "
-            "(SELECT min(rental_id) FROM public.rental WHERE rental_id >= %s)",
-            (lo,),
-        )
-        changed = {name}
+    if changed_between:  # behind the runs' backs: one staged range on the source, another in
+        # the kept staging copy on the target; both must be copied again
+        stage = run_schemas(servers.target_dsn)[0]
+        ranges = [n for n in sorted(staged) if n.startswith("public.rental#")]
+        for name, dsn, schema in zip(
+            ranges, (servers.source_dsn, servers.target_dsn), ("public", stage), strict=False
+        ):
+            part = next(u for u in record["plan"]["units"] if _unit_name(u) == name)
+            lo = part["lo"] if part["lo"] is not None else 0
+            query(
+                dsn,
+                f'UPDATE "{schema}".rental SET return_date = NULL WHERE rental_id = '
+                f'(SELECT min(rental_id) FROM "{schema}".rental WHERE rental_id >= %s)',
+                (lo,),
+            )
+            changed.add(name)
+        assert len(changed) == 2, ranges
 
     reader = Reader(servers.target_dsn, "SELECT sum(rental_rate) FROM public.film")
     if changed_between:
