@@ -209,6 +209,26 @@ def parse_schedule(raw: str, name: str = "PAGILA_SCHEDULE") -> str | None:
     return raw
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?)b?\s*(?:/\s*s)?\s*$", re.I)
+_RATE_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+MIN_RATE = 64_000
+"""The lowest cap on a run's source reads (bytes per second)."""
+
+
+def parse_rate(raw: str, what: str = "--max-rate") -> int:
+    """``20MB/s``, ``500kB/s``, ``1.5GiB/s`` or plain bytes per second -> bytes per second.
+
+    Decimal prefixes are powers of 1000, binary ones (``MiB``) of 1024; at least 64 kB/s.
+    """
+    m = _RATE.match(raw or "")
+    if not m:
+        raise ConfigError(what, f"must be a rate such as 20MB/s or 500kB/s, got {raw!r}")
+    rate = int(float(m.group(1)) * _RATE_UNITS[m.group(2).lower()])
+    if rate < MIN_RATE:
+        raise ConfigError(what, f"must be at least {MIN_RATE // 1000} kB/s, got {raw!r}")
+    return rate
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a worker, the submit script or the stack needs; built by :func:`settings`."""
@@ -255,6 +275,12 @@ class Settings:
     """A run that ends without switching keeps its staging copy for the next run to resume."""
     resume_max_age: float = 86400.0
     """A staging copy older than this (seconds) is dropped, not resumed."""
+    progress_interval: float = 0.5
+    """Seconds between a running copy's progress updates in the run record."""
+    max_rate: int | None = None
+    """A submitter's ``PAGILA_MAX_RATE`` (bytes per second): acts as ``--max-rate``."""
+    metrics_file: Path | None = None
+    """Where workers rewrite the Prometheus textfile after each run (``PAGILA_METRICS_FILE``)."""
 
     def __repr__(self) -> str:
         shown = []
@@ -343,6 +369,17 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         given=frozenset(k for k, v in env.items() if k.startswith("PAGILA_") and v.strip()),
         sql_roots=parse_sql_roots(env.get("PAGILA_SQL_ROOTS"), sql_dir, cache_dir),
         force_reset=_bool(env, "PAGILA_FORCE_RESET", False),
+        progress_interval=_float(env, "PAGILA_PROGRESS_INTERVAL", 0.5, minimum=0.1),
+        max_rate=(
+            parse_rate(env["PAGILA_MAX_RATE"], "PAGILA_MAX_RATE")
+            if (env.get("PAGILA_MAX_RATE") or "").strip()
+            else None
+        ),
+        metrics_file=(
+            Path(env["PAGILA_METRICS_FILE"])
+            if (env.get("PAGILA_METRICS_FILE") or "").strip()
+            else None
+        ),
         resume=_bool(env, "PAGILA_RESUME", True),
         resume_max_age=_float(env, "PAGILA_RESUME_MAX_AGE", 86400.0, minimum=0.0),
     )

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Task, chord
-from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from pagila_tasks.app import app
 from pagila_tasks.base.errors import (
@@ -36,7 +41,7 @@ from pagila_tasks.pg import warm
 from pagila_tasks.replication import copy as copying
 from pagila_tasks.replication import finish, snapshot
 from pagila_tasks.replication import prepare as prepare_phase
-from pagila_tasks.run import guard, lifecycle
+from pagila_tasks.run import guard, lifecycle, shadow
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import LoadOptions, ReplicateOptions
 from pagila_tasks.run.plan import Unit
@@ -111,7 +116,7 @@ class AnswerTask(PagilaTask):
 
 
 def _send(name: str, kwargs: dict[str, Any]) -> str:
-    return str(app.send_task(name, kwargs=kwargs).id)
+    return str(app.send_task(name, kwargs=kwargs, shadow=shadow.for_task(name, kwargs)).id)
 
 
 class LoadTask(PagilaTask):
@@ -212,9 +217,10 @@ def prepare(
     overwrite: bool = False,
     drop_dependents: bool = False,
     full: bool = False,
+    max_rate: int | None = None,
 ) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
-    options = ReplicateOptions(tables, schemas, overwrite, drop_dependents, full)  # type: ignore[arg-type]
+    options = ReplicateOptions(tables, schemas, overwrite, drop_dependents, full, max_rate)  # type: ignore[arg-type]
     units = prepare_phase.prepare(self.ctx, run_id, options)
     _launch(self.ctx, run_id, units)
     return {"run_id": run_id, "units": len(units)}
@@ -246,14 +252,24 @@ def fail_replication(self: PagilaTask, run_id: str, reason: str | None = None) -
 def _launch(ctx: Context, run_id: str, units: list[Unit]) -> None:
     """The run's chord: one ``copy_table`` per unit, then the callback, the errback on error
     (no units, the live copy proven unchanged: the callback alone)."""
-    header = [copy_table.si(run_id, u.schema, u.table, u.as_args()) for u in units]
-    body = finish_replication.si(run_id)
-    body.link_error(fail_replication.si(run_id))
+    header = [
+        copy_table.si(run_id, u.schema, u.table, u.as_args()).set(shadow=shadow.for_copy(u))
+        for u in units
+    ]
+    body = finish_replication.si(run_id).set(shadow=f"finish replication {run_id}")
+    body.link_error(fail_replication.si(run_id).set(shadow=f"fail replication {run_id}"))
     ctx.record.add_task_ids(run_id, [sig.freeze().id for sig in header] + [body.freeze().id])
     if header:
         chord(header, body).apply_async()
     else:
         body.apply_async()
+
+
+@task_prerun.connect
+def _name_the_worker(task: Any = None, **_: Any) -> None:
+    """Steps and units say which worker node ran them (the report's lanes)."""
+    if isinstance(task, PagilaTask):
+        task.ctx.worker = task.worker
 
 
 @worker_process_init.connect

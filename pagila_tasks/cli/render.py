@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
 from pagila_tasks.base.names import printable
-from pagila_tasks.run.model import Run, TableTotal, UnitProgress
+from pagila_tasks.run.model import Progress, Run, TableTotal, UnitProgress
 
 
 def human_bytes(n: int | float) -> str:
@@ -94,37 +101,95 @@ def unit_line(name: str, u: UnitProgress) -> str:
     return "  ".join(bits)
 
 
+def duration(seconds: float) -> str:
+    """75 -> '1m15s'."""
+    whole = round(seconds)
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+
+def progress_line(p: Progress) -> str:
+    """``41% 45.1 MiB of 110.0 MiB, 21.3 MiB/s, copies end in 3s (cap 20.0 MB/s)``."""
+    bits = [f"{p.fraction:.0%} {human_bytes(p.done_bytes)} of {human_bytes(p.expected_bytes)}"]
+    bits.append(f"units {p.units_done}/{p.units}")
+    if p.rate:
+        bits.append(f"{human_bytes(p.rate)}/s")
+    if p.eta_seconds is not None:
+        bits.append(f"copies end in {duration(p.eta_seconds)}")
+    line = ", ".join(bits)
+    return line + (f" (cap {p.max_rate / 1e6:.1f} MB/s)" if p.max_rate else "")
+
+
 class LiveView:
-    """Redraws unit lines on a terminal; prints only changed lines elsewhere (CI, cron)."""
+    """The run while it goes: on a terminal an overall byte bar (``rich``) above the unit lines,
+    redrawn in place; elsewhere (CI, cron) plain lines, each printed when it changes (the
+    progress line at most every :attr:`PLAIN_EVERY` seconds)."""
+
+    PLAIN_EVERY = 2.0
 
     def __init__(self, out: TextIO = sys.stderr) -> None:
         self.out = out
         self.tty = out.isatty()
-        self._drawn = 0
         self._last: dict[str, str] = {}
         self._planned = False
+        self._said_progress = 0.0
+        self._live: Live | None = None
 
     def update(self, run: Run) -> None:
-        if not self._planned and (line := plan_line(run)):  # once, above the unit lines
-            self._planned = True
-            if self.tty and self._drawn:  # above what was drawn: it is drawn again below
-                self.out.write(f"\x1b[{self._drawn}F\x1b[2K")
-            self.out.write(line + "\n")
-            self._drawn = 0
-        lines = {name: unit_line(name, u) for name, u in sorted(run.units.items())}
+        now = time.time()
+        progress = run.progress(now)
         if self.tty:
-            if self._drawn:
-                self.out.write(f"\x1b[{self._drawn}F")
-            header = f"run {run.run_id} {run.kind}: {run.state}"
-            body = [header, *lines.values()]
-            self.out.write("".join(f"\x1b[2K{ln}\n" for ln in body))
-            self._drawn = len(body)
+            self._draw(run, progress)
         else:
-            for name, text in lines.items():
-                if self._last.get(name) != text:
-                    self.out.write(text + "\n")
+            self._print(run, progress, now)
+        if run.state.terminal:
+            self.close()
+
+    def _draw(self, run: Run, progress: Progress | None) -> None:
+        if self._live is None:
+            console = Console(file=self.out, highlight=False, soft_wrap=False)
+            self._live = Live(console=console, auto_refresh=False, transient=False)
+            self._live.start()
+        self._live.update(screen(run, progress), refresh=True)
+
+    def _print(self, run: Run, progress: Progress | None, now: float) -> None:
+        if not self._planned and (line := plan_line(run)):
+            self._planned = True
+            self.out.write(line + "\n")
+        lines = {name: unit_line(name, u) for name, u in sorted(run.units.items())}
+        for name, text in lines.items():
+            if self._last.get(name) != text:
+                self.out.write(text + "\n")
         self._last = lines
+        if progress and progress.units and now - self._said_progress >= self.PLAIN_EVERY:
+            line = "progress: " + progress_line(progress)
+            if self._last.get("\0progress") != line:
+                self.out.write(line + "\n")
+                self._last["\0progress"] = line
+            self._said_progress = now
         self.out.flush()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def screen(run: Run, progress: Progress | None) -> Group:
+    """What the terminal shows: the run's state, its plan, the overall bar, one line a unit."""
+    parts: list[Any] = [Text(f"run {run.run_id} {run.kind}: {run.state}", style="bold")]
+    if line := plan_line(run):
+        parts.append(Text(line))
+    if progress is not None and progress.units:
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(
+            ProgressBar(
+                total=max(progress.expected_bytes, 1), completed=progress.done_bytes, width=40
+            ),
+            Text(progress_line(progress)),
+        )
+        parts.append(bar)
+    parts += [Text(unit_line(name, u)) for name, u in sorted(run.units.items())]
+    return Group(*parts)
 
 
 def replication_summary(run: Run) -> str:

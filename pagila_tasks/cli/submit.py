@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError
 from pagila_tasks.base.errors import ConfigError, LockHeld, PagilaError, UsageError, one_line
 from pagila_tasks.cli import render
 from pagila_tasks.cli.submitter import Submitter
-from pagila_tasks.config import Settings, mask_dsn, parse_schemas, settings
+from pagila_tasks.config import Settings, mask_dsn, parse_rate, parse_schemas, settings
 from pagila_tasks.pg import support
 from pagila_tasks.run import lifecycle, plan
 from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Run, RunOptions, RunState
@@ -79,7 +79,8 @@ def options(s: Settings, kind: str, args: argparse.Namespace) -> RunOptions:
     drop = args.drop_dependents or (s.drop_dependents and "PAGILA_DROP_DEPENDENTS" in s.given)
     tables = plan.parse_table_list(args.tables)
     listed = tuple(tables) if tables is not None else None
-    return ReplicateOptions(listed, schemas, bool(overwrite), bool(drop), bool(args.full))
+    rate = parse_rate(args.max_rate) if args.max_rate is not None else s.max_rate
+    return ReplicateOptions(listed, schemas, bool(overwrite), bool(drop), bool(args.full), rate)
 
 
 def _run_one(sub: Submitter, kind: str, args: argparse.Namespace) -> int:
@@ -122,6 +123,8 @@ def cmd_status(sub: Submitter, args: argparse.Namespace) -> int:
     sub.say("  " + render.facts(run.kind, run.seen))
     if line := render.plan_line(run):
         sub.say("  " + line)
+    if (progress := run.progress(time.time())) is not None and progress.units:
+        sub.say("  progress: " + render.progress_line(progress))
     for name, u in sorted(run.units.items()):
         sub.say("  " + render.unit_line(name, u))
     if run.kind == "replicate" and run.state.terminal:
@@ -288,6 +291,13 @@ def parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="copy every table, without first proving the live copy already equal to "
                 "the source (a proven one is kept as it is)",
+            )
+            sp.add_argument(
+                "--max-rate",
+                metavar="RATE",
+                help="cap the bytes per second the whole run reads from the source, across "
+                "all workers (e.g. 20MB/s, 500kB/s; default: PAGILA_MAX_RATE if set here, "
+                "else no cap)",
             )
     sp = common(sub.add_parser("status", help="show one run"))
     sp.add_argument("run_id")

@@ -16,7 +16,7 @@ from typing import Any
 from pagila_tasks.base.errors import UsageError
 from pagila_tasks.cli import render
 from pagila_tasks.config import Settings
-from pagila_tasks.run import lifecycle
+from pagila_tasks.run import lifecycle, shadow
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import Run, RunOptions, RunState
 
@@ -118,7 +118,7 @@ class Submitter:
     @staticmethod
     def send(name: str, kwargs: dict[str, Any]) -> str:
         """Send one task by its wire name; its id."""
-        return str(_app().send_task(name, kwargs=kwargs).id)
+        return str(_app().send_task(name, kwargs=kwargs, shadow=shadow.for_task(name, kwargs)).id)
 
     @staticmethod
     def revoke(ids: list[str], terminate: bool) -> None:
@@ -132,6 +132,12 @@ class Submitter:
     def wait(self, run_id: str) -> Run:
         """Follow the run's record until it ends; warn once about a starved queue."""
         view = render.LiveView()
+        try:
+            return self._follow(run_id, view)
+        finally:
+            view.close()
+
+    def _follow(self, run_id: str, view: render.LiveView) -> Run:
         since = time.monotonic()
         warned = False
         while True:

@@ -20,19 +20,24 @@ log = logging.getLogger(__name__)
 
 
 class Watched:
-    """A file wrapper that records when data last moved through ``read``/``write``."""
+    """A file wrapper that records when data last moved through ``read``/``write``, and how
+    many bytes did (the copy's live progress)."""
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: IO[bytes] | Any) -> None:
         self.inner = inner
         self.last = time.monotonic()
+        self.moved = 0
 
     def write(self, data: Any) -> int:
         self.last = time.monotonic()
+        self.moved += len(data)
         return self.inner.write(data)
 
     def read(self, size: int = -1) -> bytes:
         self.last = time.monotonic()
-        return self.inner.read(size)
+        data = self.inner.read(size)
+        self.moved += len(data)
+        return data
 
 
 class Watchdog:

@@ -13,6 +13,7 @@ so a retried or redelivered copy never duplicates rows.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,9 +26,9 @@ from pagila_tasks.base.errors import PoisonMessage, ReplicationError, SnapshotLo
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.watchdog import Watchdog, Watched
-from pagila_tasks.replication import largeobjects
+from pagila_tasks.replication import largeobjects, live
 from pagila_tasks.replication.snapshot import snapshot_cursor
-from pagila_tasks.run import guard
+from pagila_tasks.run import guard, ratelimit
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.plan import Unit
 
@@ -120,15 +121,21 @@ def copy_table(
     before_commit: Callable[[], None],
     target_schema: str | None = None,
     note: Callable[[Any, int], None] | None = None,
+    reporter: live.Reporter | None = None,
+    bucket: ratelimit.Bucket | None = None,
 ) -> CopyResult:
     """Copy ``unit`` inside ``snapshot_id`` into ``target_schema`` (default: the unit's own);
     ``note`` (given the cursor and the rows) and ``before_commit`` run just before the commit,
-    in the copy's transaction."""
+    in the copy's transaction. ``reporter`` is told where the bytes flow (live progress);
+    ``bucket`` caps how fast the source is read (``--max-rate``)."""
     started = time.monotonic()
     st = statements(unit, s.copy_format, target_schema)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-copy-src {unit.name}") as cur:
-            watched = Watched(spool)
+            watched = Watched(ratelimit.Throttled(spool, bucket) if bucket else spool)
+            if reporter is not None:
+                reporter.source_pid = cur.connection.get_backend_pid()
+                reporter.reading = watched
             with Watchdog(cur.connection, watched, s.stall_timeout, f"source COPY of {unit.name}"):
                 cur.copy_expert(st.copy_out, watched, size=1 << 20)
             source_rows = cur.rowcount
@@ -139,6 +146,9 @@ def copy_table(
             with tgt.cursor() as cur:
                 cur.execute(st.empty)
                 watched = Watched(spool)
+                if reporter is not None:
+                    reporter.rows = source_rows
+                    reporter.writing = watched
                 with Watchdog(tgt, watched, s.stall_timeout, f"target COPY of {unit.name}"):
                     cur.copy_expert(st.copy_in, watched, size=1 << 20)
                 target_rows = cur.rowcount
@@ -187,26 +197,46 @@ def copy_unit(
     if target_schema is None and unit.kind == "table":
         raise ReplicationError(f"run {run_id} has no target schema for {unit.name}")
     ctx.record.copy_started(run_id)
-    ctx.record.unit(run_id, unit.name, state="running", worker=worker)
-    staged = plan.swap and unit.kind == "table"  # a swap's staging copy: resumable
-    result = copy_table(
-        ctx.s,
-        unit,
-        snapshot_id,
-        lambda: guard.before_commit(ctx, run_id),
-        target_schema,
-        (lambda cur, rows: support.note_staged_unit(cur, run_id, unit.name, rows))
-        if staged
-        else None,
+    ctx.record.unit(
+        run_id,
+        unit.name,
+        state="running",
+        worker=worker,
+        pid=os.getpid(),
+        started_at=time.time(),
+        read=0,
+        written=0,
     )
+    staged = plan.swap and unit.kind == "table"  # a swap's staging copy: resumable
+    bucket = ratelimit.Bucket(ctx.redis, run_id, plan.max_rate) if plan.max_rate else None
+
+    def publish(read: int, written: int, rows: int | None) -> None:
+        ctx.record.unit(run_id, unit.name, read=read, written=written, rows=rows)
+
+    with live.Reporter(ctx.s, unit.name, publish, ctx.s.progress_interval) as reporter:
+        result = copy_table(
+            ctx.s,
+            unit,
+            snapshot_id,
+            lambda: guard.before_commit(ctx, run_id),
+            target_schema,
+            (lambda cur, rows: support.note_staged_unit(cur, run_id, unit.name, rows))
+            if staged
+            else None,
+            reporter,
+            bucket,
+        )
     ctx.record.unit(
         run_id,
         unit.name,
         state="done",
         rows=result.rows,
         bytes=result.bytes,
+        read=result.bytes,
+        written=result.bytes,
         spilled=result.spilled,
         seconds=result.seconds,
         worker=worker,
+        ended_at=time.time(),
     )
     return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}

@@ -72,9 +72,9 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
         return _unchanged(ctx, run, plan)
     layout = staging.layout_of(plan)
     ctx.record.finishing(run_id)
-    log.info("STEP finish %s: read sequences, keys and views in the snapshot", run_id)
+    ctx.step(run_id, "finish", "read sequences, keys and views in the snapshot")
     source = _read_source(ctx, run, plan, layout)
-    log.info("STEP finish %s: verification (checksums of both sides) beside post-data", run_id)
+    ctx.step(run_id, "finish", "verification (checksums of both sides) beside post-data")
     checks, target_seqs = _build_and_measure(ctx, run, plan, layout, source)
     verify.require(checks, source.sequences, target_seqs)
     detail = verify.detail(checks, run.table_totals(), run.how_built())
@@ -82,7 +82,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     chosen = _options(ctx, run)
     manifest = source.manifest
     kept = postdata.keep_build(ctx, run_id, layout, manifest, chosen) if manifest else None
-    log.info("STEP finish %s: switch", run_id)
+    ctx.step(run_id, "finish", "switch")
     row = ledger_row(run, True, None, detail)
     carried = switch.Kept(kept, manifest) if kept and manifest else None
     moves_objects = plan.large_objects > 0 or not plan.subset
@@ -90,7 +90,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     ctx.record.switched(run_id, Switch(done.target_state, done.at.isoformat(), done.held_ms))
     _after_switch(ctx, run_id, plan, chosen)  # before "succeeded": ends holding nothing
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
-    log.info("STEP finish %s: succeeded, %d tables verified", run_id, len(checks))
+    ctx.step(run_id, "finish", f"succeeded, {len(checks)} tables verified")
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
 
 
@@ -110,7 +110,7 @@ def _unchanged(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
         conn.commit()
     ctx.record.switched(run_id, Switch(target_state="unchanged"))
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
-    log.info("STEP finish %s: succeeded, nothing copied: %s", run_id, plan.reason)
+    ctx.step(run_id, "finish", f"succeeded, nothing copied: {plan.reason}")
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks), "copied": 0}
 
 
@@ -152,7 +152,7 @@ def _already_finished(ctx: Context, run: Run) -> dict[str, Any] | None:
     if not run.state.terminal and row is None:
         return None
     state = RunState.SUCCEEDED if row is None or row[0] else RunState.FAILED
-    log.info("STEP finish %s: already finished (%s); nothing to do", run.run_id, state)
+    ctx.step(run.run_id, "finish", f"already finished ({state}); nothing to do")
     lifecycle.end(ctx, run.run_id, state)
     return {"run_id": run.run_id, "state": str(ctx.run(run.run_id).state)}
 
@@ -199,9 +199,9 @@ def _build_and_measure(
         snap = run.snapshot.id or ""
         src_measures = pool.submit(verify.measure_source, s, snap, run_id, tables, los)
         target_measures = verify.measure_target(s, run_id, tables, targets, los)
-        log.info("STEP finish %s: post-data (indexes two at a time, the rest as live)", run_id)
+        ctx.step(run_id, "finish", "post-data (indexes two at a time, the rest as live)")
         pending = postdata.post_data(ctx, run_id, plan, layout, source.foreign_keys)
-        log.info("STEP finish %s: %d keys validated; sequences, matviews", run_id, len(pending))
+        ctx.step(run_id, "finish", f"{len(pending)} keys validated; sequences, matviews")
         check = functools.partial(guard.before_commit, ctx, run_id)
         name = f"pagila-fk {run_id}"
         validated = pool.submit(fkeys.validate, s, pending, 2, name, targets, check)
@@ -267,7 +267,7 @@ def fail(ctx: Context, run_id: str, reason: str | None = None) -> dict[str, Any]
     error += _clean_up(ctx, run, ledger_row(run, False, error, detail, run.target_state))
     ctx.record.switched(run_id, Switch(target_state=run.target_state))
     lifecycle.end(ctx, run_id, state, error)
-    log.error("STEP fail %s: %s (target %s): %s", run_id, state, run.target_state, error)
+    ctx.step(run_id, "fail", f"{state} (target {run.target_state}): {error}", error=True)
     return {"run_id": run_id, "state": str(state), "error": error}
 
 

@@ -126,7 +126,7 @@ def keep_build(
             keepplan.check(kept, chosen.drop_dependents, keepplan.how_lost(layout.swap))
         else:
             kept = saved
-        log.info("STEP finish %s: keep %d objects the target's users built", run_id, len(kept.kept))
+        ctx.step(run_id, "finish", f"keep {len(kept.kept)} objects the target's users built")
         if kept.notes:
             log.warning("run %s: kept in part: %s", run_id, "; ".join(kept.notes))
             ctx.record.keeping(run_id, notes=kept.notes)

@@ -64,9 +64,9 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
     guard.run(ctx, run_id, "replicate", options)
     chosen = _checked(run_id, options.resolve(ctx.s))
     ctx.record.running(run_id)
-    log.info("STEP prepare %s: export snapshot", run_id)
+    ctx.step(run_id, "prepare", "export snapshot")
     snapshot_id = snapshot.start_holder(ctx.record, run_id)
-    log.info("STEP prepare %s: read the source catalog and the target", run_id)
+    ctx.step(run_id, "prepare", "read the source catalog and the target")
     found = _read(ctx, run_id, snapshot_id, chosen)
     layout = staging.Layout(chosen.schemas, swap=found.swap)
     proven = _prove(ctx, run_id, snapshot_id, chosen, found)
@@ -80,7 +80,9 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
             touching = []
             if not proven.unchanged and resumed is None:
                 _build_schema(ctx, run_id, tgt, layout, found, (proven.fingerprint, units))
-    decided = _plan(layout, units, found, touching, chosen.tables is not None, proven, resumed)
+    decided = _plan(
+        layout, units, found, touching, chosen, proven, resumed, ctx.record.last_bytes()
+    )
     ctx.record.save_plan(run_id, decided)
     return _queue(ctx, run_id, decided, resumed)
 
@@ -99,7 +101,7 @@ def _queue(
         else:
             ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
     todo = [u for u in decided.units if u.name not in reused]
-    log.info("STEP prepare %s: %d units to copy: %s", run_id, len(todo), decided.reason)
+    ctx.step(run_id, "prepare", f"{len(todo)} units to copy: {decided.reason}")
     return todo
 
 
@@ -130,7 +132,7 @@ def _resume(
         support.adopt_staged(cur, staged.run_id, run_id)
         guard.before_commit(ctx, run_id)
     tgt.commit()
-    log.info("STEP prepare %s: prove the units run %s staged", run_id, staged.run_id)
+    ctx.step(run_id, "prepare", f"prove the units run {staged.run_id} staged")
     reused = resume.reusable(ctx.s, run_id, snapshot_id, staged, layout.targets())
     return resume.Resumed(staged.run_id, staged.units, reused)
 
@@ -164,13 +166,13 @@ def _prove(
     and, unless ``--full``, proves whether the live copy holds the source already."""
     if chosen.tables is not None:
         return proof.Proof(False, f"--tables copies the {len(found.tables)} tables it names")
-    log.info("STEP prepare %s: dump the source schema", run_id)
+    ctx.step(run_id, "prepare", "dump the source schema")
     archive = schema.dump(ctx.s, chosen.schemas, snapshot_id, found.source_version)
     ctx.record.store_schema(run_id, archive)
     fingerprint = schema.archive_fingerprint(ctx.s, archive, found.source_version)
     if chosen.full:
         return proof.Proof(False, "--full copies every table", (), fingerprint)
-    log.info("STEP prepare %s: prove the live copy (schemas, counts, checksums)", run_id)
+    ctx.step(run_id, "prepare", "prove the live copy (schemas, counts, checksums)")
     tables = [t.key for t in found.tables]
     return proof.prove(
         ctx.s,
@@ -241,9 +243,10 @@ def _plan(
     units: list[plan.Unit],
     found: Findings,
     touching: list[fkeys.ForeignKey],
-    subset: bool,
+    chosen: Resolved,
     proven: proof.Proof,
     resumed: resume.Resumed | None,
+    last_bytes: dict[str, int],
 ) -> ReplicationPlan:
     return ReplicationPlan(
         schemas=layout.schemas,
@@ -252,7 +255,7 @@ def _plan(
         units=tuple(units),
         table_keys=tuple(t.key for t in found.tables),
         foreign_keys=tuple(tuple(fk.as_list()) for fk in touching),
-        subset=subset,
+        subset=chosen.tables is not None,
         large_objects=found.large_objects,
         source_version=found.source_version,
         target_version=found.target_version,
@@ -267,6 +270,8 @@ def _plan(
         else (),
         fingerprint=proven.fingerprint,
         reused=tuple(resumed.reused) if resumed else (),
+        expected=plan.expected_bytes(units, found.tables, last_bytes),
+        max_rate=chosen.max_rate,
     )
 
 
@@ -341,7 +346,7 @@ def _build_schema(
     text = schema.script(ctx.s, archive, "pre-data", found.source_version, found.target_version)
     extensions.create_outside(tgt, found.needs, lambda: guard.before_commit(ctx, run_id))
     where = "beside the live copy" if layout.swap else "in place of the live copy"
-    log.info("STEP prepare %s: build %s, pre-data %s", run_id, layout.schemas, where)
+    ctx.step(run_id, "prepare", f"build {layout.schemas}, pre-data {where}")
     _pre_data(ctx, run_id, tgt, layout, text, found.needs, found.kept, planned)
 
 
@@ -421,7 +426,7 @@ def _tables_in_place(ctx: Context, run_id: str, tables: list[plan.Table]) -> lis
                 raise UsageError(
                     f"the target has no table {', '.join(missing)}: run a full replicate first"
                 )
-            log.info("STEP prepare %s: drop foreign keys touching the chosen tables", run_id)
+            ctx.step(run_id, "prepare", "drop foreign keys touching the chosen tables")
             touching = fkeys.touching(cur, [t.key for t in tables])
         guard.before_commit(ctx, run_id)
         fkeys.drop(c2, touching)

@@ -123,7 +123,7 @@ def run(
         with conn.cursor() as cur:  # the whole transaction, commit included
             support.set_switch_ms(cur, run_id, held)
         conn.commit()
-    log.info("STEP switch %s: %s in %.1f ms (locks: %s)", run_id, state, held, locking)
+    ctx.step(run_id, "switch", f"{state} in {held:.1f} ms (locks: {locking})")
     return Switched(at, held, state)
 
 

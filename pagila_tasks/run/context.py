@@ -6,13 +6,20 @@ so both read the same lock and run records.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import time
+
 import redis
 
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.config import Settings
 from pagila_tasks.run.lock import RunLock
-from pagila_tasks.run.model import Run
+from pagila_tasks.run.model import Run, Step
 from pagila_tasks.run.record import RunRecord
+
+log = logging.getLogger("pagila_tasks.steps")
 
 
 class Context:
@@ -23,6 +30,8 @@ class Context:
         self.redis = client or redis.Redis.from_url(s.redis_url)
         self.lock = RunLock(self.redis, s.lock_ttl, s.lock_start_grace)
         self.record = RunRecord(self.redis)
+        self.worker = socket.gethostname()
+        """The node name of the worker whose task runs now (set by the tasks before each)."""
 
     def run(self, run_id: str) -> Run:
         """The run as recorded now; a run Redis does not know is an error."""
@@ -30,3 +39,9 @@ class Context:
         if run is None:
             raise ReplicationError(f"run {run_id} has no run record (Redis lost it?)")
         return run
+
+    def step(self, run_id: str, phase: str, text: str, error: bool = False) -> None:
+        """One step of a control task: its ``STEP`` log line (what the benchmark reads) and
+        its entry in the run record (what the report draws), with this worker process."""
+        (log.error if error else log.info)("STEP %s %s: %s", phase, run_id, text)
+        self.record.step(run_id, Step(phase, text, time.time(), self.worker, os.getpid()))

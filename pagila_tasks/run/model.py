@@ -8,6 +8,7 @@ Redis, no database, so the shapes and their JSON forms are tested alone.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Literal
@@ -57,6 +58,7 @@ class Resolved:
     overwrite: bool
     drop_dependents: bool
     full: bool = False
+    max_rate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class ReplicateOptions:
     full: bool = False
     """Copy everything, without first proving the live copy unchanged
     (:mod:`pagila_tasks.replication.proof`)."""
+    max_rate: int | None = None
+    """Bytes per second the whole run may read from the source (``--max-rate``)."""
 
     def __post_init__(self) -> None:
         for name in ("tables", "schemas"):  # JSON brings lists: one form, so records compare
@@ -84,6 +88,7 @@ class ReplicateOptions:
             "overwrite": self.overwrite,
             "drop_dependents": self.drop_dependents,
             "full": self.full,
+            "max_rate": self.max_rate,
         }
 
     def resolve(self, s: Settings) -> Resolved:
@@ -94,6 +99,7 @@ class ReplicateOptions:
             overwrite=self.overwrite or s.overwrite_target,
             drop_dependents=self.drop_dependents or s.drop_dependents,
             full=self.full,
+            max_rate=self.max_rate,
         )
 
 
@@ -138,6 +144,15 @@ class UnitProgress:
     updated_at: str | None = None
     origin: str | None = None
     """A reused unit's: the run that copied it into the staging copy this run resumed."""
+    pid: int | None = None
+    """The worker process that copied it (a worker node runs several): the report's lane."""
+    started_at: float | None = None
+    ended_at: float | None = None
+    """Epoch seconds of the copy's start and commit, for the report's timeline."""
+    read: int | None = None
+    written: int | None = None
+    """Bytes of the COPY stream read from the source and written to the target so far: they
+    advance during the copy (at least once a second), for the byte progress and its ETA."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UnitProgress:
@@ -174,6 +189,11 @@ class ReplicationPlan:
     """The source schema's fingerprint, recorded after the switch for the next run's proof."""
     reused: tuple[str, ...] = ()
     """Units of a resumed staging copy proven equal at this snapshot: not copied again."""
+    expected: dict[str, int] = field(default_factory=dict)
+    """Per unit, the bytes its COPY stream is expected to carry (the last run's bytes for the
+    same unit, else the catalog's size): the progress bar's total before the copies end."""
+    max_rate: int | None = None
+    """The cap on bytes per second read from the source by the whole run (``--max-rate``)."""
 
     @property
     def tables(self) -> list[str]:
@@ -204,6 +224,8 @@ class ReplicationPlan:
             "proven": [list(p) for p in self.proven],
             "fingerprint": self.fingerprint,
             "reused": list(self.reused),
+            "expected": dict(self.expected),
+            "max_rate": self.max_rate,
         }
 
     @classmethod
@@ -227,7 +249,26 @@ class ReplicationPlan:
             ),
             fingerprint=str(data.get("fingerprint") or ""),
             reused=tuple(str(n) for n in data.get("reused", [])),
+            expected={str(k): int(v) for k, v in (data.get("expected") or {}).items()},
+            max_rate=int(data["max_rate"]) if data.get("max_rate") else None,
         )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a run's control tasks (prepare, the callback) as its STEP line said it: the
+    report's bars between one step's start and the next one's."""
+
+    phase: str
+    text: str
+    at: float
+    worker: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -262,6 +303,45 @@ class TableTotal:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a replication's copies are, in bytes of COPY stream, and when they should end.
+
+    A unit counts half its bytes as read from the source and half as written to the target;
+    its size is the expected one (:attr:`ReplicationPlan.expected`) until its read ends, then
+    the real one. Units a resumed run reused are not its work and not counted. The rate is the
+    bytes done since the first copy began; the ETA is the copies' end (post-data, verification
+    and the switch come after it).
+    """
+
+    expected_bytes: int = 0
+    done_bytes: int = 0
+    rate: float | None = None
+    eta_seconds: float | None = None
+    max_rate: int | None = None
+    units_done: int = 0
+    units: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done_bytes / self.expected_bytes) if self.expected_bytes else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"fraction": round(self.fraction, 4)}
+
+
+def _unit_bytes(u: UnitProgress, expected: int) -> tuple[int, float]:
+    """(size, done) of one unit: see :class:`Progress`."""
+    read, written = int(u.read or 0), int(u.written or 0)
+    if u.state == "done":
+        size = int(u.bytes or read)
+        return size, float(size)
+    if u.state != "running":
+        return expected, 0.0
+    size = read if written else max(expected, read)
+    return size, min(float(size), (read + written) / 2)
+
+
+@dataclass(frozen=True)
 class Run:
     """One run as its record holds it, read at one moment (reading changes nothing)."""
 
@@ -292,6 +372,7 @@ class Run:
     worker: str | None = None
     files: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    steps: tuple[Step, ...] = ()
 
     @property
     def typed_options(self) -> RunOptions:
@@ -346,8 +427,27 @@ class Run:
                 )
         return hows
 
-    def summary(self) -> dict[str, Any]:
-        """The run as ``pagila-submit status --json`` prints it."""
+    def progress(self, now: float) -> Progress | None:
+        """The copies' byte progress at ``now`` (epoch seconds); None before prepare decided."""
+        if self.plan is None or self.kind != "replicate":
+            return None
+        size = done = 0.0
+        finished = counted = 0
+        for unit in self.plan.units:
+            u = self.units.get(unit.name, UnitProgress())
+            if u.state == "reused":
+                continue
+            s, d = _unit_bytes(u, self.plan.expected.get(unit.name, 0))
+            size, done, counted = size + s, done + d, counted + 1
+            finished += u.state == "done"
+        rate = eta = None
+        if self.copying_at and done > 0 and now > self.copying_at:
+            rate = done / (now - self.copying_at)
+            eta = 0.0 if finished == counted else max(0.0, (size - done) / rate)
+        return Progress(int(size), int(done), rate, eta, self.plan.max_rate, finished, counted)
+
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        """The run as ``pagila-submit status --json`` prints it (``now``: for the progress)."""
         out: dict[str, Any] = {
             "run_id": self.run_id,
             "kind": self.kind,
@@ -371,6 +471,7 @@ class Run:
             "switched_at": self.switch.switched_at,
             "switch_ms": self.switch.switch_ms,
             "later_errors": list(self.later_errors) or None,
+            "progress": (p.as_json() if (p := self.progress(now or time.time())) else None),
         }
         out = {k: v for k, v in out.items() if v is not None}
         out["units"] = {name: u.as_json() for name, u in self.units.items()}

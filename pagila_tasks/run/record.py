@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from pagila_tasks.run.model import (
     RunOptions,
     RunState,
     SnapshotInfo,
+    Step,
     Switch,
     UnitProgress,
 )
@@ -64,6 +66,16 @@ _NOTE_ERROR = (
     "redis.call('HSET', KEYS[1], 'later_errors', cjson.encode(later))\n"
     "return 1"
 )
+
+
+_ADD_STEP = (
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local steps = cjson.decode(redis.call('HGET', KEYS[1], 'steps') or '[]')\n"
+    "table.insert(steps, cjson.decode(ARGV[1]))\n"
+    "redis.call('HSET', KEYS[1], 'steps', cjson.encode(steps))\n"
+    "return 1"
+)
+"""Lua: append one step to a known run's list (two control tasks may write at once)."""
 
 
 def _now() -> str:
@@ -140,6 +152,7 @@ def _run(f: dict[str, Any]) -> Run:
         worker=f.get("worker"),
         files=f.get("files"),
         result=f.get("result"),
+        steps=tuple(Step.from_json(s) for s in f.get("steps") or () if isinstance(s, dict)),
     )
 
 
@@ -151,6 +164,7 @@ class RunRecord:
         self._set_state = client.register_script(_SET_STATE)
         self._finish_once = client.register_script(_FINISH_ONCE)
         self._note_error = client.register_script(_NOTE_ERROR)
+        self._add_step = client.register_script(_ADD_STEP)
 
     def _merge(self, run_id: str, **fields: Any) -> None:
         """Merge JSON fields into the record (plain ones are written by their own methods)."""
@@ -317,6 +331,11 @@ class RunRecord:
         given = {"keeps": keeps, "drops": drops, "keep_notes": notes, "not_put_back": not_put_back}
         self._merge(run_id, **{k: list(v) for k, v in given.items() if v is not None})
 
+    def step(self, run_id: str, step: Step) -> None:
+        """One more step of the run's control tasks (see :meth:`Context.step`)."""
+        data = {k: v for k, v in asdict(step).items() if v is not None}
+        self._add_step(keys=[run_key(run_id)], args=[json.dumps(data)])
+
     def finishing(self, run_id: str) -> None:
         """The callback began."""
         self._merge(run_id, phase="finish", finish_started_at=_now())
@@ -347,6 +366,17 @@ class RunRecord:
         """The run as recorded now; None when unknown. Reading changes nothing."""
         raw = self.client.hgetall(run_key(run_id))
         return _run(_decode(raw)) if raw else None
+
+    def last_bytes(self, limit: int = 20) -> dict[str, int]:
+        """Per unit name, the bytes the most recent succeeded replication copied for it (the
+        next run's expected sizes)."""
+        for run_id in self.recent(limit):
+            run = self.get(run_id)
+            if run and run.kind == "replicate" and run.state == RunState.SUCCEEDED:
+                copied = {n: u.bytes for n, u in run.units.items() if u.bytes}
+                if copied:
+                    return copied
+        return {}
 
     def recent(self, limit: int) -> list[str]:
         """The most recent run ids, newest first."""
