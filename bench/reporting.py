@@ -19,6 +19,7 @@ RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results
 MEMORY_START, MEMORY_END = "<!-- bench:memory:start -->", "<!-- bench:memory:end -->"
 KEPT_START, KEPT_END = "<!-- bench:kept:start -->", "<!-- bench:kept:end -->"
 REFRESH_START, REFRESH_END = "<!-- bench:refresh:start -->", "<!-- bench:refresh:end -->"
+SEEING_START, SEEING_END = "<!-- bench:seeing:start -->", "<!-- bench:seeing:end -->"
 KEPT_HEAD = [
     "dataset",
     "ours s",
@@ -267,6 +268,17 @@ def refresh_section(table: str, machine: dict[str, Any], command: str) -> str:
     return (
         "## Refresh and resume\n\n"
         "Written by `bench/run.py --refresh`; do not edit by hand.\n\n"
+        f"{machine_text(machine, command)}\n{table}\n"
+    )
+
+
+def seeing_section(table: str, machine: dict[str, Any], command: str) -> str:
+    """The docs' section on the progress view's ETA and the ``--max-rate`` cap."""
+    return (
+        "## Progress, ETA and the cap on the source\n\n"
+        "Written by `bench/run.py --seeing`; do not edit by hand. The ETA is the copies' end "
+        "(`status --json` `progress.eta_seconds`), compared with when they really ended; the "
+        "cap's achieved rate is the bytes read from the source over the copy phase.\n\n"
         f"{machine_text(machine, command)}\n{table}\n"
     )
 

@@ -5,6 +5,7 @@ alternatives, on the same two local servers, and write the results into docs/ben
     .venv/bin/python bench/run.py --memory            # the spool-cap memory check only
     .venv/bin/python bench/run.py --kept --scales 50  # ours with and without 30 kept objects
     .venv/bin/python bench/run.py --refresh --scales 50  # refresh and resume against a full copy
+    .venv/bin/python bench/run.py --seeing --scales 50   # the ETA's truth, --max-rate's hold
 
 The script brings up its own stack (two PostgreSQL servers + Redis, state in --state-dir, purged
 at the end), applies the benchmark's server settings to both servers, loads Pagila with
@@ -27,7 +28,7 @@ from typing import Any
 if not __package__:  # run as a script: import the bench package from the checkout
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import ROOT, data, machine, memory, methods, refresh, reporting, say
+from bench import ROOT, data, machine, memory, methods, refresh, reporting, say, seeing
 from bench.results import RunFailed, Tally
 from bench.stack import BenchStack
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             return memory_check(b, args, facts)
         if args.refresh:
             return refresh_check(b, args, facts)
+        if args.seeing:
+            return seeing_check(b, args, facts)
         for n in args.scales:
             tally.datasets.append(data.scale(b, n))  # the source made Pagila xN
             methods.run_dataset(b, tally, f"x{n}", args.methods, args.runs)
@@ -81,6 +84,24 @@ def refresh_check(b: BenchStack, args: argparse.Namespace, facts: dict[str, Any]
     if not args.no_docs:
         section = reporting.refresh_section(text, facts, args.command)
         reporting.write_docs(section, reporting.REFRESH_START, reporting.REFRESH_END)
+    return 0
+
+
+def seeing_check(b: BenchStack, args: argparse.Namespace, facts: dict[str, Any]) -> int:
+    """``--seeing``: the ETA's truth and the cap's hold on the largest scale, their section
+    written unless ``--no-docs``."""
+    n = max(args.scales)
+    data.scale(b, n)
+    try:
+        result = seeing.seeing_check(b, f"x{n}")
+    except RunFailed as exc:
+        say(f"seeing FAILED: {exc}")
+        return 1
+    text = seeing.table_text(result)
+    say("\n" + text)
+    if not args.no_docs:
+        section = reporting.seeing_section(text, facts, args.command)
+        reporting.write_docs(section, reporting.SEEING_START, reporting.SEEING_END)
     return 0
 
 
@@ -141,6 +162,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--refresh",
         action="store_true",
         help="only the refresh and resume runs (largest scale), their docs section",
+    )
+    parser.add_argument(
+        "--seeing",
+        action="store_true",
+        help="only the ETA and --max-rate checks (largest scale), their docs section",
     )
     parser.add_argument("--memory-cap-mb", type=int, default=32)
     parser.add_argument("--memory-table-mb", type=int, default=150)

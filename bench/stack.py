@@ -69,6 +69,8 @@ class BenchStack:
         self.counts: dict[str, int] = {}
         """The source's row count per table: every run's target must equal it."""
         self.worker_pids: list[int] = []
+        self.workers = WORKERS
+        """How many worker processes run now (``restart_workers``' ``n``)."""
 
     def up(self) -> None:
         """Start the stack, apply SERVER_SETTINGS (restart), build the methods' environment."""
@@ -155,12 +157,14 @@ class BenchStack:
         """The servers' major version (the client tools must match it)."""
         return int(self.admin("source", "SHOW server_version_num")[0][0]) // 10000
 
-    def restart_workers(self, extra_env: dict[str, str] | None = None) -> None:
-        """Fresh workers (so VmHWM is per run), waited for until Celery says ready."""
+    def restart_workers(self, extra_env: dict[str, str] | None = None, n: int = WORKERS) -> None:
+        """Fresh workers (so VmHWM is per run), ``n`` of them, waited for until Celery says
+        ready."""
         self.stack.stop_workers()
+        self.workers = n
         offsets = {log: log.stat().st_size if log.exists() else 0 for log in self.worker_logs()}
         env = {k: v for k, v in self.env.items() if k.startswith("PAGILA_") or k == "PATH"}
-        self.worker_pids = self.stack.start_workers(WORKERS, extra_env={**env, **(extra_env or {})})
+        self.worker_pids = self.stack.start_workers(n, extra_env={**env, **(extra_env or {})})
         deadline = time.monotonic() + 90
         for log, offset in offsets.items():
             while True:
@@ -177,7 +181,7 @@ class BenchStack:
 
     def worker_logs(self) -> list[Path]:
         """The workers' log files, ``w1.log``, ``w2.log``."""
-        return [self.stack.logs / f"w{i}.log" for i in range(1, WORKERS + 1)]
+        return [self.stack.logs / f"w{i}.log" for i in range(1, self.workers + 1)]
 
     def submit_argv(self) -> list[str]:
         """``pagila-submit`` beside this interpreter, else the module."""

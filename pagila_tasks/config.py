@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+from psycopg2.extensions import parse_dsn
+
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import ConfigError, UsageError
 
@@ -41,6 +43,13 @@ def mask_dsn(dsn: str) -> str:
     masked = re.sub(r"(://[^:/@\s]*:)([^@\s]*)(@)", r"\1***\3", dsn)
     masked = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", masked, flags=re.I)
     return masked
+
+
+def where(dsn: str) -> str:
+    """``host:port/database`` of a DSN, for people (no user, no password)."""
+    params = parse_dsn(dsn)
+    host = params.get("host") or "localhost"
+    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
 
 
 def mask_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -275,7 +284,7 @@ class Settings:
     """A run that ends without switching keeps its staging copy for the next run to resume."""
     resume_max_age: float = 86400.0
     """A staging copy older than this (seconds) is dropped, not resumed."""
-    progress_interval: float = 0.5
+    progress_interval: float = 0.1
     """Seconds between a running copy's progress updates in the run record."""
     max_rate: int | None = None
     """A submitter's ``PAGILA_MAX_RATE`` (bytes per second): acts as ``--max-rate``."""
@@ -369,7 +378,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         given=frozenset(k for k, v in env.items() if k.startswith("PAGILA_") and v.strip()),
         sql_roots=parse_sql_roots(env.get("PAGILA_SQL_ROOTS"), sql_dir, cache_dir),
         force_reset=_bool(env, "PAGILA_FORCE_RESET", False),
-        progress_interval=_float(env, "PAGILA_PROGRESS_INTERVAL", 0.5, minimum=0.1),
+        progress_interval=_float(env, "PAGILA_PROGRESS_INTERVAL", 0.1, minimum=0.05),
         max_rate=(
             parse_rate(env["PAGILA_MAX_RATE"], "PAGILA_MAX_RATE")
             if (env.get("PAGILA_MAX_RATE") or "").strip()

@@ -22,6 +22,33 @@ from tests.support import ROOT, wait_for
 FLOWER_USER = "user"
 FLOWER_PASSWORD = secrets.token_hex(12)  # 24 characters, fresh per session
 
+SPLIT_ROWS = {"PAGILA_SPLIT_ROWS": "4000"}
+"""Settings for a run whose biggest table (public.rental) is copied in key ranges."""
+
+
+def shown_name(key: str, unit: dict[str, Any]) -> str:
+    """What Flower shows for one unit of ``pagila-submit status --json`` (``units``: key ->
+    progress): ``copy public.rental #2of4`` for ``public.rental#2of4``, else ``copy TABLE``."""
+    table = unit["table"]
+    assert key.startswith(table), (key, table)
+    part = key[len(table) :]
+    return f"copy {table} {part}" if part else f"copy {table}"
+
+
+def submit_run(iso: Any) -> tuple[str, str]:
+    """``pagila-submit run --json`` in an ``isolated`` setting: the ids of its load and of its
+    replication (two runs, one JSON line each), both succeeded."""
+    proc = iso.submit("run", "--json")
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and len(lines) == 2, (proc.stdout, proc.stderr[-2000:])
+    assert [r["state"] for r in lines] == ["succeeded", "succeeded"], lines
+    return lines[0]["run_id"], lines[1]["run_id"]
+
+
+def control_names(load_id: str, run_id: str) -> set[str]:
+    """What Flower shows for the control tasks of a ``run`` that succeeded: each names its run."""
+    return {f"load {load_id}", f"prepare replication {run_id}", f"finish replication {run_id}"}
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""

@@ -180,13 +180,10 @@ def screen(run: Run, progress: Progress | None) -> Group:
     if line := plan_line(run):
         parts.append(Text(line))
     if progress is not None and progress.units:
-        bar = Table.grid(padding=(0, 1))
-        bar.add_row(
-            ProgressBar(
-                total=max(progress.expected_bytes, 1), completed=progress.done_bytes, width=40
-            ),
-            Text(progress_line(progress)),
-        )
+        total = max(progress.expected_bytes, 1)
+        bar = Table.grid()
+        bar.add_row(ProgressBar(total=total, completed=progress.done_bytes, width=60))
+        bar.add_row(Text(progress_line(progress), overflow="fold"))
         parts.append(bar)
     parts += [Text(unit_line(name, u)) for name, u in sorted(run.units.items())]
     return Group(*parts)

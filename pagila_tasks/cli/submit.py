@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -18,11 +19,11 @@ import redis
 from kombu.exceptions import OperationalError
 
 from pagila_tasks.base.errors import ConfigError, LockHeld, PagilaError, UsageError, one_line
-from pagila_tasks.cli import render
+from pagila_tasks.cli import render, report
 from pagila_tasks.cli.submitter import Submitter
 from pagila_tasks.config import Settings, mask_dsn, parse_rate, parse_schemas, settings
 from pagila_tasks.pg import support
-from pagila_tasks.run import lifecycle, plan
+from pagila_tasks.run import lifecycle, metrics, plan
 from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Run, RunOptions, RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -237,6 +238,40 @@ def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
     return EXIT_OK if run.state.terminal else EXIT_FAILED
 
 
+def cmd_report(sub: Submitter, args: argparse.Namespace) -> int:
+    """One run's report (:mod:`pagila_tasks.cli.report`): plain text, or with ``--html`` one
+    self-contained page written to FILE."""
+    run = sub.current(args.run_id)
+    if run is None:
+        raise UsageError(f"no run {args.run_id!r} in Redis")
+    if args.html is None:
+        sub.say(report.text(run))
+        return EXIT_OK
+    page = report.page(run, support.history(sub.s, "replication", report.HISTORY_RUNS))
+    try:
+        with open(args.html, "w", encoding="utf-8") as out:
+            out.write(page)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
+    sub.say(f"report of run {run.run_id} written to {args.html}")
+    return EXIT_OK
+
+
+def cmd_metrics(sub: Submitter, args: argparse.Namespace) -> int:
+    """The target's replication ledger as Prometheus text (:mod:`pagila_tasks.run.metrics`):
+    on stdout, or written atomically to ``--textfile`` for node_exporter."""
+    data = metrics.current(sub.s)
+    if args.textfile is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        metrics.write(Path(args.textfile), data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.textfile}: {exc.strerror or exc}") from None
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pagila-submit", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -305,6 +340,23 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", default="10", help=f"rows per list (1 to {HISTORY_MAX})")
     sp = common(sub.add_parser("cancel", help="cancel a run"))
     sp.add_argument("run_id")
+    sp = sub.add_parser("report", help="one run as text, or as a self-contained HTML page")
+    sp.set_defaults(json=False)
+    sp.add_argument("run_id")
+    sp.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the page (timeline by worker process, slowest units, the ledger's last "
+        "runs) to FILE",
+    )
+    sp = sub.add_parser("metrics", help="the replication ledger as Prometheus text")
+    sp.set_defaults(json=False)
+    sp.add_argument(
+        "--textfile",
+        metavar="PATH",
+        help="write it atomically to PATH (for node_exporter's textfile collector, a *.prom "
+        "file in its --collector.textfile.directory) instead of stdout",
+    )
     return p
 
 
@@ -327,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         "status": lambda: cmd_status(sub, args),
         "history": lambda: cmd_history(sub, args),
         "cancel": lambda: cmd_cancel(sub, args),
+        "report": lambda: cmd_report(sub, args),
+        "metrics": lambda: cmd_metrics(sub, args),
     }
     try:
         return handlers[args.command]()

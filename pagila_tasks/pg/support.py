@@ -169,6 +169,19 @@ def history(s: Settings, ledger: Ledger, limit: int) -> list[dict[str, Any]]:
         return [{"error": s.scrub(str(exc).strip())}]
 
 
+def replication_summary(s: Settings, application: str) -> dict[str, Any]:
+    """The replication ledger in one row, for the metrics: ``runs``, ``failed``,
+    ``last_success_at``, and the last run's ``last_finished_at``, ``last_duration_s``,
+    ``last_succeeded``, ``last_rows``, ``last_bytes`` (None without a run); no runs on a target
+    no run wrote to. Raises :class:`psycopg2.Error` when the target cannot be read."""
+    with connection(s.target_dsn, s, application) as conn, conn.cursor() as cur:
+        if not _exists(cur, "replication_audit"):
+            return {"runs": 0, "failed": 0}
+        cur.execute(sqlfiles.query("replication_audit_metrics"))
+        names = [d.name for d in cur.description]
+        return dict(zip(names, cur.fetchone(), strict=True))
+
+
 def is_replica(cur: Cursor) -> bool:
     """Whether the target has a replication ledger: some run (of any version) wrote to it."""
     return _exists(cur, "replication_audit")

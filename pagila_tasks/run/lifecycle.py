@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from pagila_tasks.run import metrics
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import Run, RunOptions, RunState
 
@@ -79,7 +80,8 @@ def record_unstarted(
 def end(ctx: Context, run_id: str, state: RunState, error: str | None = None) -> bool:
     """End the run: the lock freed, then its terminal state (only the first ending counts; True
     for it; a run reported ended holds nothing any more), the units that never ran or were cut
-    off marked so. ``error`` is scrubbed here."""
+    off marked so, and a replication's metrics textfile rewritten (:mod:`.metrics`). ``error``
+    is scrubbed here."""
     ctx.lock.release(run_id)
     ended = ctx.record.finish_once(run_id, state, ctx.s.scrub(error) if error else None)
     if ended and state in (RunState.FAILED, RunState.CANCELLED):
@@ -88,6 +90,8 @@ def end(ctx: Context, run_id: str, state: RunState, error: str | None = None) ->
             if u.state in ("queued", "running"):
                 left = "not run" if u.state == "queued" else "abandoned"
                 ctx.record.unit(run_id, name, state=left if state == RunState.FAILED else state)
+    if ended:
+        metrics.after_end(ctx, run_id)  # PAGILA_METRICS_FILE, for a replication; never raises
     return ended
 
 

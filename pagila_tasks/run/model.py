@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -306,11 +307,12 @@ class TableTotal:
 class Progress:
     """How far a replication's copies are, in bytes of COPY stream, and when they should end.
 
-    A unit counts half its bytes as read from the source and half as written to the target;
-    its size is the expected one (:attr:`ReplicationPlan.expected`) until its read ends, then
-    the real one. Units a resumed run reused are not its work and not counted. The rate is the
-    bytes done since the first copy began; the ETA is the copies' end (post-data, verification
-    and the switch come after it).
+    A unit's bytes are done once written to the target (its read from the source, into the
+    spool, is the faster half and would make the rate run ahead); its size is the expected one
+    (:attr:`ReplicationPlan.expected`) until its read ends, then the real one. Units a resumed
+    run reused are not its work and not counted. The rate is the bytes done from the first
+    copy's start to the newest unit update (the counts are that old, not ``now``); the ETA is
+    the copies' end (post-data, verification and the switch come after it).
     """
 
     expected_bytes: int = 0
@@ -338,7 +340,7 @@ def _unit_bytes(u: UnitProgress, expected: int) -> tuple[int, float]:
     if u.state != "running":
         return expected, 0.0
     size = read if written else max(expected, read)
-    return size, min(float(size), (read + written) / 2)
+    return size, float(min(size, written))
 
 
 @dataclass(frozen=True)
@@ -433,6 +435,7 @@ class Run:
             return None
         size = done = 0.0
         finished = counted = 0
+        as_of = self.copying_at or 0.0
         for unit in self.plan.units:
             u = self.units.get(unit.name, UnitProgress())
             if u.state == "reused":
@@ -440,10 +443,14 @@ class Run:
             s, d = _unit_bytes(u, self.plan.expected.get(unit.name, 0))
             size, done, counted = size + s, done + d, counted + 1
             finished += u.state == "done"
+            if u.updated_at and u.state in ("running", "done"):
+                as_of = max(as_of, datetime.fromisoformat(u.updated_at).timestamp())
         rate = eta = None
-        if self.copying_at and done > 0 and now > self.copying_at:
-            rate = done / (now - self.copying_at)
-            eta = 0.0 if finished == counted else max(0.0, (size - done) / rate)
+        as_of = min(as_of, now)
+        if self.copying_at and done > 0 and as_of > self.copying_at:
+            rate = done / (as_of - self.copying_at)
+            left = (size - done) / rate - (now - as_of)
+            eta = 0.0 if finished == counted else max(0.0, left)
         return Progress(int(size), int(done), rate, eta, self.plan.max_rate, finished, counted)
 
     def summary(self, now: float | None = None) -> dict[str, Any]:

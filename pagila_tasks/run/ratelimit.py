@@ -4,8 +4,8 @@ One token bucket per run in Redis (``pagila:rate:<run_id>``): each worker takes 
 is about to read in batches and sleeps for the debt the bucket answers, so the cap holds for
 the run as a whole however many worker processes and hosts copy at once (a per-worker sleep
 would multiply with the worker count). The bucket's clock is Redis's own (``TIME``): workers'
-clocks may disagree. The burst is one batch, so the achieved rate cannot run ahead of the cap
-by more than a batch per worker.
+clocks may disagree. The achieved rate cannot run ahead of the cap by more than what the
+bucket saved while nobody read (:data:`BURST_SECONDS`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or ARGV[2])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or ARGV[4])
 local last = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
 tokens = math.min(burst, tokens + (now - last) * rate) - n
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
@@ -33,6 +33,13 @@ runs dry) and answer the seconds the caller must wait for its bytes to be covere
 
 BATCH_MAX = 256 * 1024
 """Bytes a worker takes from the bucket at once (less for low caps: a twentieth of a second)."""
+
+
+BURST_SECONDS = 1.0
+"""What the bucket may save while no copy reads (a worker writing to the target reads nothing):
+one second's worth, so brief pauses do not pull the run's average under the cap. It starts
+with one batch, never a full burst: over any span the run reads at most the cap's bytes plus
+one second's worth saved in that span."""
 
 
 def batch_for(rate: int) -> int:
@@ -50,12 +57,14 @@ class Bucket:
         self.key = bucket_key(run_id)
         self.rate = rate
         self.batch = batch_for(rate)
+        self.burst = max(self.batch, int(rate * BURST_SECONDS))
         self._take = client.register_script(_TAKE)
         self.waited = 0.0
 
     def take(self, n: int) -> float:
         """Take ``n`` bytes; sleep for the debt. The seconds slept."""
-        wait = float(self._take(keys=[self.key], args=[self.rate, self.batch, n]))
+        args = [self.rate, self.burst, n, self.batch]
+        wait = float(self._take(keys=[self.key], args=args))
         if wait > 0:
             time.sleep(wait)
             self.waited += wait

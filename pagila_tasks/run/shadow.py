@@ -1,10 +1,16 @@
 """Display names for a run's tasks (Celery's ``shadow`` option): what Flower's Tasks page and
 the workers' logs show, e.g. ``copy public.rental #2of4`` or ``finish replication RUN``.
 
-The wire names (``pagila.*``) stay as they are: routing, rate limits and ``taskname`` filters
-of Flower's API keep working on them through the task's ``type`` (see README, "Watching a run
-in Flower"). Copies are named by table and range only, so Flower's per-task metrics get one
-series per table, not one per run; the control tasks name their run.
+The wire names (``pagila.*``) stay as they are for routing, rate limits, result records and
+Flower's ``send-task``. Flower (2.2) keeps one name per task, the one the worker reports, and
+filters on it only: ``/api/tasks?taskname=`` is exact (any case) on the display name, so
+``taskname=pagila.copy_table`` finds nothing and ``taskname=copy public.rental #2of4`` finds one
+task; ``search=`` (and the Tasks page's box, or ``/tasks?name=``) matches substrings of the
+name, arguments and results (``name:"copy public.rental"`` for every range, a run id for its
+tasks). A task sent but not yet received shows its wire name, and Flower's ``/metrics`` counts
+``task-sent`` events under it. Copies are named by table and range only, so the other
+``/metrics`` series are one per table and range, not one per run; the control tasks name their
+run (one series each per run). See README, "Watching and steering a run" (In Flower).
 """
 
 from __future__ import annotations

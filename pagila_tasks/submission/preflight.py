@@ -16,23 +16,15 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-from psycopg2.extensions import parse_dsn
 
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import PagilaError, UsageError, one_line
-from pagila_tasks.config import Settings
+from pagila_tasks.config import Settings, where
 from pagila_tasks.load import loader, ownership, pagila_files
 from pagila_tasks.pg import support
 from pagila_tasks.pg.db import CATALOG_PATH, connect
 from pagila_tasks.replication import catalog, extensions, keep, keepplan, protect
 from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Resolved, RunOptions
-
-
-def where(dsn: str) -> str:
-    """``host:port/database`` of a DSN, for people (no user, no password)."""
-    params = parse_dsn(dsn)
-    host = params.get("host") or "localhost"
-    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Flower in a real browser: headless Chromium logs in and sees the run's copies on /tasks."""
+"""Flower in a real browser: headless Chromium logs in and sees the run's copies, by name, on
+/tasks."""
 
 from __future__ import annotations
 
@@ -6,16 +7,25 @@ import re
 import shutil
 import subprocess
 import tempfile
+from urllib.parse import quote
 
 import pytest
 
-from tests.flower_support import Flower, running_flower
-from tests.support import ROOT, submit_json, wait_for
+from tests.flower_support import (
+    SPLIT_ROWS,
+    Flower,
+    control_names,
+    running_flower,
+    shown_name,
+    submit_run,
+)
+from tests.support import ROOT, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 ARTIFACTS = ROOT / "artifacts"
-UNITS = 21
+UNITS = 21  # 14 tables + 7 payment partitions, before any key range
+PAGE = 15  # rows on the first page of Flower's Tasks page
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -63,43 +73,58 @@ def table_rows(dom: str) -> dict[str, str]:
     return dict(re.findall(r'<tr id="([0-9a-f-]{36})"[^>]*>(.*?)</tr>', body, re.S))
 
 
-def test_flower_tasks_page_shows_the_copies_in_a_browser(workers: list[int], servers) -> None:
-    """After a run, a browser logged in to Flower sees the run's copy_table rows as SUCCESS."""
+def test_flower_tasks_page_names_the_copies_in_a_browser(servers, isolated) -> None:
+    """After a run that copies public.rental in key ranges, a browser logged in to Flower sees
+    rows named for what they do (``copy public.rental #1of5``, ``finish replication RUN``) on
+    the Tasks page, and exactly the rental ranges when the page is filtered by that name."""
     chromium()
-    with running_flower(("w1", "w2")) as flower:
-        code, out = submit_json("run")
-        assert code == 0, out
-        run_id = out["run_id"]
+    iso = isolated(SPLIT_ROWS)
+    iso.pool(2, prefix="fl")
+    with running_flower(("fl1", "fl2"), env=iso.env) as flower:
+        load_id, run_id = submit_run(iso)
+        code, status = iso.submit_json("status", run_id)
+        assert code == 0, status
+        expected = {shown_name(key, u) for key, u in status["units"].items()}
+        rental = {n for n in expected if n.startswith("copy public.rental #")}
+        assert len(rental) >= 2, sorted(expected)
+        control = control_names(load_id, run_id)
 
-        def copies() -> set[str]:
-            tasks = flower.get_json("/api/tasks?taskname=pagila.copy_table")
-            ids = {i for i, t in tasks.items() if run_id in str(t.get("args"))}
-            return ids if len(ids) == UNITS else set()
+        def all_succeeded() -> dict[str, str]:
+            tasks = flower.get_json("/api/tasks")
+            names = {i: t["name"] for i, t in tasks.items() if t.get("state") == "SUCCESS"}
+            return names if {*expected, *control} <= set(names.values()) else {}
 
-        copy_ids = wait_for(copies, 60, "flower to know the 21 copies", interval=1)
+        names = wait_for(all_succeeded, 60, "flower to list every copy as SUCCESS", interval=1)
+        assert len(names) >= UNITS + len(control), names
 
         anonymous = browse(flower, "/tasks", "--virtual-time-budget=5000", "--dump-dom", auth=False)
-        assert "pagila.copy_table" not in anonymous and not table_rows(anonymous)
+        assert "copy public." not in anonymous and not table_rows(anonymous)
 
         dom = browse(flower, "/tasks", "--virtual-time-budget=10000", "--dump-dom")
         rows = table_rows(dom)  # filled by the page's own XHR to /tasks/datatable
-        shown = {i: html for i, html in rows.items() if "pagila.copy_table" in html}
-        assert len(shown) >= 10, dom[-5000:]  # the first page holds 15 of the 24 tasks
-        assert set(shown) <= copy_ids, (set(shown) - copy_ids, copy_ids)
-        for html in shown.values():
-            assert ">SUCCESS<" in html, html
-            assert re.search(r">w[12]@", html), html
-        assert (
-            re.search(r"of (\d+) tasks", dom)
-            and int(re.search(r"of (\d+) tasks", dom).group(1)) >= UNITS + 2
-        )  # load, replicate and finish_replication beside the copies
+        assert len(rows) == PAGE and set(rows) <= set(names), (set(rows) - set(names), dom[-5000:])
+        for task_id, html in rows.items():  # each row says what it does, and it succeeded
+            assert f">{names[task_id]}<" in html and ">SUCCESS<" in html, html
+        copies = [i for i in rows if names[i] in expected]
+        assert len(copies) >= PAGE - len(control), [names[i] for i in rows]
+        assert "pagila.copy_table" not in dom
+        total = re.search(r"of (\d+) tasks", dom)
+        assert total and int(total.group(1)) == len(names), dom[-3000:]
+
+        # Filtered by name as a link of Flower's or a person would: /tasks?name="copy public.rental"
+        rental_page = "/tasks?name=" + quote('"copy public.rental"')
+        dom = browse(flower, rental_page, "--virtual-time-budget=10000", "--dump-dom")
+        rows = table_rows(dom)
+        assert sorted(names.get(i, i) for i in rows) == sorted(rental), dom[-5000:]
+        for html in rows.values():
+            assert ">SUCCESS<" in html and re.search(r">fl[12]@", html), html
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "flower-tasks.png"
         shot.unlink(missing_ok=True)
         browse(
             flower,
-            "/tasks",
+            rental_page,
             "--virtual-time-budget=10000",
             "--window-size=1400,1000",
             f"--screenshot={shot}",
