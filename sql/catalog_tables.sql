@@ -14,7 +14,10 @@ SELECT n.nspname AS schema_name,
         FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
-          AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS int_key
+          AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS int_key,
+       -- blocks now: a block added after the snapshot holds no row the snapshot sees
+       pg_catalog.pg_relation_size(c.oid)
+           / pg_catalog.current_setting('block_size')::bigint AS blocks
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY (%(schemas)s)

@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from pagila_tasks.base.names import printable
-from pagila_tasks.run.model import Progress, Run, TableTotal, UnitProgress
+from pagila_tasks.run import eta
+from pagila_tasks.run.model import Run, TableTotal, UnitProgress
 
 
 def human_bytes(n: int | float) -> str:
@@ -92,6 +93,8 @@ def unit_line(name: str, u: UnitProgress) -> str:
         bits.append(f"{u.rows:>9} rows")
     if u.bytes is not None:
         bits.append(f"{human_bytes(u.bytes):>10}")
+    elif u.state == "running" and u.read is not None:  # live, from the worker copying it
+        bits.append(f"{human_bytes(u.read):>10} read, {human_bytes(u.written or 0)} written")
     if u.worker:
         bits.append(str(u.worker))
     if u.origin:
@@ -107,7 +110,7 @@ def duration(seconds: float) -> str:
     return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
 
 
-def progress_line(p: Progress) -> str:
+def progress_line(p: eta.Progress) -> str:
     """``41% 45.1 MiB of 110.0 MiB, 21.3 MiB/s, copies end in 3s (cap 20.0 MB/s)``."""
     bits = [f"{p.fraction:.0%} {human_bytes(p.done_bytes)} of {human_bytes(p.expected_bytes)}"]
     bits.append(f"units {p.units_done}/{p.units}")
@@ -136,22 +139,22 @@ class LiveView:
 
     def update(self, run: Run) -> None:
         now = time.time()
-        progress = run.progress(now)
+        shown = eta.progress(run, now)
         if self.tty:
-            self._draw(run, progress)
+            self._draw(run, shown)
         else:
-            self._print(run, progress, now)
+            self._print(run, shown, now)
         if run.state.terminal:
             self.close()
 
-    def _draw(self, run: Run, progress: Progress | None) -> None:
+    def _draw(self, run: Run, progress: eta.Progress | None) -> None:
         if self._live is None:
             console = Console(file=self.out, highlight=False, soft_wrap=False)
             self._live = Live(console=console, auto_refresh=False, transient=False)
             self._live.start()
         self._live.update(screen(run, progress), refresh=True)
 
-    def _print(self, run: Run, progress: Progress | None, now: float) -> None:
+    def _print(self, run: Run, progress: eta.Progress | None, now: float) -> None:
         if not self._planned and (line := plan_line(run)):
             self._planned = True
             self.out.write(line + "\n")
@@ -174,7 +177,7 @@ class LiveView:
             self._live = None
 
 
-def screen(run: Run, progress: Progress | None) -> Group:
+def screen(run: Run, progress: eta.Progress | None) -> Group:
     """What the terminal shows: the run's state, its plan, the overall bar, one line a unit."""
     parts: list[Any] = [Text(f"run {run.run_id} {run.kind}: {run.state}", style="bold")]
     if line := plan_line(run):

@@ -23,15 +23,21 @@ from pagila_tasks.cli import render, report
 from pagila_tasks.cli.submitter import Submitter
 from pagila_tasks.config import Settings, mask_dsn, parse_rate, parse_schemas, settings
 from pagila_tasks.pg import support
-from pagila_tasks.run import lifecycle, metrics, plan
+from pagila_tasks.run import eta, lifecycle, metrics, plan
 from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Run, RunOptions, RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def summary(run: Run) -> dict[str, Any]:
+    """A run as ``--json`` prints it: its record's summary and its copies' progress."""
+    progress = eta.progress(run, time.time())
+    return run.summary() | ({"progress": progress.as_json()} if progress else {})
+
+
 def _finish(sub: Submitter, run: Run) -> int:
     if sub.as_json:
-        print(json.dumps(run.summary(), default=str))
+        print(json.dumps(summary(run), default=str))
     else:
         if run.kind == "replicate":
             sub.say(render.replication_summary(run))
@@ -117,14 +123,14 @@ def cmd_status(sub: Submitter, args: argparse.Namespace) -> int:
     if run is None:
         raise UsageError(f"no run {args.run_id!r} in Redis")
     if sub.as_json:
-        print(json.dumps(run.summary(), default=str))
+        print(json.dumps(summary(run), default=str))
         return EXIT_OK
     since = f" since {run.started_at}" if run.started_at else ""
     sub.say(f"run {args.run_id} ({run.kind}): {run.state}{since}")
     sub.say("  " + render.facts(run.kind, run.seen))
     if line := render.plan_line(run):
         sub.say("  " + line)
-    if (progress := run.progress(time.time())) is not None and progress.units:
+    if (progress := eta.progress(run, time.time())) is not None and progress.units:
         sub.say("  progress: " + render.progress_line(progress))
     for name, u in sorted(run.units.items()):
         sub.say("  " + render.unit_line(name, u))

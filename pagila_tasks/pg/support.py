@@ -338,6 +338,21 @@ def note_staged_unit(cur: Cursor, run_id: str, unit: str, rows: int) -> None:
     cur.execute(sqlfiles.query("staged_unit_note"), {"run_id": run_id, "unit": unit, "rows": rows})
 
 
+def claim_unit(cur: Cursor, run_id: str, unit: str) -> bool:
+    """Claim a unit for this copy's transaction: False when a copy of it committed already (a
+    concurrent one waits here for the first to end)."""
+    cur.execute(sqlfiles.query("staged_unit_claim"), {"run_id": run_id, "unit": unit})
+    return cur.fetchone() is not None
+
+
+def forget_unit(cur: Cursor, run_id: str, unit: str) -> None:
+    """A committed unit no longer counts (its table is emptied to be copied again)."""
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE run_id = %s AND unit = %s").format(_table("staged_units")),
+        (run_id, unit),
+    )
+
+
 def adopt_staged(cur: Cursor, old_run: str, new_run: str) -> None:
     """Make an earlier run's staging copy (plan, units, schemas) the new run's."""
     cur.execute(sqlfiles.query("staged_run_adopt"), {"old_run": old_run, "new_run": new_run})

@@ -29,8 +29,9 @@ def tables(cur: Cursor, schemas: tuple[str, ...]) -> list[Table]:
             tuple(cols),
             key,
             traits.get((schema, name), NO_TRAITS).text_only,
+            int(blocks),
         )
-        for schema, name, _is_partition, estimate, size, cols, key in rows
+        for schema, name, _is_partition, estimate, size, cols, key, blocks in rows
     ]
 
 

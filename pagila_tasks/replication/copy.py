@@ -43,18 +43,27 @@ class CopyResult:
     bytes: int
     spilled: bool
     seconds: float
+    read_seconds: float = 0.0
+    """Of ``seconds``, the source's COPY into the spool (the progress view's weighting)."""
+
+
+def _bound(unit: Unit, value: int) -> sql.Composable:
+    if unit.by_block:  # the first tuple of block ``value``: a TID range scan, PostgreSQL 14+
+        return sql.SQL("{}::pg_catalog.tid").format(sql.Literal(f"({value},0)"))
+    return sql.Literal(value)
 
 
 def range_filter(unit: Unit) -> sql.Composable:
-    """`` WHERE`` the unit's key range (nothing for a whole table)."""
+    """`` WHERE`` the unit's key range, or its block range (``ctid``), on the source (nothing
+    for a whole table)."""
     if unit.key is None:
         return sql.SQL("")
-    key = sql.Identifier(unit.key)
+    key = sql.SQL("ctid") if unit.by_block else sql.Identifier(unit.key)
     conds = []
     if unit.lo is not None:
-        conds.append(sql.SQL("{} >= {}").format(key, sql.Literal(unit.lo)))
+        conds.append(sql.SQL("{} >= {}").format(key, _bound(unit, unit.lo)))
     if unit.hi is not None:
-        conds.append(sql.SQL("{} < {}").format(key, sql.Literal(unit.hi)))
+        conds.append(sql.SQL("{} < {}").format(key, _bound(unit, unit.hi)))
     if not conds:
         return sql.SQL("")
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
@@ -72,7 +81,9 @@ class Statements:
     """A unit's copy as SQL: read it from the source, empty its place on the target, write it."""
 
     copy_out: sql.Composable
-    empty: sql.Composable
+    empty: sql.Composable | None
+    """None for a block range: its rows cannot be told apart on the target (a copy of one is
+    claimed in its transaction instead, see :func:`copy_table`)."""
     copy_in: sql.Composable
 
 
@@ -106,6 +117,8 @@ def statements(unit: Unit, fmt: str, target_schema: str | None = None) -> Statem
         empty=(
             sql.SQL("TRUNCATE ONLY {}").format(target)
             if whole
+            else None
+            if unit.by_block
             else sql.SQL("DELETE FROM ONLY {}{}").format(target, where)
         ),
         copy_in=sql.SQL("COPY {}{} FROM STDIN WITH {}").format(
@@ -123,11 +136,14 @@ def copy_table(
     note: Callable[[Any, int], None] | None = None,
     reporter: live.Reporter | None = None,
     bucket: ratelimit.Bucket | None = None,
+    claim: Callable[[Any], bool] | None = None,
 ) -> CopyResult:
     """Copy ``unit`` inside ``snapshot_id`` into ``target_schema`` (default: the unit's own);
     ``note`` (given the cursor and the rows) and ``before_commit`` run just before the commit,
     in the copy's transaction. ``reporter`` is told where the bytes flow (live progress);
-    ``bucket`` caps how fast the source is read (``--max-rate``)."""
+    ``bucket`` caps how fast the source is read (``--max-rate``). ``claim`` (a block range's)
+    runs first in the target transaction: False means an earlier delivery committed the unit,
+    and nothing is written again."""
     started = time.monotonic()
     st = statements(unit, s.copy_format, target_schema)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
@@ -139,12 +155,18 @@ def copy_table(
             with Watchdog(cur.connection, watched, s.stall_timeout, f"source COPY of {unit.name}"):
                 cur.copy_expert(st.copy_out, watched, size=1 << 20)
             source_rows = cur.rowcount
+        read_seconds = round(time.monotonic() - started, 3)
         size = spool.tell()
         spilled = bool(getattr(spool, "_rolled", False))
         spool.seek(0)
         with warm.borrow(s.target_dsn, s, f"pagila-copy-tgt {unit.name}") as tgt:
             with tgt.cursor() as cur:
-                cur.execute(st.empty)
+                if claim is not None and not claim(cur):
+                    tgt.rollback()
+                    log.info("%s: committed by an earlier delivery; not copied again", unit.name)
+                    return CopyResult(source_rows, size, spilled, 0.0, 0.0)
+                if st.empty is not None:
+                    cur.execute(st.empty)
                 watched = Watched(spool)
                 if reporter is not None:
                     reporter.rows = source_rows
@@ -169,7 +191,7 @@ def copy_table(
         spilled,
         seconds,
     )
-    return CopyResult(source_rows, size, spilled, seconds)
+    return CopyResult(source_rows, size, spilled, seconds, read_seconds)
 
 
 def copy_unit(
@@ -225,6 +247,7 @@ def copy_unit(
             else None,
             reporter,
             bucket,
+            (lambda cur: support.claim_unit(cur, run_id, unit.name)) if unit.by_block else None,
         )
     ctx.record.unit(
         run_id,
@@ -236,6 +259,7 @@ def copy_unit(
         written=result.bytes,
         spilled=result.spilled,
         seconds=result.seconds,
+        read_seconds=result.read_seconds,
         worker=worker,
         ended_at=time.time(),
     )

@@ -37,9 +37,9 @@ from pagila_tasks.replication import (
     staging,
 )
 from pagila_tasks.replication.snapshot import snapshot_cursor
-from pagila_tasks.run import guard, plan
+from pagila_tasks.run import eta, guard, plan
 from pagila_tasks.run.context import Context
-from pagila_tasks.run.model import ReplicateOptions, ReplicationPlan, Resolved
+from pagila_tasks.run.model import ReplicateOptions, ReplicationPlan, Resolved, Run
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
             if not proven.unchanged and resumed is None:
                 _build_schema(ctx, run_id, tgt, layout, found, (proven.fingerprint, units))
     decided = _plan(
-        layout, units, found, touching, chosen, proven, resumed, ctx.record.last_bytes()
+        layout, units, found, touching, chosen, proven, resumed, ctx.record.last_replication()
     )
     ctx.record.save_plan(run_id, decided)
     return _queue(ctx, run_id, decided, resumed)
@@ -134,6 +134,10 @@ def _resume(
     tgt.commit()
     ctx.step(run_id, "prepare", f"prove the units run {staged.run_id} staged")
     reused = resume.reusable(ctx.s, run_id, snapshot_id, staged, layout.targets())
+    with tgt.cursor() as cur:
+        resume.restart_block_tables(cur, run_id, staged.units, reused, layout.targets())
+        guard.before_commit(ctx, run_id)
+    tgt.commit()
     return resume.Resumed(staged.run_id, staged.units, reused)
 
 
@@ -153,7 +157,7 @@ def _units(
     if resumed is not None:
         units = [u for u in resumed.units if u.kind == "table"]
     else:
-        units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans)
+        units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans, found.swap)
     if found.large_objects:
         units.append(largeobjects.unit())
     return units
@@ -246,7 +250,7 @@ def _plan(
     chosen: Resolved,
     proven: proof.Proof,
     resumed: resume.Resumed | None,
-    last_bytes: dict[str, int],
+    last: Run | None,
 ) -> ReplicationPlan:
     return ReplicationPlan(
         schemas=layout.schemas,
@@ -270,8 +274,9 @@ def _plan(
         else (),
         fingerprint=proven.fingerprint,
         reused=tuple(resumed.reused) if resumed else (),
-        expected=plan.expected_bytes(units, found.tables, last_bytes),
+        expected=plan.expected_bytes(units, found.tables, eta.copied_bytes(last)),
         max_rate=chosen.max_rate,
+        unit_overhead=eta.unit_overhead(last),
     )
 
 

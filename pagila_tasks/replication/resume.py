@@ -23,8 +23,10 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2.extensions
+from psycopg2 import sql
 
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import support
@@ -115,32 +117,66 @@ def reusable(
     s: Settings, run_id: str, snapshot_id: str, staged: Staged, targets: dict[str, str]
 ) -> dict[str, tuple[str, int]]:
     """The committed units whose staged rows equal the source's in ``snapshot_id`` (count and
-    checksum, each side measured as verification measures it)."""
+    checksum, each side measured as verification measures it). A table split by heap blocks is
+    measured whole (a block range means nothing on the target), so its units are reused
+    together, once every one of them was committed, or not at all."""
     committed = [u for u in staged.units if u.name in staged.committed and u.kind == "table"]
     if not committed or not s.verify_checksums:
         return {}
+    parts = [(u.name, u.schema, u.table, range_filter(u)) for u in committed if not u.by_block]
+    blocks = whole_block_tables(staged)
+    parts += [(name, us[0].schema, us[0].table, sql.SQL("")) for name, us in blocks.items()]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"resume-{run_id}") as pool:
-        source = pool.submit(_source, s, snapshot_id, run_id, committed)
-        target = _staged(s, run_id, committed, targets)
+        source = pool.submit(_source, s, snapshot_id, run_id, parts)
+        target = _staged(s, run_id, parts, targets)
         measured = source.result()
+    equal = {n for n, *_ in parts if measured[n] == target[n] and measured[n][1] is not None}
     return {
         u.name: staged.committed[u.name]
         for u in committed
-        if measured[u.name] == target[u.name] and measured[u.name][1] is not None
+        if (u.table_name if u.by_block else u.name) in equal
     }
 
 
-def _measure(cur: Cursor, units: list[Unit], targets: dict[str, str] | None) -> Measures:
-    """Each unit's rows (its key range), where ``targets`` says it was built."""
-    parts = [(u.name, u.schema, u.table, range_filter(u)) for u in units]
-    return verify.measure_parts(cur, parts, True, targets)
+def whole_block_tables(staged: Staged) -> dict[str, list[Unit]]:
+    """Tables split by heap blocks all of whose units were committed, by table name."""
+    tables: dict[str, list[Unit]] = {}
+    for u in staged.units:
+        if u.by_block:
+            tables.setdefault(u.table_name, []).append(u)
+    return {n: us for n, us in tables.items() if all(u.name in staged.committed for u in us)}
 
 
-def _source(s: Settings, snapshot_id: str, run_id: str, units: list[Unit]) -> Measures:
+def restart_block_tables(
+    cur: Cursor,
+    run_id: str,
+    units: tuple[Unit, ...],
+    reused: dict[str, Any],
+    targets: dict[str, str],
+) -> list[str]:
+    """Empty in staging every table split by heap blocks whose units are not all reused, and
+    forget its committed units: a block range copied again could not find its earlier rows to
+    replace, so the whole table is copied again. The tables emptied."""
+    emptied = sorted({u.table_name for u in units if u.by_block and u.name not in reused})
+    for u in units:
+        if u.by_block and u.table_name in emptied:
+            support.forget_unit(cur, run_id, u.name)
+    for name in emptied:
+        u = next(x for x in units if x.table_name == name)
+        target = sql.Identifier(targets[u.schema], u.table)
+        cur.execute(sql.SQL("TRUNCATE ONLY {}").format(target))
+    return emptied
+
+
+Part = tuple[str, str, str, sql.Composable]
+"""What to measure: name, schema, table, filter."""
+
+
+def _source(s: Settings, snapshot_id: str, run_id: str, parts: list[Part]) -> Measures:
     with snapshot_cursor(s, snapshot_id, f"pagila-resume-src {run_id}") as cur:
-        return _measure(cur, units, None)
+        return verify.measure_parts(cur, parts, True, None)
 
 
-def _staged(s: Settings, run_id: str, units: list[Unit], targets: dict[str, str]) -> Measures:
+def _staged(s: Settings, run_id: str, parts: list[Part], targets: dict[str, str]) -> Measures:
     with connection(s.target_dsn, s, f"pagila-resume-tgt {run_id}") as conn, conn.cursor() as cur:
-        return _measure(cur, units, targets)
+        return verify.measure_parts(cur, parts, True, targets)

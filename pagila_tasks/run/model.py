@@ -8,9 +8,7 @@ Redis, no database, so the shapes and their JSON forms are tested alone.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -152,6 +150,7 @@ class UnitProgress:
     """Epoch seconds of the copy's start and commit, for the report's timeline."""
     read: int | None = None
     written: int | None = None
+    read_seconds: float | None = None
     """Bytes of the COPY stream read from the source and written to the target so far: they
     advance during the copy (at least once a second), for the byte progress and its ETA."""
 
@@ -195,6 +194,8 @@ class ReplicationPlan:
     same unit, else the catalog's size): the progress bar's total before the copies end."""
     max_rate: int | None = None
     """The cap on bytes per second read from the source by the whole run (``--max-rate``)."""
+    unit_overhead: float = 0.0
+    """Seconds a copy costs beyond its bytes, fitted on the last run (the ETA's prior)."""
 
     @property
     def tables(self) -> list[str]:
@@ -227,6 +228,7 @@ class ReplicationPlan:
             "reused": list(self.reused),
             "expected": dict(self.expected),
             "max_rate": self.max_rate,
+            "unit_overhead": self.unit_overhead,
         }
 
     @classmethod
@@ -252,6 +254,7 @@ class ReplicationPlan:
             reused=tuple(str(n) for n in data.get("reused", [])),
             expected={str(k): int(v) for k, v in (data.get("expected") or {}).items()},
             max_rate=int(data["max_rate"]) if data.get("max_rate") else None,
+            unit_overhead=float(data.get("unit_overhead") or 0.0),
         )
 
 
@@ -301,46 +304,6 @@ class TableTotal:
     workers: tuple[str, ...] = ()
     seconds: float = 0.0
     states: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a replication's copies are, in bytes of COPY stream, and when they should end.
-
-    A unit's bytes are done once written to the target (its read from the source, into the
-    spool, is the faster half and would make the rate run ahead); its size is the expected one
-    (:attr:`ReplicationPlan.expected`) until its read ends, then the real one. Units a resumed
-    run reused are not its work and not counted. The rate is the bytes done from the first
-    copy's start to the newest unit update (the counts are that old, not ``now``); the ETA is
-    the copies' end (post-data, verification and the switch come after it).
-    """
-
-    expected_bytes: int = 0
-    done_bytes: int = 0
-    rate: float | None = None
-    eta_seconds: float | None = None
-    max_rate: int | None = None
-    units_done: int = 0
-    units: int = 0
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done_bytes / self.expected_bytes) if self.expected_bytes else 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"fraction": round(self.fraction, 4)}
-
-
-def _unit_bytes(u: UnitProgress, expected: int) -> tuple[int, float]:
-    """(size, done) of one unit: see :class:`Progress`."""
-    read, written = int(u.read or 0), int(u.written or 0)
-    if u.state == "done":
-        size = int(u.bytes or read)
-        return size, float(size)
-    if u.state != "running":
-        return expected, 0.0
-    size = read if written else max(expected, read)
-    return size, float(min(size, written))
 
 
 @dataclass(frozen=True)
@@ -429,32 +392,8 @@ class Run:
                 )
         return hows
 
-    def progress(self, now: float) -> Progress | None:
-        """The copies' byte progress at ``now`` (epoch seconds); None before prepare decided."""
-        if self.plan is None or self.kind != "replicate":
-            return None
-        size = done = 0.0
-        finished = counted = 0
-        as_of = self.copying_at or 0.0
-        for unit in self.plan.units:
-            u = self.units.get(unit.name, UnitProgress())
-            if u.state == "reused":
-                continue
-            s, d = _unit_bytes(u, self.plan.expected.get(unit.name, 0))
-            size, done, counted = size + s, done + d, counted + 1
-            finished += u.state == "done"
-            if u.updated_at and u.state in ("running", "done"):
-                as_of = max(as_of, datetime.fromisoformat(u.updated_at).timestamp())
-        rate = eta = None
-        as_of = min(as_of, now)
-        if self.copying_at and done > 0 and as_of > self.copying_at:
-            rate = done / (as_of - self.copying_at)
-            left = (size - done) / rate - (now - as_of)
-            eta = 0.0 if finished == counted else max(0.0, left)
-        return Progress(int(size), int(done), rate, eta, self.plan.max_rate, finished, counted)
-
-    def summary(self, now: float | None = None) -> dict[str, Any]:
-        """The run as ``pagila-submit status --json`` prints it (``now``: for the progress)."""
+    def summary(self) -> dict[str, Any]:
+        """The run as ``pagila-submit status --json`` prints it (beside its progress)."""
         out: dict[str, Any] = {
             "run_id": self.run_id,
             "kind": self.kind,
@@ -478,7 +417,6 @@ class Run:
             "switched_at": self.switch.switched_at,
             "switch_ms": self.switch.switch_ms,
             "later_errors": list(self.later_errors) or None,
-            "progress": (p.as_json() if (p := self.progress(now or time.time())) else None),
         }
         out = {k: v for k, v in out.items() if v is not None}
         out["units"] = {name: u.as_json() for name, u in self.units.items()}

@@ -28,6 +28,8 @@ class Table:
     int_key: str | None = None
     text_only: bool = False
     """Some column's type has no binary send/receive: copied in text format."""
+    blocks: int = 0
+    """Heap blocks (pages) when the catalog was read: a block-range split's span."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -54,6 +56,8 @@ class Unit:
     hi: int | None = None
     kind: str = "table"
     text_only: bool = False
+    by_block: bool = False
+    """``[lo, hi)`` are heap block numbers (a ``ctid`` range), not key values."""
 
     @property
     def name(self) -> str:
@@ -94,29 +98,42 @@ def plan_units(
     tables: list[Table],
     split_rows: int,
     key_spans: dict[str, tuple[int, int]] | None = None,
+    by_block: bool = False,
 ) -> list[Unit]:
     """Units for ``tables``, largest first so the longest copies start earliest.
 
-    A table above ``split_rows`` estimated rows with a single integer primary key (and a span
-    in ``key_spans``) becomes several key-range units; ``split_rows = 0`` disables splitting.
-    A table never analyzed (estimate -1) is sized by its key span instead.
+    A table above ``split_rows`` estimated rows becomes several units (at most
+    :data:`MAX_PARTS`): key ranges when it has a single integer primary key (and a span in
+    ``key_spans``), else, with ``by_block``, heap block ranges (``ctid``), as pgcopydb does.
+    ``split_rows = 0`` disables splitting. A table never analyzed (estimate -1) is sized by its
+    key span, or not split by block.
     """
     key_spans = key_spans or {}
     units: list[Unit] = []
     for t in sorted(tables, key=lambda t: (-t.bytes, t.schema, t.name)):
         span = key_spans.get(t.qualified)
-        parts = 1
+        whole = Unit(t.schema, t.name, t.columns, text_only=t.text_only)
         if split_rows and t.int_key and span:
             rows = t.estimated_rows if t.estimated_rows >= 0 else span[1] - span[0] + 1
-            if rows > split_rows:
-                parts = min(MAX_PARTS, math.ceil(rows / split_rows))
-        whole = Unit(t.schema, t.name, t.columns, text_only=t.text_only)
-        if parts == 1 or span is None:
+            parts = min(MAX_PARTS, math.ceil(rows / split_rows)) if rows > split_rows else 1
+            ranges = split_ranges(span[0], span[1], parts)
+            units += (
+                [
+                    replace(whole, part=i, parts=len(ranges), key=t.int_key, lo=lo, hi=hi)
+                    for i, (lo, hi) in enumerate(ranges)
+                ]
+                if len(ranges) > 1
+                else [whole]
+            )
+        elif split_rows and by_block and t.estimated_rows > split_rows and t.blocks > 1:
+            parts = min(MAX_PARTS, math.ceil(t.estimated_rows / split_rows), t.blocks)
+            ranges = split_ranges(0, t.blocks - 1, parts)
+            units += [
+                replace(whole, part=i, parts=len(ranges), key="ctid", lo=lo, hi=hi, by_block=True)
+                for i, (lo, hi) in enumerate(ranges)
+            ]
+        else:
             units.append(whole)
-            continue
-        ranges = split_ranges(span[0], span[1], parts)
-        for i, (lo, hi) in enumerate(ranges):
-            units.append(replace(whole, part=i, parts=len(ranges), key=t.int_key, lo=lo, hi=hi))
     return units
 
 

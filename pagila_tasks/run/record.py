@@ -367,16 +367,15 @@ class RunRecord:
         raw = self.client.hgetall(run_key(run_id))
         return _run(_decode(raw)) if raw else None
 
-    def last_bytes(self, limit: int = 20) -> dict[str, int]:
-        """Per unit name, the bytes the most recent succeeded replication copied for it (the
-        next run's expected sizes)."""
+    def last_replication(self, limit: int = 20) -> Run | None:
+        """The most recent succeeded replication that copied something (the next run's
+        expected sizes and per-unit cost come from it)."""
         for run_id in self.recent(limit):
             run = self.get(run_id)
-            if run and run.kind == "replicate" and run.state == RunState.SUCCEEDED:
-                copied = {n: u.bytes for n, u in run.units.items() if u.bytes}
-                if copied:
-                    return copied
-        return {}
+            copied = run is not None and any(u.bytes for u in run.units.values())
+            if copied and run.kind == "replicate" and run.state == RunState.SUCCEEDED:
+                return run
+        return None
 
     def recent(self, limit: int) -> list[str]:
         """The most recent run ids, newest first."""

@@ -106,3 +106,33 @@ def test_a_table_without_binary_io_goes_as_text_in_every_part() -> None:
         st = statements(u, "binary")
         fmt = "SQL('text')" if u.text_only else "SQL('binary')"
         assert fmt in repr(st.copy_out) and fmt in repr(st.copy_in), (u.name, st)
+
+
+def test_a_large_table_without_an_integer_key_splits_by_heap_blocks_in_swap_runs() -> None:
+    """Without a single integer key, a table over the threshold is cut into block ranges
+    (``ctid``) covering every block, open at both ends; only when asked (swap runs), and never
+    into more parts than it has blocks."""
+    big = Table("public", "notes", 1000, 9 * 8192, ("id", "v"), None, blocks=9)
+    units = plan_units([big], split_rows=300, by_block=True)
+    assert [u.name for u in units] == [f"public.notes#{i}of4" for i in range(1, 5)]
+    assert all(u.by_block and u.key == "ctid" for u in units)
+    assert units[0].lo is None and units[-1].hi is None
+    for a, b in itertools.pairwise(units):
+        assert a.hi == b.lo and a.hi is not None and 0 < a.hi <= 9
+    assert plan_units([big], split_rows=300) == [Unit("public", "notes", ("id", "v"))]
+    two_blocks = Table("public", "n", 1000, 2 * 8192, ("id",), None, blocks=2)
+    assert len(plan_units([two_blocks], split_rows=10, by_block=True)) == 2
+    never_analyzed = Table("public", "n", -1, 9 * 8192, ("id",), None, blocks=9)
+    assert len(plan_units([never_analyzed], split_rows=10, by_block=True)) == 1
+
+
+def test_block_ranges_read_by_tid_and_replace_nothing_on_the_target() -> None:
+    """A block range reads ``ctid`` bounds on the source; on the target its rows cannot be
+    found again, so it empties nothing (a copy claims it instead) and never uses FREEZE."""
+    unit = Unit("public", "notes", ("id",), 1, 3, "ctid", 10, 20, by_block=True)
+    st = statements(unit, "binary", "stage")
+    out = repr(st.copy_out)
+    assert "SQL('ctid'), SQL(' >= '), Composed([Literal('(10,0)'), SQL('::pg_catalog.tid')])" in out
+    assert "SQL(' < '), Composed([Literal('(20,0)'), SQL('::pg_catalog.tid')])" in out
+    assert st.empty is None
+    assert "FREEZE" not in repr(st.copy_in)

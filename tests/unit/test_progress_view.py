@@ -11,7 +11,14 @@ import pytest
 from pagila_tasks.base.errors import ConfigError
 from pagila_tasks.cli import render
 from pagila_tasks.config import parse_rate
-from pagila_tasks.run.model import ReplicationPlan, Run, RunState, UnitProgress
+from pagila_tasks.run import eta
+from pagila_tasks.run.model import (
+    ReplicateOptions,
+    ReplicationPlan,
+    Run,
+    RunState,
+    UnitProgress,
+)
 from pagila_tasks.run.plan import Table as CatalogTable
 from pagila_tasks.run.plan import Unit, expected_bytes
 
@@ -45,17 +52,18 @@ def test_progress_counts_reads_and_writes_and_gives_an_eta() -> None:
             "public.film": UnitProgress("queued"),
         }
     )
-    p = run.progress(110.0)
+    p = eta.progress(run, 110.0)
     assert p is not None
-    # done: 1200 (real size); running: size max(1000, 600), nothing written yet; queued: 500
+    # done: 1200 (real size); running: size max(1000, 600), read and write weighed half and
+    # half (no unit says yet how long its read took), so 300; queued: 500 expected
     assert p.expected_bytes == 1200 + 1000 + 500
-    assert p.done_bytes == 1200
-    assert p.rate == pytest.approx(120.0)
-    assert p.eta_seconds == pytest.approx((2700 - 1200) / 120.0)
+    assert p.done_bytes == 1200 + 300
+    assert p.rate == pytest.approx(150.0)
+    assert p.eta_seconds == pytest.approx((2700 - 1500) / 150.0)
     assert (p.units_done, p.units) == (1, 3)
-    later = run.progress(112.0)  # the counts are as of 110: two seconds of the ETA went by
-    assert later is not None and later.rate == pytest.approx(120.0)
-    assert later.eta_seconds == pytest.approx((2700 - 1200) / 120.0 - 2)
+    later = eta.progress(run, 112.0)  # the counts are as of 110: two seconds of the ETA went by
+    assert later is not None and later.rate == pytest.approx(150.0)
+    assert later.eta_seconds == pytest.approx((2700 - 1500) / 150.0 - 2)
 
 
 def test_a_unit_being_written_has_its_real_size_and_reused_units_are_not_counted() -> None:
@@ -63,20 +71,21 @@ def test_a_unit_being_written_has_its_real_size_and_reused_units_are_not_counted
         {
             "public.rental#1of2": UnitProgress("reused", rows=10),
             "public.rental#2of2": UnitProgress("running", read=800, written=400),
-            "public.film": UnitProgress("done", bytes=400),
+            "public.film": UnitProgress("done", bytes=400, seconds=1.0, read_seconds=0.25),
         }
     )
-    p = run.progress(104.0)
+    p = eta.progress(run, 104.0)
     assert p is not None
     assert p.expected_bytes == 800 + 400  # the read ended at 800: its size is known now
-    assert p.done_bytes == 400 + 400  # bytes count once written to the target
+    # film's read took a quarter of its time: the running unit's read weighs a quarter
+    assert p.done_bytes == 400 + 0.25 * 800 + 0.75 * 400
     assert p.units == 2
 
 
 def test_no_eta_before_a_byte_moved_and_none_left_when_every_unit_is_done() -> None:
-    assert _run({}, copying_at=0.0).progress(5.0).eta_seconds is None  # type: ignore[union-attr]
+    assert eta.progress(_run({}, copying_at=0.0), 5.0).eta_seconds is None  # type: ignore[union-attr]
     done = {u.name: UnitProgress("done", bytes=10, updated_at=_at(150)) for u in (*RENTAL, FILM)}
-    assert _run(done).progress(200.0).eta_seconds == 0.0  # type: ignore[union-attr]
+    assert eta.progress(_run(done), 200.0).eta_seconds == 0.0  # type: ignore[union-attr]
 
 
 def test_expected_bytes_prefer_the_last_runs_and_else_share_the_catalog_size() -> None:
@@ -84,6 +93,91 @@ def test_expected_bytes_prefer_the_last_runs_and_else_share_the_catalog_size() -
     got = expected_bytes(RENTAL, [table], {"public.rental#1of2": 4321})
     assert got["public.rental#1of2"] == 4321
     assert 0 < got["public.rental#2of2"] <= 5000
+
+
+def test_the_cost_per_unit_is_fitted_so_small_units_left_are_not_little_time_left() -> None:
+    # one process: 1 s per MB plus 0.5 s a unit, measured from the end of its previous unit
+    finished = {
+        f"u{i}": UnitProgress(
+            "done", bytes=mb * 1_000_000, started_at=t0, ended_at=t0 + mb + 0.5, worker="w1", pid=1
+        )
+        for i, (mb, t0) in enumerate([(1, 0.0), (2, 1.5), (4, 4.0), (1, 8.5), (8, 10.0)])
+    }
+    costs = eta.worker_costs(finished.values())
+    assert [round(s, 6) for _, s in costs] == [1.5, 2.5, 4.5, 1.5, 8.5]
+    per_byte, overhead = eta.fit(costs)  # type: ignore[misc]
+    assert per_byte == pytest.approx(1e-6) and overhead == pytest.approx(0.5)
+    assert eta.fit(costs[:4]) is None  # too few to fit
+    assert eta.fit([(1e6, 1.5)] * 6) is None  # one size: per byte and per unit cannot be told apart
+
+
+def test_the_eta_counts_each_unit_left_its_overhead() -> None:
+    units = [Unit("public", f"t{i}", ("id",)) for i in range(8)]
+    plan = ReplicationPlan(
+        schemas=("public",),
+        swap=True,
+        targets={"public": "stage"},
+        units=tuple(units),
+        table_keys=(),
+        expected={u.name: 1000 for u in units},
+    )
+    timeline = {  # w1: 1 ms/B + 0.5 s a unit
+        units[i].name: UnitProgress(
+            "done", bytes=b, started_at=t0, ended_at=t1, worker="w1", pid=1, updated_at=_at(t1)
+        )
+        for i, (b, t0, t1) in enumerate(
+            [(1000, 0, 1.5), (2000, 1.5, 4), (4000, 4, 8.5), (500, 8.5, 9.5), (1000, 9.5, 11)]
+        )
+    }
+    run = Run("r1", "replicate", RunState.RUNNING, units=timeline, plan=plan, copying_at=0.001)
+    p = eta.progress(run, 11)
+    # three units of 1000 B left, none started, one process: 3 * (1 s + 0.5 s)
+    assert p is not None and p.eta_seconds == pytest.approx(4.5, rel=1e-3)
+    later = eta.progress(run, 12)  # the counts are a second old
+    assert later is not None and later.eta_seconds == pytest.approx(3.5, rel=1e-3)
+
+
+def test_before_a_fit_each_unit_not_started_adds_the_last_runs_per_unit_cost() -> None:
+    units = [Unit("public", f"t{i}", ("id",)) for i in range(4)]
+    plan = ReplicationPlan(
+        schemas=("public",),
+        swap=True,
+        targets={"public": "stage"},
+        units=tuple(units),
+        table_keys=(),
+        expected={u.name: 1000 for u in units},
+        unit_overhead=0.5,
+    )
+    copied = {
+        units[0].name: UnitProgress(
+            "done", bytes=1000, started_at=0, ended_at=1, worker="w1", pid=1, updated_at=_at(1)
+        ),
+        units[1].name: UnitProgress(
+            "running", read=1000, written=500, started_at=0, worker="w2", pid=2, updated_at=_at(1)
+        ),
+    }
+    run = Run("r1", "replicate", RunState.RUNNING, units=copied, plan=plan, copying_at=1e-9)
+    p = eta.progress(run, 1)
+    assert p is not None and p.done_bytes == 1000 + 750
+    # 2250 bytes left at 1750 B/s, and two units not started at 0.5 s each over two processes
+    assert p.eta_seconds == pytest.approx(2250 / 1750 + 0.5, rel=1e-3)
+
+
+def test_plans_and_options_keep_their_own_fields_through_json() -> None:
+    plan = ReplicationPlan(
+        schemas=("public",),
+        swap=True,
+        targets={"public": "stage"},
+        units=(FILM,),
+        table_keys=(),
+        expected={FILM.name: 10},
+        max_rate=64_000,
+        unit_overhead=0.25,
+    )
+    assert ReplicationPlan.from_json(plan.as_json()) == plan
+    options = ReplicateOptions(full=True, max_rate=64_000)
+    assert options.as_kwargs()["max_rate"] == 64_000
+    assert ReplicateOptions(**options.as_kwargs()) == options
 
 
 @pytest.mark.parametrize(
