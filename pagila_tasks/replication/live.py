@@ -65,22 +65,28 @@ class Reporter:
             return self.rows
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            read = self.reading.moved if self.reading else 0
-            written = self.writing.moved if self.writing else 0
-            self.rows = self._rows_read()
-            try:
-                self.publish(read, written, self.rows)
-            except Exception as exc:  # a lost Redis must not fail the copy it describes
-                log.warning("%s: progress not published: %s", self.name, exc)
+        try:
+            while not self._stop.wait(self.interval):
+                read = self.reading.moved if self.reading else 0
+                written = self.writing.moved if self.writing else 0
+                self.rows = self._rows_read()
+                try:
+                    self.publish(read, written, self.rows)
+                except Exception as exc:  # a lost Redis must not fail the copy it describes
+                    log.warning("%s: progress not published: %s", self.name, exc)
+        finally:  # the thread's own connection, closed by the thread (never from outside,
+            # where a query stuck on a paused server would hold the copy up with it)
+            if self._monitor is not None:
+                with contextlib.suppress(psycopg2.Error):
+                    self._monitor.close()
 
     def __enter__(self) -> Reporter:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop publishing; a thread stuck on an unanswering server is left to end alone."""
         self._stop.set()
-        self._thread.join(timeout=5)
-        if self._monitor is not None:
-            with contextlib.suppress(psycopg2.Error):
-                self._monitor.close()
+        self._thread.join(timeout=1)
+        if self._thread.is_alive():
+            log.warning("%s: progress thread still waiting on the source; left behind", self.name)

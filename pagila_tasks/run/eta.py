@@ -13,9 +13,9 @@ overhead taking in the connection, the commit and the wait for the next message)
 units left are not mistaken for little time left; what is left, in worker-seconds, over the
 worker processes seen copying, is the ETA. Before that, the ETA is the bytes left over the
 bytes done per second. Either way the counts are as old as the newest unit update, so the time
-since is taken off. Before the fit, each unit not started yet adds the per-unit cost fitted on
-the last run (:attr:`ReplicationPlan.unit_overhead`). The ETA is the copies' end: post-data,
-verification and the switch follow.
+since is taken off. Before the fit, each unit not started yet adds the per-unit cost measured
+on the last run (:attr:`ReplicationPlan.unit_overhead`, see :func:`unit_overhead`). The ETA is
+the copies' end: post-data, verification and the switch follow.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def copied_bytes(run: Run | None) -> dict[str, int]:
 
 
 def unit_overhead(run: Run | None) -> float:
-    """The per-unit cost fitted on ``run``'s copies (0.0 when it cannot be fitted)."""
+    """What a copy costs beyond its bytes, measured on ``run``: the intercept of the fit over
+    its copies (0.0 when there is no run or no fit)."""
     cost = fit(worker_costs(run.units.values())) if run else None
     return round(cost[1], 4) if cost else 0.0
 

@@ -195,7 +195,7 @@ class ReplicationPlan:
     max_rate: int | None = None
     """The cap on bytes per second read from the source by the whole run (``--max-rate``)."""
     unit_overhead: float = 0.0
-    """Seconds a copy costs beyond its bytes, fitted on the last run (the ETA's prior)."""
+    """Seconds a copy costs beyond its bytes, measured on the last run (the ETA's prior)."""
 
     @property
     def tables(self) -> list[str]:

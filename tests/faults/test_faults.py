@@ -27,13 +27,24 @@ BIG_ROWS = 1_500_000
 
 
 def make_big(dsn: str, rows: int = BIG_ROWS) -> None:
-    """A table large enough that its copy lasts seconds (no key: one unit, never split)."""
+    """A table large enough that its copy lasts seconds (one unit: see :func:`isolated`)."""
     query(
         dsn,
         f"CREATE TABLE public.big AS SELECT g AS id, md5(g::text) AS v, "
         f"now() AS at FROM generate_series(1, {rows}) g",
     )
     query(dsn, "ANALYZE public.big")
+
+
+@pytest.fixture
+def isolated(isolated):  # type: ignore[no-untyped-def]
+    """The suite's ``isolated`` with ``PAGILA_SPLIT_ROWS=0``: ``public.big`` (no key) is one
+    unit, one long copy for the faults to hit (a swap run would split it into block ranges)."""
+
+    def make(env: dict[str, str] | None = None) -> Isolated:
+        return isolated({"PAGILA_SPLIT_ROWS": "0", **(env or {})})
+
+    return make
 
 
 @pytest.fixture

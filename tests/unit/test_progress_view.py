@@ -180,6 +180,17 @@ def test_plans_and_options_keep_their_own_fields_through_json() -> None:
     assert ReplicateOptions(**options.as_kwargs()) == options
 
 
+def test_the_per_unit_cost_prior_is_the_intercept_of_the_last_runs_fit() -> None:
+    assert eta.unit_overhead(None) == 0.0
+    t, units = 0.0, {}
+    for i, b in enumerate([10**6, 2 * 10**6, 4 * 10**6, 10**6, 8 * 10**6]):
+        s = b / 10**6 + 0.05  # 1 s per MB and 0.05 s a unit
+        units[f"u{i}"] = UnitProgress("done", bytes=b, started_at=t, ended_at=t + s, pid=1)
+        t += s
+    last = Run("r0", "replicate", RunState.SUCCEEDED, units=units)
+    assert eta.unit_overhead(last) == pytest.approx(0.05)
+
+
 @pytest.mark.parametrize(
     ("raw", "rate"),
     [
