@@ -99,7 +99,7 @@ def unit_line(name: str, u: UnitProgress) -> str:
         bits.append(str(u.worker))
     if u.origin:
         bits.append(f"from {printable(u.origin)}")
-    if u.error and u.state in ("failed", "retrying"):
+    if u.error and u.state in ("failed", "retrying", "error"):
         bits.append(f"error: {printable(str(u.error))[:120]}")
     return "  ".join(bits)
 

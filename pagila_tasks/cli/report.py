@@ -29,6 +29,7 @@ COLOURS = {
     "done": "#2e7d32",
     "failed": "#c62828",
     "retrying": "#ef6c00",
+    "error": "#ef6c00",
     "running": "#1565c0",
     "queued": "#9e9e9e",
 }

@@ -6,8 +6,9 @@
 The Airflow design's contract, kept: ``COPY (SELECT ...) TO STDOUT`` into a memory-capped
 ``SpooledTemporaryFile`` (spills to disk past the cap), then ``COPY ... FROM STDIN`` into the
 target. The target write is one transaction that first empties what it is about to fill
-(TRUNCATE for a whole table, which also allows COPY FREEZE; DELETE of the key range for a part),
-so a retried or redelivered copy never duplicates rows.
+(TRUNCATE for a whole table, which also allows COPY FREEZE; DELETE of the key range for a part)
+or, for a heap block range (whose rows the target cannot tell apart), claims the unit in the
+bookkeeping schema, so a retried or redelivered copy never duplicates rows.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.watchdog import Watchdog, Watched
 from pagila_tasks.replication import largeobjects, live
 from pagila_tasks.replication.snapshot import snapshot_cursor
-from pagila_tasks.run import guard, ratelimit
+from pagila_tasks.run import guard, lifecycle, ratelimit
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.plan import Unit
 
@@ -231,24 +232,12 @@ def copy_unit(
     )
     staged = plan.swap and unit.kind == "table"  # a swap's staging copy: resumable
     bucket = ratelimit.Bucket(ctx.redis, run_id, plan.max_rate) if plan.max_rate else None
-
-    def publish(read: int, written: int, rows: int | None) -> None:
-        ctx.record.unit(run_id, unit.name, read=read, written=written, rows=rows)
-
-    with live.Reporter(ctx.s, unit.name, publish, ctx.s.progress_interval) as reporter:
-        result = copy_table(
-            ctx.s,
-            unit,
-            snapshot_id,
-            lambda: guard.before_commit(ctx, run_id),
-            target_schema,
-            (lambda cur, rows: support.note_staged_unit(cur, run_id, unit.name, rows))
-            if staged
-            else None,
-            reporter,
-            bucket,
-            (lambda cur: support.claim_unit(cur, run_id, unit.name)) if unit.by_block else None,
-        )
+    try:
+        result = _copy_reported(ctx, run_id, unit, snapshot_id, target_schema, staged, bucket)
+    except Exception as exc:  # on the unit before the chord's errback can read it (Celery
+        # sends the errback before the task's on_failure hook writes the final state)
+        lifecycle.unit_error(ctx, run_id, unit.name, "error", exc, None)
+        raise
     ctx.record.unit(
         run_id,
         unit.name,
@@ -264,3 +253,34 @@ def copy_unit(
         ended_at=time.time(),
     )
     return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}
+
+
+def _copy_reported(
+    ctx: Context,
+    run_id: str,
+    unit: Unit,
+    snapshot_id: str,
+    target_schema: str | None,
+    staged: bool,
+    bucket: ratelimit.Bucket | None,
+) -> CopyResult:
+    """:func:`copy_table` with its progress published while it runs, its commit checked, a
+    swap's unit recorded as staged (resume) and a block range claimed."""
+
+    def publish(read: int, written: int, rows: int | None) -> None:
+        ctx.record.unit(run_id, unit.name, read=read, written=written, rows=rows)
+
+    with live.Reporter(ctx.s, unit.name, publish, ctx.s.progress_interval) as reporter:
+        return copy_table(
+            ctx.s,
+            unit,
+            snapshot_id,
+            lambda: guard.before_commit(ctx, run_id),
+            target_schema,
+            (lambda cur, rows: support.note_staged_unit(cur, run_id, unit.name, rows))
+            if staged
+            else None,
+            reporter,
+            bucket,
+            (lambda cur: support.claim_unit(cur, run_id, unit.name)) if unit.by_block else None,
+        )

@@ -283,7 +283,7 @@ def _failed_units(run: Run) -> dict[str, str]:
     return {
         name: u.error
         for name, u in run.units.items()
-        if u.state in ("failed", "retrying") and u.error
+        if u.state in ("failed", "retrying", "error") and u.error
     }
 
 

@@ -101,11 +101,13 @@ def note_error(ctx: Context, run_id: str, exc: BaseException | str) -> None:
 
 
 def unit_error(
-    ctx: Context, run_id: str, unit: str, state: str, exc: BaseException, attempt: int
+    ctx: Context, run_id: str, unit: str, state: str, exc: BaseException, attempt: int | None
 ) -> None:
-    """A copy's retry or final failure, scrubbed, on its unit's entry."""
+    """A copy's error (``error``: as it leaves the copy, before Celery decides between a retry
+    and the end), retry or final failure, scrubbed, on its unit's entry."""
     error = ctx.s.scrub(f"{type(exc).__name__}: {exc}")
-    ctx.record.unit(run_id, unit, state=state, error=error, attempt=attempt)
+    more = {"attempt": attempt} if attempt is not None else {}
+    ctx.record.unit(run_id, unit, state=state, error=error, **more)
 
 
 def settle(ctx: Context, run: Run) -> Run:
