@@ -74,11 +74,17 @@ def test_progress_advances_and_the_cap_holds_across_workers(servers, isolated) -
     assert len(rows) >= 2, seen  # the source server's own count, read while it sends
 
     picture(RunRecord(iso.redis).get(run_id))
-    code, status = iso.submit_json("status", run_id)
+
+    def timed() -> dict | None:
+        code, status = iso.submit_json("status", run_id)
+        assert code == 0, status
+        return status if status["progress"].get("eta_seconds") is not None else None
+
+    status = wait_for(timed, 60, "an ETA in status --json")
     progress = status["progress"]
-    if status["state"] == "running" and progress["units_done"] < progress["units"]:
-        assert 0 < progress["done_bytes"] <= progress["expected_bytes"], progress
-        assert progress["eta_seconds"] is not None and progress["rate"] > 0, progress
+    assert 0 < progress["done_bytes"] <= progress["expected_bytes"], progress
+    assert progress["rate"] > 0 and progress["eta_seconds"] >= 0, progress
+    assert 0 < progress["fraction"] <= 1 and progress["units"] == len(status["units"]), progress
 
     run = iso.wait_done(run_id, timeout=300)
     assert run["state"] == "succeeded", run.get("error")
