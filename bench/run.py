@@ -22,6 +22,7 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.memory:
             return memory_check(b, args, facts)
         if args.refresh:
-            return refresh_check(b, args, facts)
+            return section_check(
+                b,
+                args,
+                facts,
+                "refresh",
+                refresh.refresh_check,
+                refresh.table_text,
+                reporting.refresh_section,
+                (reporting.REFRESH_START, reporting.REFRESH_END),
+            )
         if args.seeing:
-            return seeing_check(b, args, facts)
+            return section_check(
+                b,
+                args,
+                facts,
+                "seeing",
+                seeing.seeing_check,
+                seeing.table_text,
+                reporting.seeing_section,
+                (reporting.SEEING_START, reporting.SEEING_END),
+            )
         for n in args.scales:
             tally.datasets.append(data.scale(b, n))  # the source made Pagila xN
             methods.run_dataset(b, tally, f"x{n}", args.methods, args.runs)
@@ -69,39 +88,29 @@ def memory_check(b: BenchStack, args: argparse.Namespace, facts: dict[str, Any])
     return 0 if mem["ok"] else 1
 
 
-def refresh_check(b: BenchStack, args: argparse.Namespace, facts: dict[str, Any]) -> int:
-    """``--refresh``: the refresh and resume runs on the largest scale, their section written
-    unless ``--no-docs``."""
+def section_check(
+    b: BenchStack,
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    name: str,
+    measure: Callable[[BenchStack, str], Any],
+    text: Callable[[Any], str],
+    section: Callable[[str, dict[str, Any], str], str],
+    markers: tuple[str, str],
+) -> int:
+    """``--refresh`` or ``--seeing``: ``measure`` on the largest scale, its table printed and
+    its docs section (between ``markers``) written unless ``--no-docs``."""
     n = max(args.scales)
     data.scale(b, n)
     try:
-        rows = refresh.refresh_check(b, f"x{n}")
+        result = measure(b, f"x{n}")
     except RunFailed as exc:
-        say(f"refresh FAILED: {exc}")
+        say(f"{name} FAILED: {exc}")
         return 1
-    text = refresh.table_text(rows)
-    say("\n" + text)
+    table = text(result)
+    say("\n" + table)
     if not args.no_docs:
-        section = reporting.refresh_section(text, facts, args.command)
-        reporting.write_docs(section, reporting.REFRESH_START, reporting.REFRESH_END)
-    return 0
-
-
-def seeing_check(b: BenchStack, args: argparse.Namespace, facts: dict[str, Any]) -> int:
-    """``--seeing``: the ETA's truth and the cap's hold on the largest scale, their section
-    written unless ``--no-docs``."""
-    n = max(args.scales)
-    data.scale(b, n)
-    try:
-        result = seeing.seeing_check(b, f"x{n}")
-    except RunFailed as exc:
-        say(f"seeing FAILED: {exc}")
-        return 1
-    text = seeing.table_text(result)
-    say("\n" + text)
-    if not args.no_docs:
-        section = reporting.seeing_section(text, facts, args.command)
-        reporting.write_docs(section, reporting.SEEING_START, reporting.SEEING_END)
+        reporting.write_docs(section(table, facts, args.command), *markers)
     return 0
 
 
