@@ -284,6 +284,12 @@ class Settings:
     """A run that ends without switching keeps its staging copy for the next run to resume."""
     resume_max_age: float = 86400.0
     """A staging copy older than this (seconds) is dropped, not resumed."""
+    changes_in_place: bool = True
+    """A refresh whose schemas are unchanged applies the rows that differ to the live copy in
+    one transaction instead of copying everything (``PAGILA_CHANGES_IN_PLACE``)."""
+    changes_max_share: float = 0.25
+    """A table where a larger share of rows differ makes the run a full copy
+    (``PAGILA_CHANGES_MAX_SHARE``; see :data:`pagila_tasks.run.changeplan.MAX_SHARE`)."""
     progress_interval: float = 0.1
     """Seconds between a running copy's progress updates in the run record."""
     max_rate: int | None = None
@@ -391,6 +397,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         resume=_bool(env, "PAGILA_RESUME", True),
         resume_max_age=_float(env, "PAGILA_RESUME_MAX_AGE", 86400.0, minimum=0.0),
+        changes_in_place=_bool(env, "PAGILA_CHANGES_IN_PLACE", True),
+        changes_max_share=_float(env, "PAGILA_CHANGES_MAX_SHARE", 0.25, minimum=0.0),
     )
 
 

@@ -27,10 +27,11 @@ from pagila_tasks.base.errors import PoisonMessage, ReplicationError, SnapshotLo
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.watchdog import Watchdog, Watched
-from pagila_tasks.replication import largeobjects, live
+from pagila_tasks.replication import changes, largeobjects, live
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run import guard, lifecycle, ratelimit
 from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import ReplicationPlan
 from pagila_tasks.run.plan import Unit
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,20 @@ class Statements:
     copy_in: sql.Composable
 
 
-def statements(unit: Unit, fmt: str, target_schema: str | None = None) -> Statements:
+def statements(
+    unit: Unit,
+    fmt: str,
+    target_schema: str | None = None,
+    rows: sql.Composable | None = None,
+) -> Statements:
     """The statements of ``unit``'s copy: TRUNCATE (and COPY FREEZE) for a whole table, DELETE of
     the key range for a part, so that a retried copy never duplicates rows.
 
     The rows are written into ``target_schema`` (the run's build of the unit's schema: its
     staging copy, or the live schema itself). A table without a column to copy (none at all, or
     only generated ones) still has rows: COPY then carries empty rows, with no column list.
-    A unit whose types binary COPY cannot carry (``unit.text_only``) is copied as text.
+    A unit whose types binary COPY cannot carry (``unit.text_only``) is copied as text. A
+    ``changes`` unit copies the rows ``rows`` keeps into its work table (see :mod:`.changes`).
     """
     if unit.text_only:
         fmt = "text"
@@ -106,10 +113,11 @@ def statements(unit: Unit, fmt: str, target_schema: str | None = None) -> Statem
             largeobjects.copy_in(_options(fmt)),
         )
     source = sql.Identifier(unit.schema, unit.table)
-    target = sql.Identifier(target_schema or unit.schema, unit.table)
+    filled = unit.table if unit.stage is None else f"r_{unit.stage}"
+    target = sql.Identifier(target_schema or unit.schema, filled)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
     listed = sql.SQL(" ({})").format(cols) if unit.columns else sql.SQL("")
-    where = range_filter(unit)
+    where = rows if rows is not None else range_filter(unit)
     whole = unit.key is None or (unit.lo is None and unit.hi is None)
     return Statements(
         copy_out=sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT WITH {}").format(
@@ -138,15 +146,16 @@ def copy_table(
     reporter: live.Reporter | None = None,
     bucket: ratelimit.Bucket | None = None,
     claim: Callable[[Any], bool] | None = None,
+    rows: sql.Composable | None = None,
 ) -> CopyResult:
     """Copy ``unit`` inside ``snapshot_id`` into ``target_schema`` (default: the unit's own);
     ``note`` (given the cursor and the rows) and ``before_commit`` run just before the commit,
     in the copy's transaction. ``reporter`` is told where the bytes flow (live progress);
     ``bucket`` caps how fast the source is read (``--max-rate``). ``claim`` (a block range's)
     runs first in the target transaction: False means an earlier delivery committed the unit,
-    and nothing is written again."""
+    and nothing is written again. ``rows``: the source rows a ``changes`` unit fetches."""
     started = time.monotonic()
-    st = statements(unit, s.copy_format, target_schema)
+    st = statements(unit, s.copy_format, target_schema, rows)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-copy-src {unit.name}") as cur:
             watched = Watched(ratelimit.Throttled(spool, bucket) if bucket else spool)
@@ -216,7 +225,9 @@ def copy_unit(
         raise SnapshotLost(
             f"run {run_id} has no snapshot (its holder never started or Redis lost it)"
         )
-    target_schema = plan.targets.get(unit.schema)
+    target_schema = (
+        changes.work_schema(run_id) if unit.kind == "changes" else plan.targets.get(unit.schema)
+    )
     if target_schema is None and unit.kind == "table":
         raise ReplicationError(f"run {run_id} has no target schema for {unit.name}")
     ctx.record.copy_started(run_id)
@@ -230,10 +241,11 @@ def copy_unit(
         read=0,
         written=0,
     )
-    staged = plan.swap and unit.kind == "table"  # a swap's staging copy: resumable
+    staged = plan.swap and unit.kind == "table" and not plan.applies  # resumable
     bucket = ratelimit.Bucket(ctx.redis, run_id, plan.max_rate) if plan.max_rate else None
     try:
-        result = _copy_reported(ctx, run_id, unit, snapshot_id, target_schema, staged, bucket)
+        rows = _rows_of(ctx, run_id, unit, plan)
+        result = _copy_reported(ctx, run_id, unit, snapshot_id, target_schema, staged, bucket, rows)
     except Exception as exc:  # on the unit before the chord's errback can read it (Celery
         # sends the errback before the task's on_failure hook writes the final state)
         lifecycle.unit_error(ctx, run_id, unit.name, "error", exc, None)
@@ -255,6 +267,16 @@ def copy_unit(
     return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}
 
 
+def _rows_of(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> sql.Composable | None:
+    """A ``changes`` unit's filter: the keys its table's comparison found to fetch."""
+    if unit.kind != "changes":
+        return None
+    change = next((c for c in plan.changes if c.stage == unit.stage), None)
+    if change is None:
+        raise ReplicationError(f"run {run_id} planned no changes for {unit.name}")
+    return changes.fetch_filter(ctx.s, run_id, change)
+
+
 def _copy_reported(
     ctx: Context,
     run_id: str,
@@ -263,6 +285,7 @@ def _copy_reported(
     target_schema: str | None,
     staged: bool,
     bucket: ratelimit.Bucket | None,
+    rows: sql.Composable | None = None,
 ) -> CopyResult:
     """:func:`copy_table` with its progress published while it runs, its commit checked, a
     swap's unit recorded as staged (resume) and a block range claimed."""
@@ -283,4 +306,5 @@ def _copy_reported(
             reporter,
             bucket,
             (lambda cur: support.claim_unit(cur, run_id, unit.name)) if unit.by_block else None,
+            rows,
         )

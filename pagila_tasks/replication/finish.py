@@ -27,6 +27,7 @@ from pagila_tasks.pg import support
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import (
     catalog,
+    changes,
     fkeys,
     keep,
     keepplan,
@@ -68,8 +69,8 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     if (ended := _already_finished(ctx, run)) is not None:
         return ended
     plan = _plan_of(ctx, run)
-    if plan.unchanged:
-        return _unchanged(ctx, run, plan)
+    if plan.unchanged or plan.applies:  # no new copy: nothing, or the changes in place
+        return (_unchanged if plan.unchanged else _applied)(ctx, run, plan)
     layout = staging.layout_of(plan)
     ctx.record.finishing(run_id)
     ctx.step(run_id, "finish", "read sequences, keys and views in the snapshot")
@@ -112,6 +113,33 @@ def _unchanged(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
     ctx.step(run_id, "finish", f"succeeded, nothing copied: {plan.reason}")
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks), "copied": 0}
+
+
+def _applied(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
+    """A run that applies the rows that differ to the live copy in one transaction, verified
+    inside it (:mod:`.changes`); its work tables dropped after."""
+    run_id = run.run_id
+    ctx.record.finishing(run_id)
+    ctx.step(run_id, "finish", "apply the changes in place, verified before the commit")
+    source = {p[0]: (p[1], p[3]) for p in plan.proven}
+    done = changes.apply(
+        ctx,
+        run_id,
+        run.snapshot.id or "",
+        plan.schemas,
+        list(plan.changes),
+        source,
+        lambda detail: ledger_row(run, True, None, detail, "changed in place"),
+        run.table_totals(),
+    )
+    detail = verify.detail(done.checks, run.table_totals(), done.hows)
+    ctx.record.verified(run_id, detail, done.sequences)
+    state = "changed in place"
+    ctx.record.switched(run_id, Switch(state, done.at.isoformat(), done.held_ms))
+    changes.drop_work(ctx.s, run_id)
+    lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
+    ctx.step(run_id, "finish", f"succeeded, {state} in {done.held_ms:.1f} ms: {plan.reason}")
+    return {"run_id": run_id, "state": "succeeded", "tables": len(done.checks)}
 
 
 def _after_switch(ctx: Context, run_id: str, plan: ReplicationPlan, chosen: Resolved) -> None:
@@ -335,7 +363,7 @@ def _resumable(ctx: Context, cur: psycopg2.extensions.cursor, run: Run) -> bool:
     """Whether a failed run's staging copy may serve the next run: resume on, a whole swap
     run, and no finishing step done on it."""
     plan = run.plan
-    if not ctx.s.resume or plan is None or not plan.swap or plan.subset:
+    if not ctx.s.resume or plan is None or not plan.swap or plan.subset or plan.applies:
         return False
     return not any(support.step_done(cur, run.run_id, s) for s in ("post-data", "keep-build"))
 

@@ -24,6 +24,7 @@ from pagila_tasks.pg import support
 from pagila_tasks.pg.db import CATALOG_PATH, connection
 from pagila_tasks.replication import (
     catalog,
+    changes,
     extensions,
     fkeys,
     keep,
@@ -70,19 +71,16 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
     found = _read(ctx, run_id, snapshot_id, chosen)
     layout = staging.Layout(chosen.schemas, swap=found.swap)
     proven = _prove(ctx, run_id, snapshot_id, chosen, found)
+    applying = _compare(ctx, run_id, snapshot_id, chosen, found, proven)
     with connection(ctx.s.target_dsn, ctx.s, f"pagila-prepare {run_id}") as tgt:
-        resumed = _resume(ctx, run_id, tgt, snapshot_id, layout, chosen, proven)
+        resumed = _resume(ctx, run_id, tgt, snapshot_id, layout, chosen, (proven, applying))
         _clear_leftovers(tgt, layout, run_id)
-        units = _units(ctx, found, proven, resumed)
-        if chosen.tables is not None:
-            touching = _tables_in_place(ctx, run_id, found.tables)
-        else:
-            touching = []
-            if not proven.unchanged and resumed is None:
-                _build_schema(ctx, run_id, tgt, layout, found, (proven.fingerprint, units))
-    decided = _plan(
-        layout, units, found, touching, chosen, proven, resumed, ctx.record.last_replication()
-    )
+        units = _units(ctx, found, proven, resumed, applying)
+        touching = _tables_in_place(ctx, run_id, found.tables) if chosen.tables is not None else []
+        if chosen.tables is None and not (proven.unchanged or resumed or applying.applies):
+            _build_schema(ctx, run_id, tgt, layout, found, (proven.fingerprint, units))
+    last = ctx.record.last_replication()
+    decided = _plan(layout, units, found, touching, chosen, (proven, applying), resumed, last)
     ctx.record.save_plan(run_id, decided)
     return _queue(ctx, run_id, decided, resumed)
 
@@ -112,11 +110,13 @@ def _resume(
     snapshot_id: str,
     layout: staging.Layout,
     chosen: Resolved,
-    proven: proof.Proof,
+    decided: tuple[proof.Proof, changes.Decision],
 ) -> resume.Resumed | None:
     """The staging copy an earlier run left, adopted when it may be (see :mod:`.resume`), with
-    the units of it proven equal to the source in this snapshot."""
-    if proven.unchanged or chosen.tables is not None:
+    the units of it proven equal to the source in this snapshot; none for a run that copies
+    nothing or applies changes in place."""
+    proven, applying = decided
+    if proven.unchanged or chosen.tables is not None or applying.applies:
         return None
     with tgt.cursor() as cur:  # a target without the working tables: find says none
         staged = resume.find(cur, layout.schemas)
@@ -148,12 +148,19 @@ def _schemas_gone(cur: psycopg2.extensions.cursor, layout: staging.Layout) -> st
 
 
 def _units(
-    ctx: Context, found: Findings, proven: proof.Proof, resumed: resume.Resumed | None
+    ctx: Context,
+    found: Findings,
+    proven: proof.Proof,
+    resumed: resume.Resumed | None,
+    applying: changes.Decision,
 ) -> list[plan.Unit]:
-    """None when the live copy is proven equal; a resumed copy's own (its ranges as they were,
-    the large objects as the source has them now); else planned from the catalog."""
+    """None when the live copy is proven equal; the rows to fetch when changes are applied in
+    place; a resumed copy's own (its ranges as they were, the large objects as the source has
+    them now); else planned from the catalog."""
     if proven.unchanged:
         return []
+    if applying.changes is not None:
+        return changes.units(applying.changes)
     if resumed is not None:
         units = [u for u in resumed.units if u.kind == "table"]
     else:
@@ -188,6 +195,33 @@ def _prove(
         found.target_version,
         found.large_objects > 0,
     )
+
+
+def _compare(
+    ctx: Context,
+    run_id: str,
+    snapshot_id: str,
+    chosen: Resolved,
+    found: Findings,
+    proven: proof.Proof,
+) -> changes.Decision:
+    """When the proof found the schemas unchanged but rows differing: the differing tables
+    compared key by key, and whether the run applies their changes in place (see
+    :mod:`.changes`); otherwise (or when that cannot be), a full copy."""
+    if proven.unchanged or not proven.same_schemas or not ctx.s.changes_in_place:
+        return changes.Decision(None, "")
+    if any(c.table == largeobjects.NAME and not c.ok for c in proven.checks):
+        return changes.Decision(None, "a full copy: the large objects differ")
+    ctx.step(run_id, "prepare", "compare the tables that differ, key by key")
+    try:
+        return changes.compare(
+            ctx.s, run_id, snapshot_id, chosen.schemas, found.tables, list(proven.checks)
+        )
+    except psycopg2.Error as exc:  # cannot tell what changed: copy everything
+        changes.drop_work(ctx.s, run_id)
+        return changes.Decision(
+            None, f"a full copy: the comparison failed: {ctx.s.scrub(str(exc))}"
+        )
 
 
 def _checked(run_id: str, chosen: Resolved) -> Resolved:
@@ -248,10 +282,12 @@ def _plan(
     found: Findings,
     touching: list[fkeys.ForeignKey],
     chosen: Resolved,
-    proven: proof.Proof,
+    decided: tuple[proof.Proof, changes.Decision],
     resumed: resume.Resumed | None,
     last: Run | None,
 ) -> ReplicationPlan:
+    proven, applying = decided
+    applies = applying.applies
     return ReplicationPlan(
         schemas=layout.schemas,
         swap=layout.swap,
@@ -265,18 +301,24 @@ def _plan(
         target_version=found.target_version,
         prepared_at=time.time(),
         unchanged=proven.unchanged,
-        reason="; ".join([proven.reason] + ([resumed.reason] if resumed else [])),
+        reason="; ".join(
+            [proven.reason]
+            + ([applying.reason] if applying.reason else [])
+            + ([resumed.reason] if resumed else [])
+        ),
         proven=tuple(
             (c.table, c.source_rows, c.target_rows, c.source_checksum, c.target_checksum)
             for c in proven.checks
         )
-        if proven.unchanged
+        if proven.unchanged or applies
         else (),
         fingerprint=proven.fingerprint,
         reused=tuple(resumed.reused) if resumed else (),
         expected=plan.expected_bytes(units, found.tables, eta.copied_bytes(last)),
         max_rate=chosen.max_rate,
         unit_overhead=eta.unit_overhead(last),
+        applies=applies,
+        changes=tuple(applying.changes or ()),
     )
 
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pagila_tasks.config import Settings
+from pagila_tasks.run.changeplan import Change
 from pagila_tasks.run.plan import Unit
 
 Kind = Literal["load", "replicate"]
@@ -196,6 +197,10 @@ class ReplicationPlan:
     """The cap on bytes per second read from the source by the whole run (``--max-rate``)."""
     unit_overhead: float = 0.0
     """Seconds a copy costs beyond its bytes, measured on the last run (the ETA's prior)."""
+    applies: bool = False
+    """The rows that differ are applied to the live copy in place (:mod:`.changeplan`):
+    ``changes`` are the tables, ``proven`` every table's verdict from the proof."""
+    changes: tuple[Change, ...] = ()
 
     @property
     def tables(self) -> list[str]:
@@ -229,6 +234,8 @@ class ReplicationPlan:
             "expected": dict(self.expected),
             "max_rate": self.max_rate,
             "unit_overhead": self.unit_overhead,
+            "applies": self.applies,
+            "changes": [c.as_json() for c in self.changes],
         }
 
     @classmethod
@@ -255,6 +262,8 @@ class ReplicationPlan:
             expected={str(k): int(v) for k, v in (data.get("expected") or {}).items()},
             max_rate=int(data["max_rate"]) if data.get("max_rate") else None,
             unit_overhead=float(data.get("unit_overhead") or 0.0),
+            applies=bool(data.get("applies")),
+            changes=tuple(Change.from_json(c) for c in data.get("changes", [])),
         )
 
 

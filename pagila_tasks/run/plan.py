@@ -58,11 +58,16 @@ class Unit:
     text_only: bool = False
     by_block: bool = False
     """``[lo, hi)`` are heap block numbers (a ``ctid`` range), not key values."""
+    stage: str | None = None
+    """A ``changes`` unit's work tables (see :mod:`pagila_tasks.run.changeplan`): it fetches
+    the source's rows for the keys that differ, not a range."""
 
     @property
     def name(self) -> str:
         """For people and record keys: ``schema.table``, ``#2of4`` for a key range."""
         base = self.table_name
+        if self.kind == "changes":
+            return f"{base} changes"
         return base if self.part is None else f"{base}#{self.part + 1}of{self.parts}"
 
     @property

@@ -1,6 +1,8 @@
 """A refresh proves the live copy equal to the source before copying anything: an unchanged
-source costs no copy and no switch, and every change, on either side, in rows, sequences or
-schema, makes the run copy; the target then equals the source, as after any run."""
+source costs no copy and no switch; rows changed on either side (with the schemas as the last
+switch left them) are applied to the live copy in place, in one verified transaction; a changed
+schema, a table without a key, or a table changed too much makes a full copy. The target then
+equals the source, as after any run."""
 
 from __future__ import annotations
 
@@ -63,12 +65,44 @@ def _kept(servers, iso, replica: bool = True) -> dict:
     return run
 
 
+def _applied(servers, iso, reason: str, changed: dict[str, str]) -> dict:
+    """A run that applied the rows that differ in place: no new copy switched in, the ``changed``
+    tables say what was written (the others kept), one ledger row, the target equals the
+    source."""
+    before = scalar(servers.target_dsn, LIVE_OID)
+    out, run = _replicate(iso)
+    assert run["state"] == "succeeded", run
+    assert run["plan"]["units"] == sum(1 for h in changed.values() if " 0 updated, 0 ins" not in h)
+    assert reason in run["plan"]["reason"] and "applies the changes in place" in out, out
+    hows = {c["table"]: c["how"] for c in run["verification"]}
+    assert {t: h for t, h in hows.items() if h != "kept"} == changed, hows
+    assert all(c["ok"] for c in run["verification"])
+    assert scalar(servers.target_dsn, LIVE_OID) == before  # the live copy itself was written
+    ledger = query(
+        servers.target_dsn,
+        "SELECT succeeded, target_state FROM pagila_support.replication_audit WHERE run_id = %s",
+        (run["run_id"],),
+    )
+    assert ledger == [(True, "changed in place")], ledger
+    assert not query(  # its work tables are gone
+        servers.target_dsn,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pagila\\_changes\\_%%'",
+    )
+    assert_replica(servers.source_dsn, servers.target_dsn)
+    return run
+
+
+def _in_place(updated: int = 0, inserted: int = 0, deleted: int = 0) -> str:
+    return f"changed in place: {updated} updated, {inserted} inserted, {deleted} deleted"
+
+
 def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
-    """Unchanged: kept. Then each change makes one run copy, and the next run keeps again:
-    ``--full``; a row changed on the target by hand; updates in one key range of the source;
-    a sequence moved; a row inserted past the last key range; deletes; a changed column
-    default; an index made on the target; a truncated
-    table; a new table; a dropped table."""
+    """Unchanged: kept. Rows changed on either side are applied in place, and the next run
+    keeps again: a row changed on the target by hand; updates in one key range of the source;
+    a sequence moved; a row inserted past the last key range; deletes. Each of these makes a
+    full copy instead: ``--full``; a changed column default; an index made on the target; a
+    truncated table (every row differs); a new table; a dropped table; a changed table
+    without a key."""
     iso = isolated({"PAGILA_SPLIT_ROWS": "4000"})  # rental and payment split into ranges
     iso.pool(2)
     assert iso.submit("load").returncode == 0
@@ -78,30 +112,48 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     _kept(servers, iso)
 
     query(servers.target_dsn, "UPDATE public.rental SET return_date = NULL WHERE rental_id = 7")
-    _copied(servers, iso, "public.rental")
+    _applied(servers, iso, "public.rental", {"public.rental": _in_place(updated=1)})
     query(
         servers.source_dsn,
         "UPDATE public.rental SET staff_id = 3 - staff_id WHERE rental_id BETWEEN 100 AND 120",
     )
-    run = _copied(servers, iso, "1 of ")
+    run = _applied(servers, iso, "1 of ", {"public.rental": _in_place(updated=21)})
     assert "public.rental" in run["plan"]["reason"]
+    # its trigger (which would stamp last_update) was off for the write, and is on again
+    assert (
+        scalar(
+            servers.target_dsn,
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'last_updated' "
+            "AND tgrelid = 'public.rental'::regclass",
+        )
+        == "O"
+    )
     _kept(servers, iso)
 
     query(servers.source_dsn, "SELECT nextval('public.actor_actor_id_seq')")
-    _copied(servers, iso, "sequences differ")
+    _applied(servers, iso, "sequences differ", {})
     query(  # past the last range of the split table (its sequence moves too)
         servers.source_dsn,
         "INSERT INTO public.rental (rental_date, inventory_id, customer_id, staff_id) "
         "VALUES ('2030-01-01', 1, 1, 1)",
     )
-    _copied(servers, iso, "sequences differ")
+    _applied(servers, iso, "public.rental", {"public.rental": _in_place(inserted=1)})
     query(
         servers.source_dsn,
         "DELETE FROM public.payment WHERE payment_id IN "
         "(SELECT payment_id FROM public.payment ORDER BY payment_id LIMIT 3); "
         "REFRESH MATERIALIZED VIEW public.rental_by_category",  # as the target's will be
     )
-    _copied(servers, iso, "differ from the live copy: public.payment_p2022_")
+    run = _applied(
+        servers,
+        iso,
+        "differ from the live copy: public.payment_p2022_",
+        {
+            "public.payment_p2022_01": _in_place(deleted=1),
+            "public.payment_p2022_06": _in_place(deleted=2),
+        },
+    )
+    _kept(servers, iso)
     query(
         servers.source_dsn,
         "ALTER TABLE public.actor ALTER COLUMN last_update SET DEFAULT '2020-01-01'",
@@ -116,9 +168,11 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     _kept(servers, iso)
 
     query(servers.source_dsn, "TRUNCATE public.film_actor")
-    _copied(servers, iso, "public.film_actor")
+    _copied(servers, iso, "public.film_actor: 5462 of 5462 rows differ")
     query(servers.source_dsn, "CREATE TABLE public.extra AS SELECT 1 AS one")
     _copied(servers, iso, "the source's schema changed")
+    query(servers.source_dsn, "INSERT INTO public.extra VALUES (2)")
+    _copied(servers, iso, "public.extra has no primary key or unique NOT NULL key")
     query(servers.source_dsn, "DROP TABLE public.extra")
     _copied(servers, iso, "the source's schema changed")
     _kept(servers, iso)

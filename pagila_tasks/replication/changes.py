@@ -1,0 +1,463 @@
+"""A refresh that applies the source's changes to the live copy in place, in one transaction.
+
+When the proof (:mod:`.proof`) finds both sides' schemas as the last switch left them but some
+tables' rows differ, :func:`compare` reads each such table's key and row hash in the snapshot,
+copies them into an unlogged work table on the target and compares them there with the live
+rows: the keys to fetch (new or changed rows) and the keys gone. The ``copy_table`` tasks then
+fetch only those rows (``changes`` units, :func:`fetch_filter`). The callback's :func:`apply`
+writes them in one transaction: user triggers off (as the copy has them off while loading),
+updates and inserts parents first, deletes children first, triggers on again as they were,
+materialized views refreshed, sequences set; every table it wrote, or that a foreign-key action
+could have written, is measured in that transaction and must equal the source's count and
+checksum at the snapshot, else nothing commits. Readers see the old rows until the commit and
+the new ones after it: one switch, and nothing the target's users built is touched.
+
+The rules (which tables may, how much may differ, in what order) are pure, in
+:mod:`pagila_tasks.run.changeplan`. The work tables live in a schema registered as the run's
+(``pagila_changes_<run>``), dropped when it ends, or as a leftover by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from pagila_tasks.base import names
+from pagila_tasks.base.errors import ReplicationError
+from pagila_tasks.config import Settings
+from pagila_tasks.pg import sqlfiles, support
+from pagila_tasks.pg.db import connection
+from pagila_tasks.replication import catalog, sequences, staging, verify
+from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run import changeplan, guard
+from pagila_tasks.run.changeplan import Change, Ref, RowKey
+from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import TableTotal
+from pagila_tasks.run.plan import Table, Unit
+
+log = logging.getLogger(__name__)
+
+Cursor = psycopg2.extensions.cursor
+
+APPLY_WAIT_MS = 30000
+"""How long the apply waits for a lock (someone writing to a replica table, or DDL on it)."""
+
+
+def work_schema(run_id: str) -> str:
+    """The run's schema of work tables on the target."""
+    return f"pagila_changes_{names.run_token(run_id)}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the run applies changes in place (``changes`` not None) and why (for its plan
+    line), with the bytes the comparison read from the source."""
+
+    changes: list[Change] | None
+    reason: str
+    compared_bytes: int = 0
+
+    @property
+    def applies(self) -> bool:
+        return self.changes is not None
+
+
+def row_keys(cur: Cursor, schemas: tuple[str, ...]) -> dict[Ref, RowKey]:
+    cur.execute(sqlfiles.query("changes_keys"), {"schemas": list(schemas)})
+    return {
+        (sch, tab): RowKey(
+            sch,
+            tab,
+            tuple(cols) if cols else None,
+            tuple(types) if types else None,
+            tuple(always),
+            bool(rules),
+            bool(rls),
+            (rs, rt),
+        )
+        for sch, tab, cols, types, always, rules, rls, rs, rt in cur.fetchall()
+    }
+
+
+def references(cur: Cursor, schemas: tuple[str, ...]) -> list[tuple[Ref, Ref]]:
+    cur.execute(sqlfiles.query("changes_references"), {"schemas": list(schemas)})
+    return [((a, b), (c, d)) for a, b, c, d in cur.fetchall()]
+
+
+def compare(
+    s: Settings,
+    run_id: str,
+    snapshot_id: str,
+    schemas: tuple[str, ...],
+    tables: list[Table],
+    checks: list[verify.TableCheck],
+) -> Decision:
+    """Compare every table whose measure differs, key by key; the changes to apply, or why the
+    run makes a full copy instead (the work schema is then gone again)."""
+    verdicts = {c.table: c for c in checks}
+    differ = [t for t in tables if not verdicts[t.qualified].ok]
+    work = work_schema(run_id)
+    with connection(s.target_dsn, s, f"pagila-changes {run_id}") as conn:
+        with conn.cursor() as cur:
+            keys = row_keys(cur, schemas)
+            for t in differ:
+                why = changeplan.refusal(keys.get(t.key))
+                if why:
+                    return Decision(None, f"a full copy: {why}")
+            support.ensure_work(cur)
+            cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(work)))
+            staging.register(cur, work, "stage", schemas[0], run_id)
+        conn.commit()
+    planned = [
+        _change(t, keys[t.key], f"t{i}", verdicts[t.qualified]) for i, t in enumerate(differ)
+    ]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"changes-{run_id}") as pool:
+        found = list(pool.map(lambda c: _compare_one(s, run_id, snapshot_id, work, c), planned))
+    read = sum(n for _, n in found)
+    for change, _ in found:
+        v = verdicts[change.name]
+        why = changeplan.too_many(change, v.source_rows, v.target_rows, s.changes_max_share)
+        if why:
+            drop_work(s, run_id)
+            return Decision(None, f"a full copy: {why}", read)
+    changes = [c for c, _ in found]
+    rows = sum(c.fetch for c in changes)
+    gone = sum(c.gone for c in changes)
+    return Decision(
+        changes,
+        f"applies the changes in place: {rows} rows to fetch and {gone} to delete in "
+        f"{len(changes)} tables",
+        read,
+    )
+
+
+def _change(t: Table, key: RowKey, stage: str, verdict: verify.TableCheck) -> Change:
+    cols = key.columns or ()
+    return Change(
+        schema=t.schema,
+        table=t.name,
+        stage=stage,
+        key=cols,
+        key_types=key.types or (),
+        columns=t.columns,
+        settable=tuple(c for c in t.columns if c not in cols and c not in key.always_identity),
+        by_text=(verdict.source_checksum or "").startswith("t:"),
+        text_only=t.text_only,
+        root=key.root,
+    )
+
+
+def _work(work: str, kind: str, c: Change) -> sql.Identifier:
+    return sql.Identifier(work, f"{kind}_{c.stage}")
+
+
+def _key(c: Change, alias: str = "") -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in c.key
+    )
+
+
+def _on(c: Change, a: str, b: str) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(a, k), sql.Identifier(b, k)) for k in c.key
+    )
+
+
+def _hash(c: Change) -> sql.Composable:
+    """Verification's own row hash for this table (:func:`.verify.measure`)."""
+    if c.by_text:
+        return sql.SQL("pg_catalog.hashtextextended(t::text, 0)")
+    return sql.SQL("pg_catalog.hash_record_extended(t, 0)")
+
+
+def _compare_one(
+    s: Settings, run_id: str, snapshot_id: str, work: str, c: Change
+) -> tuple[Change, int]:
+    """One table's keys and row hashes from the snapshot, compared on the target with the live
+    table's: the keys to fetch and the keys gone, in work tables; the bytes read."""
+    live = sql.Identifier(c.schema, c.table)
+    fmt = sql.SQL("text" if c.text_only else "binary")
+    keys, fetch, gone = (_work(work, k, c) for k in ("k", "f", "g"))
+    with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
+        with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
+            cur.copy_expert(
+                sql.SQL("COPY (SELECT {}, {} FROM ONLY {} AS t) TO STDOUT WITH (FORMAT {})").format(
+                    _key(c), _hash(c), live, fmt
+                ),
+                spool,
+                size=1 << 20,
+            )
+        read = spool.tell()
+        spool.seek(0)
+        with connection(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS h FROM ONLY {} "
+                        "WITH NO DATA"
+                    ).format(keys, _key(c), live)
+                )
+                cur.copy_expert(
+                    sql.SQL("COPY {} FROM STDIN WITH (FORMAT {})").format(keys, fmt), spool
+                )
+                cur.execute(sql.SQL("ANALYZE {}").format(keys))
+                cur.execute(
+                    sql.SQL(sqlfiles.query("changes_fetch")).format(
+                        fetch=fetch,
+                        keys=keys,
+                        live=live,
+                        key=_key(c),
+                        source_key=_key(c, "s"),
+                        on=_on(c, "s", "l"),
+                        hash=_hash(c),
+                    )
+                )
+                fetched = cur.rowcount
+                cur.execute(
+                    sql.SQL(sqlfiles.query("changes_gone")).format(
+                        gone=gone, keys=keys, live=live, live_key=_key(c, "t"), on=_on(c, "s", "t")
+                    )
+                )
+                deleted = cur.rowcount
+                cur.execute(
+                    sql.SQL(
+                        "CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA"
+                    ).format(_work(work, "r", c), _columns(c), live)
+                )
+            conn.commit()
+    log.info(
+        "compared %s: %d rows to fetch, %d gone, %d bytes read", c.name, fetched, deleted, read
+    )
+    return Change(**{**c.as_json(), "fetch": fetched, "gone": deleted}), read  # type: ignore[arg-type]
+
+
+def _columns(c: Change, alias: str = "") -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.Identifier(alias, col) if alias else sql.Identifier(col) for col in c.columns
+    )
+
+
+def units(changes: list[Change]) -> list[Unit]:
+    """One ``copy_table`` unit per table with rows to fetch."""
+    return [
+        Unit(c.schema, c.table, c.columns, kind="changes", stage=c.stage, text_only=c.text_only)
+        for c in changes
+        if c.fetch
+    ]
+
+
+def fetch_filter(s: Settings, run_id: str, c: Change) -> sql.Composable:
+    """The WHERE clause of a ``changes`` unit's source COPY: the keys to fetch, read from the
+    target's work table and sent as text arrays, cast back to the key's types on the source."""
+    fetch = _work(work_schema(run_id), "f", c)
+    texts = sql.SQL(", ").join(
+        sql.SQL("array_agg({}::text)").format(sql.Identifier(k)) for k in c.key
+    )
+    with (
+        connection(s.target_dsn, s, f"pagila-changes-keys {c.name}") as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(sql.SQL("SELECT {} FROM {}").format(texts, fetch))
+        arrays = cur.fetchone()
+    aliases = [f"k{i}" for i in range(len(c.key))]
+    return sql.SQL(" WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({}))").format(
+        _key(c),
+        sql.SQL(", ").join(
+            sql.SQL("u.{}::{}").format(sql.Identifier(a), sql.SQL(typ))
+            for a, typ in zip(aliases, c.key_types, strict=True)
+        ),
+        sql.SQL(", ").join(sql.SQL("{}::text[]").format(sql.Literal(a or [])) for a in arrays),
+        sql.SQL(", ").join(sql.Identifier(a) for a in aliases),
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the apply's transaction did and proved."""
+
+    checks: list[verify.TableCheck]
+    hows: dict[str, str]
+    sequences: int
+    at: Any
+    held_ms: float
+
+
+def apply(
+    ctx: Context,
+    run_id: str,
+    snapshot_id: str,
+    schemas: tuple[str, ...],
+    changes: list[Change],
+    source: verify.Measures,
+    ledger: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    totals: dict[str, TableTotal],
+) -> Applied:
+    """Apply ``changes`` to the live tables in one transaction that commits only when every
+    table it could have written equals ``source`` (the snapshot's measures), with the ledger
+    row ``ledger(detail)`` makes (``totals``: the fetches' bytes per table). On any failure
+    nothing is changed, the schemas' fingerprint is forgotten (the next run copies in full)
+    and the error is raised."""
+    s = ctx.s
+    with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {run_id}") as cur:
+        seq_values = sequences.read(cur, schemas)
+        matviews = catalog.matviews(cur, schemas, only_populated=True)
+    with connection(s.target_dsn, s, f"pagila-changes-apply {run_id}") as conn:
+        try:
+            with conn.cursor() as cur:
+                done = _apply_in(ctx, cur, run_id, schemas, changes, source, seq_values, matviews)
+                row = ledger(verify.detail(done.checks, totals, done.hows))
+                support.insert_replication(
+                    conn,
+                    row
+                    | {
+                        "switched_at": done.at,
+                        "switch_ms": done.held_ms,
+                        "target_state": "changed in place",
+                    },
+                )
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            with conn.cursor() as cur:
+                support.forget_fingerprint(cur, schemas)
+            conn.commit()
+            raise ReplicationError(
+                f"the changes could not be applied in place, nothing changed (the next run "
+                f"copies in full): {s.scrub(str(exc))}"
+            ) from None
+    return done
+
+
+def _apply_in(
+    ctx: Context,
+    cur: Cursor,
+    run_id: str,
+    schemas: tuple[str, ...],
+    changes: list[Change],
+    source: verify.Measures,
+    seq_values: sequences.Values,
+    matviews: list[tuple[str, str]],
+) -> Applied:
+    started = time.monotonic()
+    cur.execute("SET LOCAL lock_timeout = %s", (f"{APPLY_WAIT_MS}ms",))
+    refs = references(cur, schemas)
+    order = changeplan.parents_first(changes, refs)
+    triggers = _triggers_off(cur, changes)
+    work = work_schema(run_id)
+    counts = {c.name: _upsert(cur, work, c) for c in order}
+    deleted = {c.name: _delete(cur, work, c) for c in reversed(order)}
+    _triggers_on(cur, triggers)
+    for mschema, mview in matviews:
+        cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(mschema, mview)))
+    roots = changeplan.touched(changes, refs)
+    keys = row_keys(cur, schemas)
+    measured = [k for k, rk in keys.items() if rk.root in roots]
+    target = verify.measure_all(cur, measured, checksums=True)
+    checks = [
+        verify.TableCheck(
+            name, source.get(name, (0, None))[0], rows, source.get(name, (0, None))[1], sm
+        )
+        for name, (rows, sm) in target.items()
+    ]
+    sequences.apply(cur, seq_values)
+    target_seqs = sequences.read(cur, schemas)
+    verify.require(checks, seq_values, target_seqs)
+    hows = {
+        c.name: changeplan.how(counts[c.name][0], counts[c.name][1], deleted[c.name])
+        for c in changes
+    }
+    kept = [
+        verify.TableCheck(name, rows, rows, checksum, checksum)
+        for name, (rows, checksum) in source.items()
+        if name not in target
+    ]
+    guard.before_commit(ctx, run_id)
+    cur.execute("SELECT clock_timestamp()")
+    at = cur.fetchone()[0]
+    held = round((time.monotonic() - started) * 1000, 1)
+    every = sorted(checks + kept, key=lambda c: c.table)
+    return Applied(every, {c.table: "kept" for c in every} | hows, len(seq_values), at, held)
+
+
+def _upsert(cur: Cursor, work: str, c: Change) -> tuple[int, int]:
+    """(inserted, updated): the fetched rows whose key the live table holds set to the
+    source's values, then the others inserted."""
+    if not c.fetch:
+        return 0, 0
+    live, rows = sql.Identifier(c.schema, c.table), _work(work, "r", c)
+    updated = 0
+    if c.settable:
+        cur.execute(
+            sql.SQL(sqlfiles.query("changes_update")).format(
+                live=live,
+                set=sql.SQL(", ").join(sql.Identifier(col) for col in c.settable),
+                values=sql.SQL(", ").join(sql.Identifier("r", col) for col in c.settable),
+                rows=rows,
+                on=_on(c, "r", "t"),
+            )
+        )
+        updated = cur.rowcount
+    cur.execute(
+        sql.SQL(sqlfiles.query("changes_insert")).format(
+            live=live, cols=_columns(c), rows=rows, on=_on(c, "r", "t")
+        )
+    )
+    return cur.rowcount, updated
+
+
+def _delete(cur: Cursor, work: str, c: Change) -> int:
+    if not c.gone:
+        return 0
+    cur.execute(
+        sql.SQL(sqlfiles.query("changes_delete")).format(
+            live=sql.Identifier(c.schema, c.table), gone=_work(work, "g", c), on=_on(c, "g", "t")
+        )
+    )
+    return cur.rowcount
+
+
+_ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+def _triggers_off(cur: Cursor, changes: list[Change]) -> list[tuple[str, str, str, str]]:
+    """The changed tables' enabled user triggers, turned off in this transaction (the owner
+    may; a copy's rows are loaded without them too)."""
+    tables = [sql.Identifier(c.schema, c.table).as_string(cur) for c in changes]
+    if not tables:
+        return []
+    cur.execute(sqlfiles.query("changes_triggers"), {"tables": tables})
+    found = [(sch, tab, n, e) for sch, tab, n, e in cur.fetchall()]
+    for sch, tab, name, _ in found:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
+                sql.Identifier(sch, tab), sql.Identifier(name)
+            )
+        )
+    return found
+
+
+def _triggers_on(cur: Cursor, found: list[tuple[str, str, str, str]]) -> None:
+    for sch, tab, name, enabled in found:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                sql.Identifier(sch, tab), sql.SQL(_ENABLE[enabled]), sql.Identifier(name)
+            )
+        )
+
+
+def drop_work(s: Settings, run_id: str) -> None:
+    """Drop the run's work schema (a leftover is the next run's to drop)."""
+    try:
+        with connection(s.target_dsn, s, f"pagila-changes {run_id}") as conn:
+            staging.drop(conn, [work_schema(run_id)], staging.DROP_WAIT_MS, keep_extensions=False)
+    except psycopg2.Error as exc:
+        log.warning("run %s: work schema not dropped: %s", run_id, s.scrub(str(exc)))

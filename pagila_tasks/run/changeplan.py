@@ -1,0 +1,138 @@
+"""Pure: whether a run may apply the source's changes to the live copy in place, and how.
+
+A refresh whose schemas are proven equal (:mod:`pagila_tasks.replication.proof`) but whose rows
+differ does not build a new copy: each differing table's rows are compared by key and row hash
+on both sides (:mod:`pagila_tasks.replication.changes`), the source's rows for the keys that
+differ are fetched, and one transaction on the target updates, inserts and deletes them,
+measures every table it wrote (or that a foreign-key action could have written) against the
+source's count and checksum at the snapshot, and commits only when all agree. The rules for when
+that is allowed, and in what order tables are written, are here, apart from any I/O.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from dataclasses import asdict, dataclass
+
+from pagila_tasks.base import names
+
+MAX_SHARE = 0.25
+"""A table where more than this share of rows differ is not changed in place: the run makes a
+full copy. Measured at Pagila x50 (docs/benchmarks.md): updating rows in place through their
+indexes costs about four times as much per row as COPY into a fresh table and an index build,
+so past about a quarter of a table the full copy is the cheaper one."""
+
+Ref = tuple[str, str]
+"""(schema, name) of a plain table or of a partition tree's root."""
+
+
+@dataclass(frozen=True)
+class RowKey:
+    """What the target's catalog says of one table (``sql/changes_keys.sql``)."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...] | None
+    types: tuple[str, ...] | None
+    always_identity: tuple[str, ...] = ()
+    has_rules: bool = False
+    forced_rls: bool = False
+    root: Ref = ("", "")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One table whose rows differ, and what its comparison found."""
+
+    schema: str
+    table: str
+    stage: str
+    """Its work tables' suffix in the run's work schema (``k_``, ``f_``, ``g_``, ``r_``)."""
+    key: tuple[str, ...]
+    key_types: tuple[str, ...]
+    columns: tuple[str, ...]
+    """The columns copied (generated ones are computed by the target)."""
+    settable: tuple[str, ...]
+    """The columns an UPDATE sets: neither key nor identity GENERATED ALWAYS."""
+    by_text: bool = False
+    """Rows are hashed by their text form (as verification does for this table)."""
+    text_only: bool = False
+    root: Ref = ("", "")
+    fetch: int = 0
+    """Source rows the live table lacks or holds otherwise: fetched, then updated or inserted."""
+    gone: int = 0
+    """Live rows whose key the source no longer has: deleted."""
+
+    @property
+    def name(self) -> str:
+        return names.display(self.schema, self.table)
+
+    @property
+    def ref(self) -> Ref:
+        return (self.schema, self.table)
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Change:
+        tuples = ("key", "key_types", "columns", "settable", "root")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})  # type: ignore[arg-type]
+
+
+def refusal(key: RowKey | None) -> str | None:
+    """Why a table's changes cannot be applied in place, or None when they can."""
+    if key is None:
+        return "it is not on the target"
+    shown = names.display(key.schema, key.table)
+    if not key.columns:
+        return f"{shown} has no primary key or unique NOT NULL key to match rows by"
+    if key.has_rules:
+        return f"{shown} has rules that rewrite its writes"
+    if key.forced_rls:
+        return f"{shown} forces row security on its owner"
+    return None
+
+
+def too_many(change: Change, source_rows: int, target_rows: int, max_share: float) -> str | None:
+    """Why a table changed too much to be changed in place (see :data:`MAX_SHARE`)."""
+    rows = max(source_rows, target_rows, 1)
+    share = (change.fetch + change.gone) / rows
+    if share > max_share:
+        return (
+            f"{change.name}: {change.fetch + change.gone} of {rows} rows differ "
+            f"({share:.0%} > {max_share:.0%}): a full copy is cheaper"
+        )
+    return None
+
+
+def parents_first(changes: list[Change], references: list[tuple[Ref, Ref]]) -> list[Change]:
+    """``changes`` ordered so that a table comes after every table it references (its new rows
+    can then be referenced); a cycle keeps the given order for the tables in it."""
+    roots = {c.root for c in changes}
+    graph: dict[Ref, set[Ref]] = {r: set() for r in roots}
+    for child, parent in references:
+        if child in roots and parent in roots and child != parent:
+            graph[child].add(parent)
+    try:
+        rank = {r: i for i, r in enumerate(graphlib.TopologicalSorter(graph).static_order())}
+    except graphlib.CycleError:
+        return list(changes)
+    return sorted(changes, key=lambda c: rank[c.root])
+
+
+def touched(changes: list[Change], references: list[tuple[Ref, Ref]]) -> set[Ref]:
+    """The roots a transaction applying ``changes`` may write: the changed ones and, through a
+    foreign key's ON DELETE/ON UPDATE action, every root that references one of them."""
+    out = {c.root for c in changes}
+    grew = True
+    while grew:
+        more = {child for child, parent in references if parent in out} - out
+        out |= more
+        grew = bool(more)
+    return out
+
+
+def how(inserted: int, updated: int, deleted: int) -> str:
+    """A changed table's ``how`` in the ledger and ``status``."""
+    return f"changed in place: {updated} updated, {inserted} inserted, {deleted} deleted"
