@@ -46,8 +46,11 @@ def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: b
     iso = isolated({"PAGILA_SPLIT_ROWS": "2000", "PAGILA_TEST_FAULT": "slow-copies"})
     iso.pool(2, prefix="k", argv=SLOW)
     assert iso.submit("load").returncode == 0
-    if changed_between:  # a live copy for readers to read while the resumed run switches
+    if changed_between:  # a live copy for readers to read while the resumed run switches,
+        # and a changed schema, so that the next run builds a whole copy (rows alone would be
+        # changed in place, with no staging copy to resume)
         assert iso.submit("replicate").returncode == 0
+        query(servers.source_dsn, "COMMENT ON TABLE public.film IS 'resumed'")
     query(servers.source_dsn, "UPDATE public.film SET rental_rate = rental_rate + 1")
 
     code, out = iso.submit_json("replicate", "--no-wait")
