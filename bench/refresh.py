@@ -4,11 +4,14 @@ servers and dataset (the largest ``--scales``).
 
 Rows: the full copy; a re-run on the unchanged source; a re-run after 1 % of ``rental``'s rows
 were updated (spread over the key space) and 1,000 rows inserted into and 500 deleted from
-``payment``; a run killed (every worker process, ``kill -9``) once half its units were committed
-to staging, cancelled, then resubmitted (the resubmission is timed). Each row gives the run's
-seconds, its share of the full copy's, the units it copied, and the bytes it moved (COPY bytes
-read from the source = written to the target) against the full copy's. The target's row counts
-are checked against the source's after every run.
+``payment`` (applied in place); a quarter of ``rental`` updated and applied in place with the
+share rule lifted (what the rule weighs); after another change that includes the schema (so a
+whole copy is built), a run killed (every worker process, ``kill -9``) once half its units were
+committed to staging, cancelled, then resubmitted (the resubmission, which resumes, is timed).
+Each row gives the run's seconds, its share of the full copy's, the units it copied, the bytes
+it read from the source (COPY streams, and the keys and row hashes a refresh compares) and the
+bytes it wrote to the target (COPY streams), each against the full copy's. The target's row
+counts are checked against the source's after every run.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ DELETE FROM public.payment WHERE payment_id IN (
 """1 % of rental's rows (every hundredth key, so every range), 1,000 payments added and 500
 deleted; ``phase`` picks which hundredth, so each change touches other rows."""
 
+QUARTER = "UPDATE public.rental SET staff_id = 3 - staff_id WHERE rental_id % 4 = 0"
+"""A quarter of rental's rows, spread over the key space: the in-place rule's boundary
+(:data:`pagila_tasks.run.changeplan.MAX_SHARE`)."""
+
+SCHEMA_CHANGE = "COMMENT ON TABLE public.film IS %(note)s"
+"""Before the run that is cut short: a changed schema, so that it builds a whole new copy (a
+change of rows alone is applied in place, with no staging copy to resume)."""
+
 
 def refresh_check(b: BenchStack, dataset: str) -> list[dict[str, Any]]:
     """The four runs in order; one row each."""
@@ -49,18 +60,29 @@ def refresh_check(b: BenchStack, dataset: str) -> list[dict[str, Any]]:
     rows.append(_timed(b, "unchanged source", dataset))
     _change(b, 1)
     rows.append(_timed(b, "1 % of rental + 1,000/500 rows of payment changed", dataset))
-    _change(b, 2)
+    with b.cursor("source") as cur:  # the in-place rule's boundary, applied in place anyway
+        cur.execute(QUARTER)
+    checkpoint(b)
+    b.restart_workers({"PAGILA_REPLACE": "swap", "PAGILA_CHANGES_MAX_SHARE": "1"})
+    rows.append(_timed(b, "25 % of rental changed, applied in place (MAX_SHARE lifted)", dataset))
+    b.restart_workers({"PAGILA_REPLACE": "swap"})
+    _change(b, 2, schema=True)
     rows.append(_cut_short(b, dataset))
     full = rows[0]
     for row in rows:
         row["share"] = round(row["seconds"] / full["seconds"], 3) if full["seconds"] else None
         row["bytes_share"] = round(row["bytes"] / full["bytes"], 3) if full["bytes"] else None
+        row["written_share"] = (
+            round(row["written"] / full["written"], 3) if full["written"] else None
+        )
     return rows
 
 
-def _change(b: BenchStack, phase: int) -> None:
+def _change(b: BenchStack, phase: int, schema: bool = False) -> None:
     with b.cursor("source") as cur:
         cur.execute(CHANGE, {"phase": phase})
+        if schema:
+            cur.execute(SCHEMA_CHANGE, {"note": f"changed in phase {phase}"})
     b.admin("source", "ANALYZE public.rental")
     checkpoint(b)
 
@@ -71,13 +93,16 @@ def _timed(b: BenchStack, what: str, dataset: str, *options: str) -> dict[str, A
     _check(b, what)
     units = record.get("units", {})
     copied = [u for u in units.values() if u.get("state") == "done"]
+    plan = record.get("plan") or {}
+    written = sum(int(u.get("bytes") or 0) for u in copied)
     row = {
         "what": what,
         "dataset": dataset,
         "seconds": round(run.seconds, 2),
         "units": f"{len(copied)}/{len(units) or len(record.get('verification') or [])}",
-        "bytes": sum(int(u.get("bytes") or 0) for u in copied),
-        "reason": (record.get("plan") or {}).get("reason", ""),
+        "bytes": written + int(plan.get("compared_bytes") or 0),
+        "written": written,
+        "reason": plan.get("reason", ""),
     }
     say(f"  refresh {what}: {row['seconds']:.2f} s, units {row['units']}, {row['reason']}")
     return row
@@ -133,15 +158,21 @@ def _wait_half(b: BenchStack, run_id: str) -> tuple[int, int]:
 
 def table_text(rows: list[dict[str, Any]]) -> str:
     """The refresh table, as printed and written to docs/benchmarks.md."""
-    head = "| run | seconds | of the full copy | units copied | MB copied | of the full copy's |"
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    head = (
+        "| run | seconds | of the full copy | units copied | MB read from the source | "
+        "of the full copy's | MB written to the target | of the full copy's |"
+    )
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def pct(value: float | None) -> str:
+        return f"{value * 100:.1f} %" if value is not None else "-"
+
     for r in rows:
-        share = f"{r['share'] * 100:.0f} %" if r.get("share") is not None else "-"
-        moved = f"{r['bytes_share'] * 100:.0f} %" if r.get("bytes_share") is not None else "-"
         what = r["what"] + (f" (killed at {r['killed_at']})" if r.get("killed_at") else "")
         lines.append(
-            f"| {what} | {r['seconds']:.2f} | {share} | {r['units']} | "
-            f"{r['bytes'] / MB:.1f} | {moved} |"
+            f"| {what} | {r['seconds']:.2f} | {pct(r.get('share'))} | {r['units']} | "
+            f"{r['bytes'] / MB:.1f} | {pct(r.get('bytes_share'))} | "
+            f"{r['written'] / MB:.1f} | {pct(r.get('written_share'))} |"
         )
     reasons = [f"- {r['what']}: {r['reason']}" for r in rows if r.get("reason")]
     return "\n".join(lines) + "\n\nWhat each run's plan said:\n\n" + "\n".join(reasons)

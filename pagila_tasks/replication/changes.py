@@ -110,7 +110,7 @@ def compare(
         with conn.cursor() as cur:
             keys = row_keys(cur, schemas)
             for t in differ:
-                why = changeplan.refusal(keys.get(t.key))
+                why = changeplan.refusal(keys.get(t.key), t.qualified)
                 if why:
                     return Decision(None, f"a full copy: {why}")
             support.ensure_work(cur)
@@ -356,7 +356,7 @@ def _apply_in(
     counts = {c.name: _upsert(cur, work, c) for c in order}
     deleted = {c.name: _delete(cur, work, c) for c in reversed(order)}
     _triggers_on(cur, triggers)
-    for mschema, mview in matviews:
+    for mschema, mview in matviews + _users_matviews(cur, schemas, changes):
         cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(mschema, mview)))
     roots = changeplan.touched(changes, refs)
     keys = row_keys(cur, schemas)
@@ -386,6 +386,21 @@ def _apply_in(
     held = round((time.monotonic() - started) * 1000, 1)
     every = sorted(checks + kept, key=lambda c: c.table)
     return Applied(every, {c.table: "kept" for c in every} | hows, len(seq_values), at, held)
+
+
+def _users_matviews(
+    cur: Cursor, schemas: tuple[str, ...], changes: list[Change]
+) -> list[tuple[str, str]]:
+    """The target's users' populated materialized views that read a changed table (a switch
+    makes them again on the new copy; here they are refreshed in the same transaction)."""
+    tables = {sql.Identifier(*r).as_string(cur) for c in changes for r in (c.ref, c.root)}
+    if not tables:
+        return []
+    cur.execute(
+        sqlfiles.query("changes_dependent_matviews"),
+        {"tables": sorted(tables), "schemas": list(schemas)},
+    )
+    return [(a, b) for a, b in cur.fetchall()]
 
 
 def _upsert(cur: Cursor, work: str, c: Change) -> tuple[int, int]:

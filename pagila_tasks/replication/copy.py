@@ -27,7 +27,7 @@ from pagila_tasks.base.errors import PoisonMessage, ReplicationError, SnapshotLo
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.watchdog import Watchdog, Watched
-from pagila_tasks.replication import changes, largeobjects, live
+from pagila_tasks.replication import changes, indexes, largeobjects, live
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run import guard, lifecycle, ratelimit
 from pagila_tasks.run.context import Context
@@ -264,6 +264,7 @@ def copy_unit(
         worker=worker,
         ended_at=time.time(),
     )
+    indexes.after_copy(ctx, run_id, unit, plan)  # the last copy of a table builds its indexes
     return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}
 
 

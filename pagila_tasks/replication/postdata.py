@@ -20,7 +20,16 @@ from pagila_tasks.base import names
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.db import connection
-from pagila_tasks.replication import fkeys, keep, keepplan, protect, schema, sequences, staging
+from pagila_tasks.replication import (
+    fkeys,
+    indexes,
+    keep,
+    keepplan,
+    protect,
+    schema,
+    sequences,
+    staging,
+)
 from pagila_tasks.run import guard
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import ReplicationPlan, Resolved
@@ -50,7 +59,10 @@ def post_data(
         conn.commit()
         text = "" if plan.subset else _post_data_script(ctx, run_id, plan)
         apart, rest = schema.split_post_data(text, layout.targets())
-        build_apart(ctx, run_id, apart)
+        built = indexes.built_tables(cur, run_id, list(plan.indexes))
+        conn.commit()
+        done = {st for t in built for st in plan.indexes[t]}
+        build_apart(ctx, run_id, [st for st in apart if st not in done])
         if s.maintenance_work_mem:  # index builds and key checks size their memory by it
             cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
         with staging.as_live(cur, layout):
@@ -89,11 +101,7 @@ def build_apart(ctx: Context, run_id: str, statements: list[str]) -> None:
             with conn.cursor() as cur:
                 if s.maintenance_work_mem:
                     cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
-                try:
-                    cur.execute(statement)
-                except (psycopg2.errors.DuplicateTable, psycopg2.errors.DuplicateObject):
-                    conn.rollback()
-                    return
+                indexes.run_one(cur, statement)
             guard.before_commit(ctx, run_id)
             conn.commit()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg2
 import psycopg2.extensions
@@ -27,6 +27,7 @@ from pagila_tasks.replication import (
     changes,
     extensions,
     fkeys,
+    indexes,
     keep,
     keepplan,
     largeobjects,
@@ -81,17 +82,42 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
             _build_schema(ctx, run_id, tgt, layout, found, (proven.fingerprint, units))
     last = ctx.record.last_replication()
     decided = _plan(layout, units, found, touching, chosen, (proven, applying), resumed, last)
+    decided = replace(decided, indexes=_early_indexes(ctx, run_id, decided))
     ctx.record.save_plan(run_id, decided)
     return _queue(ctx, run_id, decided, resumed)
+
+
+def _early_indexes(
+    ctx: Context, run_id: str, decided: ReplicationPlan
+) -> dict[str, tuple[str, ...]]:
+    """Per table, what the copy that completes it builds at once (:mod:`.indexes`): a whole
+    swap run's only (in place, readers could see the difference)."""
+    if not decided.swap or decided.subset or decided.applies or not decided.units:
+        return {}
+    archive = ctx.record.schema(run_id)
+    if archive is None:
+        return {}
+    text = schema.script(
+        ctx.s,
+        archive,
+        "post-data",
+        decided.source_version,
+        decided.target_version,
+        foreign_keys=False,
+    )
+    return indexes.by_table(text, decided.targets)
 
 
 def _queue(
     ctx: Context, run_id: str, decided: ReplicationPlan, resumed: resume.Resumed | None
 ) -> list[plan.Unit]:
-    """Each unit's first state (reused units are done); the units the chord fans out."""
+    """Each unit's first state (reused units are done, and count as copied for their table's
+    early index build); the units the chord fans out."""
     reused = resumed.reused if resumed is not None else {}
     for u in decided.units:
         if u.name in reused:
+            if u.table_name in decided.indexes:
+                ctx.record.table_copied(run_id, u.table_name, [u.name])
             origin, rows = reused[u.name]
             ctx.record.unit(
                 run_id, u.name, state="reused", table=u.table_name, rows=rows, origin=origin
@@ -319,6 +345,7 @@ def _plan(
         unit_overhead=eta.unit_overhead(last),
         applies=applies,
         changes=tuple(applying.changes or ()),
+        compared_bytes=applying.compared_bytes,
     )
 
 

@@ -80,10 +80,10 @@ class Change:
         return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})  # type: ignore[arg-type]
 
 
-def refusal(key: RowKey | None) -> str | None:
+def refusal(key: RowKey | None, table: str = "") -> str | None:
     """Why a table's changes cannot be applied in place, or None when they can."""
     if key is None:
-        return "it is not on the target"
+        return f"{table} is not on the target"
     shown = names.display(key.schema, key.table)
     if not key.columns:
         return f"{shown} has no primary key or unique NOT NULL key to match rows by"

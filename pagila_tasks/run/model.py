@@ -201,6 +201,11 @@ class ReplicationPlan:
     """The rows that differ are applied to the live copy in place (:mod:`.changeplan`):
     ``changes`` are the tables, ``proven`` every table's verdict from the proof."""
     changes: tuple[Change, ...] = ()
+    compared_bytes: int = 0
+    """Bytes of keys and row hashes the comparison read from the source (``applies``)."""
+    indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per table, the post-data statements the copy that completes it builds at once (a swap's;
+    see :mod:`pagila_tasks.replication.indexes`)."""
 
     @property
     def tables(self) -> list[str]:
@@ -236,6 +241,8 @@ class ReplicationPlan:
             "unit_overhead": self.unit_overhead,
             "applies": self.applies,
             "changes": [c.as_json() for c in self.changes],
+            "compared_bytes": self.compared_bytes,
+            "indexes": {k: list(v) for k, v in self.indexes.items()},
         }
 
     @classmethod
@@ -264,6 +271,8 @@ class ReplicationPlan:
             unit_overhead=float(data.get("unit_overhead") or 0.0),
             applies=bool(data.get("applies")),
             changes=tuple(Change.from_json(c) for c in data.get("changes", [])),
+            compared_bytes=int(data.get("compared_bytes") or 0),
+            indexes={str(k): tuple(v) for k, v in (data.get("indexes") or {}).items()},
         )
 
 
@@ -416,7 +425,8 @@ class Run:
             "tables": self.plan.tables if self.plan else None,
             "plan": (
                 {"units": len(self.plan.units), "unchanged": self.plan.unchanged}
-                | {"reason": self.plan.reason}
+                | {"reason": self.plan.reason, "applies": self.plan.applies}
+                | {"compared_bytes": self.plan.compared_bytes}
                 if self.plan
                 else None
             ),

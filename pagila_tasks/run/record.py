@@ -261,6 +261,16 @@ class RunRecord:
         """Count one more delivery of a unit's message; the count so far."""
         return int(self.client.hincrby(run_key(run_id), f"deliveries:{unit_name}", 1))
 
+    def table_copied(self, run_id: str, table: str, unit_names: list[str]) -> int:
+        """Count ``unit_names`` of ``table`` as copied (a redelivery counts once); how many of
+        its units are copied so far."""
+        key = f"{run_key(run_id)}:copied:{table}"
+        pipe = self.client.pipeline()
+        pipe.sadd(key, *unit_names)
+        pipe.expire(key, RECORD_TTL)
+        pipe.scard(key)
+        return int(pipe.execute()[-1])
+
     def copy_started(self, run_id: str) -> None:
         """The first copy began (the snapshot holder stops waiting for one)."""
         self.client.hsetnx(run_key(run_id), "copying_at", str(time.time()))

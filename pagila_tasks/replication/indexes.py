@@ -1,0 +1,129 @@
+"""A table's indexes and keys built as soon as its last unit is copied, beside the copies of
+the other tables, instead of all of them after the last copy.
+
+Prepare splits post-data as the callback does (:func:`.schema.split_post_data`: the
+statements that name only their own table) and keeps them per table in the plan. When a copy
+commits, it counts its unit as copied for its table in Redis (a set, so a redelivery counts
+once); the copy that completes its table then builds that table's statements (primary and
+unique keys first), each in its own transaction, and records ``indexes <table>`` in the
+bookkeeping schema in the last one. The callback's post-data skips the tables recorded so; a
+table whose build a killed worker cut short is finished there (a statement whose object exists
+is skipped). Only a swap run builds early: its staging copy is read by nobody. The build runs
+inside the copy task that completed the table (a chain of a table's copies and an index task
+in the chord's header would nest chords, which Celery's Redis backend handles poorly).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import psycopg2
+import psycopg2.extensions
+
+from pagila_tasks.base import names
+from pagila_tasks.pg import support, warm
+from pagila_tasks.replication import schema
+from pagila_tasks.run import guard
+from pagila_tasks.run.context import Context
+from pagila_tasks.run.model import ReplicationPlan
+from pagila_tasks.run.plan import Unit
+
+log = logging.getLogger(__name__)
+
+_TABLE = re.compile(
+    r"^(?:CREATE (?:UNIQUE )?INDEX \S+ ON (?:ONLY )?|ALTER TABLE ONLY )"
+    r'(?:"(?:[^"]|"")*"|[^\s."]+)\.(?P<table>"(?:[^"]|"")*"|[^\s.("]+)'
+)
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def by_table(text: str, targets: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """The post-data statements that name only their own table, rewritten to its build
+    schema, per table (display name), keys first. Pure."""
+    builds = {b: live for live, b in targets.items()}
+    out: dict[str, list[str]] = {}
+    for statement in schema.split_post_data(text, targets)[0]:
+        hit = _TABLE.match(statement)
+        if hit is None:
+            continue  # never built early: the callback builds it
+        build = next((b for b in builds if f"{names.quote(b)}." in statement), None)
+        if build is None:
+            continue
+        out.setdefault(names.display(builds[build], _unquote(hit["table"])), []).append(statement)
+    return {
+        t: tuple(sorted(sts, key=lambda st: not st.startswith("ALTER"))) for t, sts in out.items()
+    }
+
+
+def step(table: str) -> str:
+    """The bookkeeping step that says a table's early build committed."""
+    return f"indexes {table}"
+
+
+def after_copy(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> None:
+    """Count ``unit`` as copied; the copy that completes its table builds the table's
+    statements now."""
+    table = unit.table_name
+    statements = plan.indexes.get(table)
+    if not statements:
+        return
+    mine = [u.name for u in plan.units if u.table_name == table]
+    if ctx.record.table_copied(run_id, table, [unit.name]) < len(mine):
+        return
+    started = time.monotonic()
+    built = build(ctx, run_id, table, statements)
+    ctx.step(
+        run_id,
+        "copy",
+        f"{table}: {built} of {len(statements)} indexes and keys built in "
+        f"{time.monotonic() - started:.2f} s, beside the other copies",
+    )
+
+
+def build(ctx: Context, run_id: str, table: str, statements: tuple[str, ...]) -> int:
+    """Run each statement in its own transaction (one whose object exists is skipped); the
+    last records the table as built. Returns how many were built now."""
+    s, built = ctx.s, 0
+    with warm.borrow(s.target_dsn, s, f"pagila-index {run_id}") as conn:
+        with conn.cursor() as cur:
+            if support.step_done(cur, run_id, step(table)):
+                conn.rollback()
+                return 0
+        conn.rollback()
+        for i, statement in enumerate(statements):
+            with conn.cursor() as cur:
+                if s.maintenance_work_mem:
+                    cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
+                built += run_one(cur, statement)
+                if i == len(statements) - 1:
+                    support.record_step(cur, run_id, step(table))
+            guard.before_commit(ctx, run_id)
+            conn.commit()
+    return built
+
+
+def run_one(cur: psycopg2.extensions.cursor, statement: str) -> int:
+    """1 when built, 0 when it existed already (an earlier attempt committed it)."""
+    cur.execute("SAVEPOINT pagila_index")
+    try:
+        cur.execute(statement)
+    except (psycopg2.errors.DuplicateTable, psycopg2.errors.DuplicateObject):
+        cur.execute("ROLLBACK TO SAVEPOINT pagila_index")
+        return 0
+    except psycopg2.errors.InvalidTableDefinition:
+        if "PRIMARY KEY" not in statement:  # only "multiple primary keys" means built
+            raise
+        cur.execute("ROLLBACK TO SAVEPOINT pagila_index")
+        return 0
+    cur.execute("RELEASE SAVEPOINT pagila_index")
+    return 1
+
+
+def built_tables(cur: psycopg2.extensions.cursor, run_id: str, tables: list[str]) -> set[str]:
+    """Of ``tables``, those whose early build committed."""
+    return {t for t in tables if support.step_done(cur, run_id, step(t))}

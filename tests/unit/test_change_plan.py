@@ -1,0 +1,92 @@
+"""When a refresh may apply changes in place, and in what order it writes (pure)."""
+
+from __future__ import annotations
+
+from pagila_tasks.run.changeplan import (
+    Change,
+    RowKey,
+    parents_first,
+    refusal,
+    too_many,
+    touched,
+)
+from pagila_tasks.run.model import ReplicationPlan
+from pagila_tasks.run.plan import Unit
+
+
+def _change(table: str, fetch: int = 0, gone: int = 0, root: str | None = None) -> Change:
+    return Change(
+        "public",
+        table,
+        "t0",
+        ("id",),
+        ("integer",),
+        ("id", "v"),
+        ("v",),
+        root=("public", root or table),
+        fetch=fetch,
+        gone=gone,
+    )
+
+
+def test_a_table_needs_a_key_and_plain_writes_to_be_changed_in_place() -> None:
+    keyed = RowKey("public", "a", ("id",), ("integer",), root=("public", "a"))
+    assert refusal(keyed) is None
+    assert "no primary key" in (refusal(RowKey("public", "a", None, None)) or "")
+    assert "rules" in (refusal(RowKey("public", "a", ("id",), ("integer",), has_rules=True)) or "")
+    forced = RowKey("public", "a", ("id",), ("integer",), forced_rls=True)
+    assert "row security" in (refusal(forced) or "")
+    assert refusal(None)
+
+
+def test_past_the_share_a_full_copy_is_made() -> None:
+    assert too_many(_change("a", fetch=10, gone=15), 100, 100, 0.25) is None
+    why = too_many(_change("a", fetch=10, gone=16), 100, 100, 0.25)
+    assert why and "26 of 100 rows differ" in why
+    # an emptied table: every row differs (measured against the larger side)
+    assert too_many(_change("a", gone=5462), 0, 5462, 0.25)
+
+
+def test_parents_are_written_before_the_tables_that_reference_them() -> None:
+    rental, payment, staff = (
+        _change("rental"),
+        _change("payment_p1", root="payment"),
+        _change("staff"),
+    )
+    refs = [
+        (("public", "payment"), ("public", "rental")),
+        (("public", "rental"), ("public", "staff")),
+        (("public", "payment"), ("public", "payment")),  # self-reference: no order
+    ]
+    order = [c.table for c in parents_first([payment, rental, staff], refs)]
+    assert order == ["staff", "rental", "payment_p1"]
+
+
+def test_a_cycle_keeps_the_given_order() -> None:
+    a, b = _change("a"), _change("b")
+    refs = [(("public", "a"), ("public", "b")), (("public", "b"), ("public", "a"))]
+    assert parents_first([a, b], refs) == [a, b]
+
+
+def test_what_a_foreign_key_action_could_write_is_measured_again() -> None:
+    refs = [
+        (("public", "payment"), ("public", "rental")),
+        (("public", "rental"), ("public", "inventory")),
+        (("public", "other"), ("public", "film")),
+    ]
+    assert touched([_change("inventory")], refs) == {
+        ("public", "inventory"),
+        ("public", "rental"),
+        ("public", "payment"),
+    }
+
+
+def test_the_plan_carries_its_changes_through_the_run_record() -> None:
+    change = _change("a", fetch=3, gone=1)
+    unit = Unit("public", "a", ("id", "v"), kind="changes", stage="t0")
+    plan = ReplicationPlan(
+        ("public",), True, {}, (unit,), (("public", "a"),), applies=True, changes=(change,)
+    )
+    back = ReplicationPlan.from_json(plan.as_json())
+    assert back.applies and back.changes == (change,)
+    assert back.unit(unit.as_args()) == unit and unit.name == "public.a changes"
