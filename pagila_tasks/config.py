@@ -284,6 +284,9 @@ class Settings:
     """A run that ends without switching keeps its staging copy for the next run to resume."""
     resume_max_age: float = 86400.0
     """A staging copy older than this (seconds) is dropped, not resumed."""
+    index_jobs: int = 2
+    """At most this many tables' early index builds run at once across all workers
+    (``PAGILA_INDEX_JOBS``; 0: no bound but the workers' own)."""
     changes_in_place: bool = True
     """A refresh whose schemas are unchanged applies the rows that differ to the live copy in
     one transaction instead of copying everything (``PAGILA_CHANGES_IN_PLACE``)."""
@@ -397,6 +400,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         resume=_bool(env, "PAGILA_RESUME", True),
         resume_max_age=_float(env, "PAGILA_RESUME_MAX_AGE", 86400.0, minimum=0.0),
+        index_jobs=_int(env, "PAGILA_INDEX_JOBS", 2, minimum=0),
         changes_in_place=_bool(env, "PAGILA_CHANGES_IN_PLACE", True),
         changes_max_share=_float(env, "PAGILA_CHANGES_MAX_SHARE", 0.25, minimum=0.0),
     )

@@ -1,9 +1,14 @@
 -- Which partition trees (or plain tables) reference which through foreign keys, in the chosen
--- schemas: parents get their new rows before their children, children lose theirs first, and
--- a table whose parent changed is measured again after the changes (an ON DELETE/UPDATE action
--- may have written it).
+-- schemas, with each key's ON DELETE and ON UPDATE actions (a no action, r restrict, c cascade,
+-- n set null, d set default) and the columns it references: parents get their new rows before
+-- their children, children lose theirs first, and a table whose parent changed is measured
+-- again after the changes when an action could have written it.
 -- Parameters: :schemas (text[]).
-SELECT DISTINCT fn.nspname, fc.relname, pn.nspname, pc.relname
+SELECT DISTINCT fn.nspname, fc.relname, pn.nspname, pc.relname,
+       con.confdeltype::text, con.confupdtype::text,
+       (SELECT array_agg(a.attname::text ORDER BY a.attname)
+        FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = con.confrelid AND a.attnum = ANY (con.confkey)) AS referenced
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class fc
   ON fc.oid = coalesce(pg_catalog.pg_partition_root(con.conrelid), con.conrelid)

@@ -39,7 +39,7 @@ from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import catalog, sequences, staging, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run import changeplan, guard
-from pagila_tasks.run.changeplan import Change, Ref, RowKey
+from pagila_tasks.run.changeplan import Change, Ref, Reference, RowKey
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import TableTotal
 from pagila_tasks.run.plan import Table, Unit
@@ -88,9 +88,12 @@ def row_keys(cur: Cursor, schemas: tuple[str, ...]) -> dict[Ref, RowKey]:
     }
 
 
-def references(cur: Cursor, schemas: tuple[str, ...]) -> list[tuple[Ref, Ref]]:
+def references(cur: Cursor, schemas: tuple[str, ...]) -> list[Reference]:
     cur.execute(sqlfiles.query("changes_references"), {"schemas": list(schemas)})
-    return [((a, b), (c, d)) for a, b, c, d in cur.fetchall()]
+    return [
+        Reference((a, b), (c, d), dele, upd, tuple(cols or ()))
+        for a, b, c, d, dele, upd, cols in cur.fetchall()
+    ]
 
 
 def compare(
@@ -110,7 +113,13 @@ def compare(
         with conn.cursor() as cur:
             keys = row_keys(cur, schemas)
             for t in differ:
-                why = changeplan.refusal(keys.get(t.key), t.qualified)
+                v = verdicts[t.qualified]
+                why = changeplan.refusal(keys.get(t.key), t.qualified) or changeplan.too_many(
+                    _change(t, keys[t.key], "", v, gone=abs(v.source_rows - v.target_rows)),
+                    v.source_rows,
+                    v.target_rows,
+                    s.changes_max_share,
+                )  # the counts alone: at least that many rows differ
                 if why:
                     return Decision(None, f"a full copy: {why}")
             support.ensure_work(cur)
@@ -140,7 +149,7 @@ def compare(
     )
 
 
-def _change(t: Table, key: RowKey, stage: str, verdict: verify.TableCheck) -> Change:
+def _change(t: Table, key: RowKey, stage: str, verdict: verify.TableCheck, gone: int = 0) -> Change:
     cols = key.columns or ()
     return Change(
         schema=t.schema,
@@ -153,6 +162,7 @@ def _change(t: Table, key: RowKey, stage: str, verdict: verify.TableCheck) -> Ch
         by_text=(verdict.source_checksum or "").startswith("t:"),
         text_only=t.text_only,
         root=key.root,
+        gone=gone,
     )
 
 
@@ -348,6 +358,10 @@ def _apply_in(
     matviews: list[tuple[str, str]],
 ) -> Applied:
     started = time.monotonic()
+
+    def timed(what: str) -> None:
+        log.info("apply %s: %s after %.3f s", run_id, what, time.monotonic() - started)
+
     cur.execute("SET LOCAL lock_timeout = %s", (f"{APPLY_WAIT_MS}ms",))
     refs = references(cur, schemas)
     order = changeplan.parents_first(changes, refs)
@@ -356,12 +370,16 @@ def _apply_in(
     counts = {c.name: _upsert(cur, work, c) for c in order}
     deleted = {c.name: _delete(cur, work, c) for c in reversed(order)}
     _triggers_on(cur, triggers)
+    timed("written")
     for mschema, mview in matviews + _users_matviews(cur, schemas, changes):
-        cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(mschema, mview)))
-    roots = changeplan.touched(changes, refs)
+        _refresh(cur, mschema, mview)
+    timed("matviews refreshed")
+    # the changed tables, and every table of a tree a foreign-key action could have written
+    acted = changeplan.touched(changes, refs) - {c.root for c in changes}
     keys = row_keys(cur, schemas)
-    measured = [k for k, rk in keys.items() if rk.root in roots]
+    measured = [k for k, rk in keys.items() if rk.root in acted] + [c.ref for c in changes]
     target = verify.measure_all(cur, measured, checksums=True)
+    timed(f"{len(measured)} tables measured")
     checks = [
         verify.TableCheck(
             name, source.get(name, (0, None))[0], rows, source.get(name, (0, None))[1], sm
@@ -386,6 +404,19 @@ def _apply_in(
     held = round((time.monotonic() - started) * 1000, 1)
     every = sorted(checks + kept, key=lambda c: c.table)
     return Applied(every, {c.table: "kept" for c in every} | hows, len(seq_values), at, held)
+
+
+def _refresh(cur: Cursor, schema: str, name: str) -> None:
+    """Refresh a live materialized view; CONCURRENTLY where it has the unique index that needs
+    (readers keep reading the old rows until the commit), else plainly (they wait for it)."""
+    view = sql.Identifier(schema, name)
+    cur.execute("SAVEPOINT pagila_refresh")
+    try:
+        cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(view))
+        cur.execute("RELEASE SAVEPOINT pagila_refresh")
+    except psycopg2.errors.ObjectNotInPrerequisiteState:  # no usable unique index
+        cur.execute("ROLLBACK TO SAVEPOINT pagila_refresh")
+        cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(view))
 
 
 def _users_matviews(

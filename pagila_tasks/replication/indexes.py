@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg2
 import psycopg2.extensions
@@ -76,13 +78,36 @@ def after_copy(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> 
     if ctx.record.table_copied(run_id, table, [unit.name]) < len(mine):
         return
     started = time.monotonic()
-    built = build(ctx, run_id, table, statements)
+    with _slot(ctx, run_id):
+        built = build(ctx, run_id, table, statements)
     ctx.step(
         run_id,
         "copy",
         f"{table}: {built} of {len(statements)} indexes and keys built in "
         f"{time.monotonic() - started:.2f} s, beside the other copies",
     )
+
+
+SLOT_WAIT = 600.0
+"""Seconds a table's early build waits for a slot (``PAGILA_INDEX_JOBS``) before it builds
+anyway: a worker killed mid-build never gives its slot back."""
+
+
+@contextmanager
+def _slot(ctx: Context, run_id: str) -> Iterator[None]:
+    """One of the run's ``PAGILA_INDEX_JOBS`` build slots, counted in Redis across workers."""
+    limit = ctx.s.index_jobs
+    if limit <= 0:
+        yield
+        return
+    deadline = time.monotonic() + SLOT_WAIT
+    while ctx.record.index_jobs(run_id, 1) > limit and time.monotonic() < deadline:
+        ctx.record.index_jobs(run_id, -1)
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        ctx.record.index_jobs(run_id, -1)
 
 
 def build(ctx: Context, run_id: str, table: str, statements: tuple[str, ...]) -> int:

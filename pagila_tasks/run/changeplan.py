@@ -106,14 +106,26 @@ def too_many(change: Change, source_rows: int, target_rows: int, max_share: floa
     return None
 
 
-def parents_first(changes: list[Change], references: list[tuple[Ref, Ref]]) -> list[Change]:
+@dataclass(frozen=True)
+class Reference:
+    """A foreign key between two roots (``sql/changes_references.sql``): its actions (``a``
+    no action, ``r`` restrict, else one that writes the child) and the columns it references."""
+
+    child: Ref
+    parent: Ref
+    on_delete: str = "a"
+    on_update: str = "a"
+    referenced: tuple[str, ...] = ()
+
+
+def parents_first(changes: list[Change], references: list[Reference]) -> list[Change]:
     """``changes`` ordered so that a table comes after every table it references (its new rows
     can then be referenced); a cycle keeps the given order for the tables in it."""
     roots = {c.root for c in changes}
     graph: dict[Ref, set[Ref]] = {r: set() for r in roots}
-    for child, parent in references:
-        if child in roots and parent in roots and child != parent:
-            graph[child].add(parent)
+    for ref in references:
+        if ref.child in roots and ref.parent in roots and ref.child != ref.parent:
+            graph[ref.child].add(ref.parent)
     try:
         rank = {r: i for i, r in enumerate(graphlib.TopologicalSorter(graph).static_order())}
     except graphlib.CycleError:
@@ -121,15 +133,32 @@ def parents_first(changes: list[Change], references: list[tuple[Ref, Ref]]) -> l
     return sorted(changes, key=lambda c: rank[c.root])
 
 
-def touched(changes: list[Change], references: list[tuple[Ref, Ref]]) -> set[Ref]:
-    """The roots a transaction applying ``changes`` may write: the changed ones and, through a
-    foreign key's ON DELETE/ON UPDATE action, every root that references one of them."""
-    out = {c.root for c in changes}
+def touched(changes: list[Change], references: list[Reference]) -> set[Ref]:
+    """The roots a transaction applying ``changes`` may write: the changed ones and every root
+    a foreign key's action could write from one of them: ON DELETE where rows are deleted, ON
+    UPDATE where a referenced column is not the row key (the key is never updated: rows are
+    matched by it). A root written by an action may be written any way, so its own children
+    count whatever their key."""
+    keys = {c.root: set(c.key) for c in changes}
+    deletes = {c.root for c in changes if c.gone}
+    updates = {c.root for c in changes if c.fetch}
+    out = set(keys)
     grew = True
     while grew:
-        more = {child for child, parent in references if parent in out} - out
-        out |= more
-        grew = bool(more)
+        grew = False
+        for ref in references:
+            if ref.child in out or ref.parent not in out:
+                continue
+            cascaded = ref.parent not in keys
+            by_delete = (cascaded or ref.parent in deletes) and ref.on_delete not in "ar"
+            by_update = (
+                (cascaded or ref.parent in updates)
+                and ref.on_update not in "ar"
+                and (cascaded or not set(ref.referenced) <= keys[ref.parent])
+            )
+            if by_delete or by_update:
+                out.add(ref.child)
+                grew = True
     return out
 
 

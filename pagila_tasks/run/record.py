@@ -271,6 +271,14 @@ class RunRecord:
         pipe.scard(key)
         return int(pipe.execute()[-1])
 
+    def index_jobs(self, run_id: str, delta: int) -> int:
+        """Add ``delta`` to the run's count of early index builds running; the count now."""
+        key = f"{run_key(run_id)}:index-jobs"
+        pipe = self.client.pipeline()
+        pipe.incrby(key, delta)
+        pipe.expire(key, RECORD_TTL)
+        return int(pipe.execute()[0])
+
     def copy_started(self, run_id: str) -> None:
         """The first copy began (the snapshot holder stops waiting for one)."""
         self.client.hsetnx(run_key(run_id), "copying_at", str(time.time()))

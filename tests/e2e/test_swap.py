@@ -139,7 +139,9 @@ def test_readers_see_the_previous_copy_or_the_new_one(servers, isolated, how: st
         switches = sum(1 for a, b in zip(reader.values, reader.values[1:], strict=False) if a != b)
         assert reader.values[0] == old[name] and reader.values[-1] == new[name], name
         assert switches == 1, (name, switches)
-    assert out["switch_ms"] < 1000, out["switch_ms"]
+    # a switch holds its transaction for milliseconds; changes in place hold theirs while they
+    # write and measure the changed tables, readers reading on (five readers load both cores)
+    assert out["switch_ms"] < (1000 if how == "full" else 15000), out["switch_ms"]
 
 
 def _forced_failure(iso: Isolated, servers, case: str) -> dict:
@@ -334,7 +336,9 @@ def test_a_callback_run_again_after_post_data(servers, isolated, tmp_path, fault
         assert code == 0, out
         assert_replica(servers.source_dsn, servers.target_dsn)
         steps = query(
-            servers.target_dsn, "SELECT step FROM pagila_support.replication_steps ORDER BY step"
+            servers.target_dsn,
+            "SELECT step FROM pagila_support.replication_steps "
+            "WHERE step NOT LIKE 'indexes %' ORDER BY step",  # the copies' early builds
         )
         assert steps == [("keep-build",), ("post-data",)]
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pagila_tasks.run.changeplan import (
     Change,
+    Reference,
     RowKey,
     parents_first,
     refusal,
@@ -54,9 +55,9 @@ def test_parents_are_written_before_the_tables_that_reference_them() -> None:
         _change("staff"),
     )
     refs = [
-        (("public", "payment"), ("public", "rental")),
-        (("public", "rental"), ("public", "staff")),
-        (("public", "payment"), ("public", "payment")),  # self-reference: no order
+        Reference(("public", "payment"), ("public", "rental")),
+        Reference(("public", "rental"), ("public", "staff")),
+        Reference(("public", "payment"), ("public", "payment")),  # self-reference: no order
     ]
     order = [c.table for c in parents_first([payment, rental, staff], refs)]
     assert order == ["staff", "rental", "payment_p1"]
@@ -64,21 +65,25 @@ def test_parents_are_written_before_the_tables_that_reference_them() -> None:
 
 def test_a_cycle_keeps_the_given_order() -> None:
     a, b = _change("a"), _change("b")
-    refs = [(("public", "a"), ("public", "b")), (("public", "b"), ("public", "a"))]
+    refs = [
+        Reference(("public", "a"), ("public", "b")),
+        Reference(("public", "b"), ("public", "a")),
+    ]
     assert parents_first([a, b], refs) == [a, b]
 
 
 def test_what_a_foreign_key_action_could_write_is_measured_again() -> None:
-    refs = [
-        (("public", "payment"), ("public", "rental")),
-        (("public", "rental"), ("public", "inventory")),
-        (("public", "other"), ("public", "film")),
-    ]
-    assert touched([_change("inventory")], refs) == {
-        ("public", "inventory"),
-        ("public", "rental"),
-        ("public", "payment"),
-    }
+    p = ("public", "parent")
+    cascade_delete = Reference(("public", "a"), p, on_delete="c")
+    cascade_update_key = Reference(("public", "b"), p, on_update="c", referenced=("id",))
+    cascade_update_other = Reference(("public", "c"), p, on_update="n", referenced=("code",))
+    restrict = Reference(("public", "d"), p)
+    below_a = Reference(("public", "e"), ("public", "a"), on_update="c", referenced=("id",))
+    refs = [cascade_delete, cascade_update_key, cascade_update_other, restrict, below_a]
+    # updates only: the key is never updated, so only the key on another column can act
+    assert touched([_change("parent", fetch=3)], refs) == {p, ("public", "c")}
+    # deletes: ON DELETE CASCADE writes a, and a's own children may then be written any way
+    assert touched([_change("parent", gone=1)], refs) == {p, ("public", "a"), ("public", "e")}
 
 
 def test_the_plan_carries_its_changes_through_the_run_record() -> None:

@@ -60,3 +60,28 @@ def test_post_data_statements_naming_only_their_table_are_taken_apart() -> None:
     assert "public.f(title)" in rest and "ATTACH PARTITION" in rest and "CREATE TRIGGER" in rest
     assert "actor_pkey" not in rest and "idx_title" not in rest
     assert rest.startswith("SET statement_timeout = 0;")
+
+
+def test_what_a_copy_builds_early_is_grouped_by_its_table_keys_first() -> None:
+    """The statements taken apart, per table (quoted names included), primary keys before the
+    indexes; the rest is left to the callback."""
+    from pagila_tasks.replication import indexes
+
+    script = (
+        "--\n-- Name: i1; Type: INDEX; Schema: public; Owner: -\n--\n\n"
+        'CREATE INDEX i1 ON public."My ""T""" USING btree (a);\n\n'
+        '--\n-- Name: "My ""T""" k; Type: CONSTRAINT; Schema: public; Owner: -\n--\n\n'
+        'ALTER TABLE ONLY public."My ""T"""\n    ADD CONSTRAINT k PRIMARY KEY (a);\n\n'
+        "--\n-- Name: idx_title; Type: INDEX; Schema: Sales; Owner: -\n--\n\n"
+        'CREATE INDEX idx_title ON "Sales".film USING btree (title);\n\n'
+        "--\n-- Name: idx_f; Type: INDEX; Schema: public; Owner: -\n--\n\n"
+        "CREATE INDEX idx_f ON public.film USING btree (public.f(title));\n"
+    )
+    grouped = indexes.by_table(script, {"public": "stage_p", "Sales": "stage_s"})
+    assert grouped == {
+        'public."My ""T"""': (
+            'ALTER TABLE ONLY stage_p."My ""T"""\n    ADD CONSTRAINT k PRIMARY KEY (a);',
+            'CREATE INDEX i1 ON stage_p."My ""T""" USING btree (a);',
+        ),
+        '"Sales".film': ("CREATE INDEX idx_title ON stage_s.film USING btree (title);",),
+    }
