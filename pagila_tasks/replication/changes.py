@@ -375,9 +375,9 @@ def _apply_in(
         _refresh(cur, mschema, mview)
     timed("matviews refreshed")
     # the changed tables, and every table of a tree a foreign-key action could have written
-    acted = changeplan.touched(changes, refs) - {c.root for c in changes}
+    acted = changeplan.touched(changes, refs)
     keys = row_keys(cur, schemas)
-    measured = [k for k, rk in keys.items() if rk.root in acted] + [c.ref for c in changes]
+    measured = sorted({k for k, rk in keys.items() if rk.root in acted} | {c.ref for c in changes})
     target = verify.measure_all(cur, measured, checksums=True)
     timed(f"{len(measured)} tables measured")
     checks = [

@@ -134,32 +134,32 @@ def parents_first(changes: list[Change], references: list[Reference]) -> list[Ch
 
 
 def touched(changes: list[Change], references: list[Reference]) -> set[Ref]:
-    """The roots a transaction applying ``changes`` may write: the changed ones and every root
-    a foreign key's action could write from one of them: ON DELETE where rows are deleted, ON
+    """The roots a foreign key's action could write while ``changes`` are applied (to be
+    measured again whole, beside the changed tables): ON DELETE where rows are deleted, ON
     UPDATE where a referenced column is not the row key (the key is never updated: rows are
-    matched by it). A root written by an action may be written any way, so its own children
-    count whatever their key."""
+    matched by it). A root written by an action may be written any way, so every action on its
+    own children counts. A changed root is in the set only when an action reaches it too."""
     keys = {c.root: set(c.key) for c in changes}
     deletes = {c.root for c in changes if c.gone}
     updates = {c.root for c in changes if c.fetch}
-    out = set(keys)
+    acted: set[Ref] = set()
     grew = True
     while grew:
         grew = False
         for ref in references:
-            if ref.child in out or ref.parent not in out:
+            if ref.child in acted or not (ref.parent in keys or ref.parent in acted):
                 continue
-            cascaded = ref.parent not in keys
-            by_delete = (cascaded or ref.parent in deletes) and ref.on_delete not in "ar"
+            any_way = ref.parent in acted
+            by_delete = (any_way or ref.parent in deletes) and ref.on_delete not in "ar"
             by_update = (
-                (cascaded or ref.parent in updates)
+                (any_way or ref.parent in updates)
                 and ref.on_update not in "ar"
-                and (cascaded or not set(ref.referenced) <= keys[ref.parent])
+                and (any_way or not set(ref.referenced) <= keys[ref.parent])
             )
             if by_delete or by_update:
-                out.add(ref.child)
+                acted.add(ref.child)
                 grew = True
-    return out
+    return acted
 
 
 def how(inserted: int, updated: int, deleted: int) -> str:

@@ -81,9 +81,12 @@ def test_what_a_foreign_key_action_could_write_is_measured_again() -> None:
     below_a = Reference(("public", "e"), ("public", "a"), on_update="c", referenced=("id",))
     refs = [cascade_delete, cascade_update_key, cascade_update_other, restrict, below_a]
     # updates only: the key is never updated, so only the key on another column can act
-    assert touched([_change("parent", fetch=3)], refs) == {p, ("public", "c")}
+    assert touched([_change("parent", fetch=3)], refs) == {("public", "c")}
     # deletes: ON DELETE CASCADE writes a, and a's own children may then be written any way
-    assert touched([_change("parent", gone=1)], refs) == {p, ("public", "a"), ("public", "e")}
+    assert touched([_change("parent", gone=1)], refs) == {("public", "a"), ("public", "e")}
+    # a key to its own tree with an action: the whole tree is measured again
+    itself = Reference(p, p, on_delete="n")
+    assert touched([_change("parent", gone=1)], [itself]) == {p}
 
 
 def test_the_plan_carries_its_changes_through_the_run_record() -> None:
