@@ -96,10 +96,7 @@ anyway: a worker killed mid-build never gives its slot back."""
 @contextmanager
 def _slot(ctx: Context, run_id: str) -> Iterator[None]:
     """One of the run's ``PAGILA_INDEX_JOBS`` build slots, counted in Redis across workers."""
-    limit = ctx.s.index_jobs
-    if limit <= 0:
-        yield
-        return
+    limit = max(ctx.s.index_jobs, 1)
     deadline = time.monotonic() + SLOT_WAIT
     while ctx.record.index_jobs(run_id, 1) > limit and time.monotonic() < deadline:
         ctx.record.index_jobs(run_id, -1)

@@ -92,7 +92,8 @@ def _early_indexes(
 ) -> dict[str, tuple[str, ...]]:
     """Per table, what the copy that completes it builds at once (:mod:`.indexes`): a whole
     swap run's only (in place, readers could see the difference)."""
-    if not decided.swap or decided.subset or decided.applies or not decided.units:
+    off = ctx.s.index_jobs <= 0
+    if off or not decided.swap or decided.subset or decided.applies or not decided.units:
         return {}
     archive = ctx.record.schema(run_id)
     if archive is None:
