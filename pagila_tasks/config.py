@@ -290,7 +290,7 @@ class Settings:
     changes_in_place: bool = True
     """A refresh whose schemas are unchanged applies the rows that differ to the live copy in
     one transaction instead of copying everything (``PAGILA_CHANGES_IN_PLACE``)."""
-    changes_max_share: float = 0.25
+    changes_max_share: float = 0.10
     """A table where a larger share of rows differ makes the run a full copy
     (``PAGILA_CHANGES_MAX_SHARE``; see :data:`pagila_tasks.run.changeplan.MAX_SHARE`)."""
     progress_interval: float = 0.1
@@ -402,7 +402,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         resume_max_age=_float(env, "PAGILA_RESUME_MAX_AGE", 86400.0, minimum=0.0),
         index_jobs=_int(env, "PAGILA_INDEX_JOBS", 2, minimum=0),
         changes_in_place=_bool(env, "PAGILA_CHANGES_IN_PLACE", True),
-        changes_max_share=_float(env, "PAGILA_CHANGES_MAX_SHARE", 0.25, minimum=0.0),
+        changes_max_share=_float(env, "PAGILA_CHANGES_MAX_SHARE", 0.10, minimum=0.0),
     )
 
 

@@ -1,7 +1,7 @@
--- The keys of the live rows the source no longer has (to delete).
+-- The keys of the live rows the source no longer has (to delete), with their hashes.
 -- Template: {gone}, {keys} work tables; {live} the live table; {live_key} its key columns
--- of t; {on} the key columns equal between s (source) and t (live).
+-- of t; {on} the key columns equal between s (source) and t (live); {hash} the row hash of t.
 CREATE UNLOGGED TABLE {gone} AS
-SELECT {live_key}
+SELECT {live_key}, {hash} AS pagila_h
 FROM ONLY {live} AS t
 WHERE NOT EXISTS (SELECT 1 FROM {keys} AS s WHERE {on});

@@ -212,7 +212,7 @@ def _compare_one(
             with conn.cursor() as cur:
                 cur.execute(
                     sql.SQL(
-                        "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS h FROM ONLY {} "
+                        "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS pagila_h FROM ONLY {} "
                         "WITH NO DATA"
                     ).format(keys, _key(c), live)
                 )
@@ -234,10 +234,22 @@ def _compare_one(
                 fetched = cur.rowcount
                 cur.execute(
                     sql.SQL(sqlfiles.query("changes_gone")).format(
-                        gone=gone, keys=keys, live=live, live_key=_key(c, "t"), on=_on(c, "s", "t")
+                        gone=gone,
+                        keys=keys,
+                        live=live,
+                        live_key=_key(c, "t"),
+                        on=_on(c, "s", "t"),
+                        hash=_hash(c),
                     )
                 )
                 deleted = cur.rowcount
+                cur.execute(
+                    sql.SQL(
+                        "SELECT (SELECT coalesce(sum(pagila_h), 0) - coalesce(sum(pagila_old_h), 0)"
+                        " FROM {}) - (SELECT coalesce(sum(pagila_h), 0) FROM {})"
+                    ).format(fetch, gone)
+                )
+                net = int(cur.fetchone()[0])
                 cur.execute(
                     sql.SQL(
                         "CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA"
@@ -247,7 +259,8 @@ def _compare_one(
     log.info(
         "compared %s: %d rows to fetch, %d gone, %d bytes read", c.name, fetched, deleted, read
     )
-    return Change(**{**c.as_json(), "fetch": fetched, "gone": deleted}), read  # type: ignore[arg-type]
+    found = {**c.as_json(), "fetch": fetched, "gone": deleted, "net": net}
+    return Change(**found), read  # type: ignore[arg-type]
 
 
 def _columns(c: Change, alias: str = "") -> sql.Composable:
@@ -290,6 +303,10 @@ def fetch_filter(s: Settings, run_id: str, c: Change) -> sql.Composable:
     )
 
 
+Proven = dict[str, tuple[int, int, str | None, str | None]]
+"""Per table, the proof's source rows, live rows, source checksum and live checksum."""
+
+
 @dataclass(frozen=True)
 class Applied:
     """What the apply's transaction did and proved."""
@@ -307,12 +324,13 @@ def apply(
     snapshot_id: str,
     schemas: tuple[str, ...],
     changes: list[Change],
-    source: verify.Measures,
+    proven: Proven,
     ledger: Callable[[list[dict[str, Any]]], dict[str, Any]],
     totals: dict[str, TableTotal],
 ) -> Applied:
     """Apply ``changes`` to the live tables in one transaction that commits only when every
-    table it could have written equals ``source`` (the snapshot's measures), with the ledger
+    table it wrote, or could have written, equals the source at the snapshot (``proven``: the
+    proof's verdicts, both sides), with the ledger
     row ``ledger(detail)`` makes (``totals``: the fetches' bytes per table). On any failure
     nothing is changed, the schemas' fingerprint is forgotten (the next run copies in full)
     and the error is raised."""
@@ -323,7 +341,7 @@ def apply(
     with connection(s.target_dsn, s, f"pagila-changes-apply {run_id}") as conn:
         try:
             with conn.cursor() as cur:
-                done = _apply_in(ctx, cur, run_id, schemas, changes, source, seq_values, matviews)
+                done = _apply_in(ctx, cur, run_id, schemas, changes, proven, seq_values, matviews)
                 row = ledger(verify.detail(done.checks, totals, done.hows))
                 support.insert_replication(
                     conn,
@@ -353,7 +371,7 @@ def _apply_in(
     run_id: str,
     schemas: tuple[str, ...],
     changes: list[Change],
-    source: verify.Measures,
+    proven: Proven,
     seq_values: sequences.Values,
     matviews: list[tuple[str, str]],
 ) -> Applied:
@@ -374,30 +392,33 @@ def _apply_in(
     for mschema, mview in matviews + _users_matviews(cur, schemas, changes):
         _refresh(cur, mschema, mview)
     timed("matviews refreshed")
-    # the changed tables, and every table of a tree a foreign-key action could have written
+    # a tree a foreign-key action could have written is measured whole; a changed table's
+    # written rows are proven by their hashes, the rest by the comparison (see changeplan.after)
     acted = changeplan.touched(changes, refs)
     keys = row_keys(cur, schemas)
-    measured = sorted({k for k, rk in keys.items() if rk.root in acted} | {c.ref for c in changes})
-    target = verify.measure_all(cur, measured, checksums=True)
-    timed(f"{len(measured)} tables measured")
+    reached = sorted(k for k, rk in keys.items() if rk.root in acted)
+    whole = verify.measure_all(cur, reached, checksums=True) if reached else {}
     checks = [
-        verify.TableCheck(
-            name, source.get(name, (0, None))[0], rows, source.get(name, (0, None))[1], sm
-        )
-        for name, (rows, sm) in target.items()
+        verify.TableCheck(name, proven[name][0], rows, proven[name][2], checksum)
+        for name, (rows, checksum) in whole.items()
     ]
-    sequences.apply(cur, seq_values)
-    target_seqs = sequences.read(cur, schemas)
-    verify.require(checks, seq_values, target_seqs)
+    for c in changes:
+        if c.name not in whole:
+            _prove_writes(cur, work, c)
+            src_rows, tgt_rows, src_sum, tgt_sum = proven[c.name]
+            inserted, deleted_now = counts[c.name][0], deleted[c.name]
+            rows, checksum = changeplan.after(c, tgt_rows, tgt_sum, inserted, deleted_now)
+            checks.append(verify.TableCheck(c.name, src_rows, rows, src_sum, checksum))
+    timed(f"{len(whole)} tables measured, {len(changes)} tables' writes proven")
+    verify.require(checks, {}, {})
+    sequences.apply(cur, seq_values)  # last: setval is not undone by a rollback
+    verify.require([], seq_values, sequences.read(cur, schemas))
     hows = {
         c.name: changeplan.how(counts[c.name][0], counts[c.name][1], deleted[c.name])
         for c in changes
     }
-    kept = [
-        verify.TableCheck(name, rows, rows, checksum, checksum)
-        for name, (rows, checksum) in source.items()
-        if name not in target
-    ]
+    done = {c.table for c in checks}
+    kept = [verify.TableCheck(name, *sides) for name, sides in proven.items() if name not in done]
     guard.before_commit(ctx, run_id)
     cur.execute("SELECT clock_timestamp()")
     at = cur.fetchone()[0]
@@ -458,6 +479,32 @@ def _upsert(cur: Cursor, work: str, c: Change) -> tuple[int, int]:
         )
     )
     return cur.rowcount, updated
+
+
+def _prove_writes(cur: Cursor, work: str, c: Change) -> None:
+    """Inside the apply: every fetched row is in the live table with the source's hash, and no
+    deleted key is left; else the transaction fails."""
+    live = sql.Identifier(c.schema, c.table)
+    if c.fetch:
+        cur.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {} AS f JOIN ONLY {} AS t ON {} WHERE {} = f.pagila_h"
+            ).format(_work(work, "f", c), live, _on(c, "f", "t"), _hash(c))
+        )
+        written = int(cur.fetchone()[0])
+        if written != c.fetch:
+            raise ReplicationError(
+                f"{c.name}: {written} of the {c.fetch} rows written hash as the source's"
+            )
+    if c.gone:
+        cur.execute(
+            sql.SQL("SELECT count(*) FROM {} AS g JOIN ONLY {} AS t ON {}").format(
+                _work(work, "g", c), live, _on(c, "g", "t")
+            )
+        )
+        left = int(cur.fetchone()[0])
+        if left:
+            raise ReplicationError(f"{c.name}: {left} rows the source deleted are still there")
 
 
 def _delete(cur: Cursor, work: str, c: Change) -> int:

@@ -121,14 +121,14 @@ def _applied(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
     run_id = run.run_id
     ctx.record.finishing(run_id)
     ctx.step(run_id, "finish", "apply the changes in place, verified before the commit")
-    source = {p[0]: (p[1], p[3]) for p in plan.proven}
+    proven = {p[0]: (p[1], p[2], p[3], p[4]) for p in plan.proven}
     done = changes.apply(
         ctx,
         run_id,
         run.snapshot.id or "",
         plan.schemas,
         list(plan.changes),
-        source,
+        proven,
         lambda detail: ledger_row(run, True, None, detail, "changed in place"),
         run.table_totals(),
     )

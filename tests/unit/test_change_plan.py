@@ -6,6 +6,7 @@ from pagila_tasks.run.changeplan import (
     Change,
     Reference,
     RowKey,
+    after,
     parents_first,
     refusal,
     too_many,
@@ -98,3 +99,11 @@ def test_the_plan_carries_its_changes_through_the_run_record() -> None:
     back = ReplicationPlan.from_json(plan.as_json())
     assert back.applies and back.changes == (change,)
     assert back.unit(unit.as_args()) == unit and unit.name == "public.a changes"
+
+
+def test_a_changed_tables_checksum_after_the_apply_is_the_proofs_plus_the_writes() -> None:
+    """Rows are hashed into a sum: the live sum at the proof, plus the fetched rows' hashes,
+    less the replaced and deleted rows' (``net``), is the sum after the apply."""
+    change = Change("public", "a", "t0", ("id",), ("integer",), ("id",), (), net=-7)
+    assert after(change, 10, "h:100", inserted=2, deleted=1) == (11, "h:93")
+    assert after(change, 10, "t:-5", inserted=0, deleted=0) == (10, "t:-12")
