@@ -82,7 +82,7 @@ def _change(b: BenchStack, phase: int, schema: bool = False) -> None:
     with b.cursor("source") as cur:
         cur.execute(CHANGE, {"phase": phase})
         if schema:
-            cur.execute(SCHEMA_CHANGE, {"note": f"changed in phase {phase}"})
+            cur.execute(SCHEMA_CHANGE, {"note": f"phase {phase} at {time.time()}"})  # new each run
     b.admin("source", "ANALYZE public.rental")
     checkpoint(b)
 
