@@ -129,6 +129,8 @@ def compare(
     planned = [
         _change(t, keys[t.key], f"t{i}", verdicts[t.qualified]) for i, t in enumerate(differ)
     ]
+    size = {t.qualified: t.bytes for t in differ}
+    planned.sort(key=lambda c: -size[c.name])  # the largest first: the others fill beside it
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"changes-{run_id}") as pool:
         found = list(pool.map(lambda c: _compare_one(s, run_id, snapshot_id, work, c), planned))
     read = sum(n for _, n in found)

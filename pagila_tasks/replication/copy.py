@@ -264,7 +264,11 @@ def copy_unit(
         worker=worker,
         ended_at=time.time(),
     )
-    indexes.after_copy(ctx, run_id, unit, plan)  # the last copy of a table builds its indexes
+    try:  # the copy that completes its table builds the table's indexes (see .indexes)
+        indexes.after_copy(ctx, run_id, unit, plan)
+    except Exception as exc:
+        lifecycle.unit_error(ctx, run_id, unit.name, "error", exc, None)
+        raise
     return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}
 
 

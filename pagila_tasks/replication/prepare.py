@@ -106,7 +106,8 @@ def _early_indexes(
         decided.target_version,
         foreign_keys=False,
     )
-    return indexes.by_table(text, decided.targets)
+    copied = {u.table_name for u in decided.units}  # a partitioned parent's, a matview's: later
+    return {t: sts for t, sts in indexes.by_table(text, decided.targets).items() if t in copied}
 
 
 def _queue(
