@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg2
@@ -172,10 +172,15 @@ def _work(work: str, kind: str, c: Change) -> sql.Identifier:
     return sql.Identifier(work, f"{kind}_{c.stage}")
 
 
-def _key(c: Change, alias: str = "") -> sql.Composable:
+def _listed(columns: tuple[str, ...], alias: str = "") -> sql.Composable:
+    """``a, b`` or ``alias.a, alias.b``, quoted."""
     return sql.SQL(", ").join(
-        sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in c.key
+        sql.Identifier(alias, col) if alias else sql.Identifier(col) for col in columns
     )
+
+
+def _key(c: Change, alias: str = "") -> sql.Composable:
+    return _listed(c.key, alias)
 
 
 def _on(c: Change, a: str, b: str) -> sql.Composable:
@@ -255,7 +260,7 @@ def _compare_one(
                 cur.execute(
                     sql.SQL(
                         "CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA"
-                    ).format(_work(work, "r", c), _columns(c), live)
+                    ).format(_work(work, "r", c), _listed(c.columns), live)
                 )
             conn.commit()
     log.info(
@@ -263,12 +268,6 @@ def _compare_one(
     )
     found = {**c.as_json(), "fetch": fetched, "gone": deleted, "net": net}
     return Change(**found), read  # type: ignore[arg-type]
-
-
-def _columns(c: Change, alias: str = "") -> sql.Composable:
-    return sql.SQL(", ").join(
-        sql.Identifier(alias, col) if alias else sql.Identifier(col) for col in c.columns
-    )
 
 
 def units(changes: list[Change]) -> list[Unit]:
@@ -318,6 +317,8 @@ class Applied:
     sequences: int
     at: Any
     held_ms: float
+    detail: list[dict[str, Any]] = field(default_factory=list)
+    """The per-table detail written in the ledger row (and kept in the run record)."""
 
 
 def apply(
@@ -344,7 +345,8 @@ def apply(
         try:
             with conn.cursor() as cur:
                 done = _apply_in(ctx, cur, run_id, schemas, changes, proven, seq_values, matviews)
-                row = ledger(verify.detail(done.checks, totals, done.hows))
+                done = replace(done, detail=verify.detail(done.checks, totals, done.hows))
+                row = ledger(done.detail)
                 support.insert_replication(
                     conn,
                     row
@@ -468,8 +470,8 @@ def _upsert(cur: Cursor, work: str, c: Change) -> tuple[int, int]:
         cur.execute(
             sql.SQL(sqlfiles.query("changes_update")).format(
                 live=live,
-                set=sql.SQL(", ").join(sql.Identifier(col) for col in c.settable),
-                values=sql.SQL(", ").join(sql.Identifier("r", col) for col in c.settable),
+                set=_listed(c.settable),
+                values=_listed(c.settable, "r"),
                 rows=rows,
                 on=_on(c, "r", "t"),
             )
@@ -477,7 +479,7 @@ def _upsert(cur: Cursor, work: str, c: Change) -> tuple[int, int]:
         updated = cur.rowcount
     cur.execute(
         sql.SQL(sqlfiles.query("changes_insert")).format(
-            live=live, cols=_columns(c), rows=rows, on=_on(c, "r", "t")
+            live=live, cols=_listed(c.columns), rows=rows, on=_on(c, "r", "t")
         )
     )
     return cur.rowcount, updated

@@ -132,8 +132,7 @@ def _applied(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
         lambda detail: ledger_row(run, True, None, detail, "changed in place"),
         run.table_totals(),
     )
-    detail = verify.detail(done.checks, run.table_totals(), done.hows)
-    ctx.record.verified(run_id, detail, done.sequences)
+    ctx.record.verified(run_id, done.detail, done.sequences)
     state = "changed in place"
     ctx.record.switched(run_id, Switch(state, done.at.isoformat(), done.held_ms))
     changes.drop_work(ctx.s, run_id)
