@@ -60,8 +60,28 @@ CREATE TABLE IF NOT EXISTS pagila_support.replication_fingerprint (
     run_id         text NOT NULL,
     source_sha256  text NOT NULL,
     target_sha256  text NOT NULL,
-    recorded_at    timestamptz NOT NULL DEFAULT now()
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    source_horizon bigint,
+    measures       text
 );
+-- source_horizon: the xmin (xid8) of the source snapshot the live copy was last proven equal to
+-- (a switch, changes applied in place, or a run that found nothing changed). Rows the source
+-- wrote since carry an xmin at or past it: a later refresh compares those first, a hint that
+-- its checksums must confirm (pagila_tasks.replication.changes). measures: every table's count
+-- and checksum on both sides at that point and from which xmin each holds (JSON,
+-- pagila_tasks.run.recorded), which the next proof takes for a table shown unwritten since.
+-- Both are added to tables made before them.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                   WHERE attrelid = 'pagila_support.replication_fingerprint'::regclass
+                     AND attname = 'measures' AND NOT attisdropped) THEN
+        ALTER TABLE pagila_support.replication_fingerprint
+            ADD COLUMN IF NOT EXISTS source_horizon bigint,
+            ADD COLUMN measures text;
+    END IF;
+END
+$$;
 -- staged_runs and staged_units let a run that ended without switching be resumed: the plan a
 -- swap run built its staging copy for (written with its pre-data) and each unit a copy committed
 -- there (written in the copy's own transaction, so a unit listed is a unit whose rows are

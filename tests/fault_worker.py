@@ -12,6 +12,9 @@
   the retries with another;
 - ``slow-copies``: each copy waits ``PAGILA_TEST_COPY_DELAY`` seconds (default 0.5) after its
   commit, so a test can kill the workers with half the units copied;
+- ``write-before-apply``: just before changes are applied in place, someone writes one row of
+  ``public.rental`` on the target (``return_date`` of rental 5 set to 2000-01-01), after the
+  proof measured it;
 - ``crash-after-block-commit``: the first copy of a block range (``ctid``) to commit kills its
   own process (the message comes back: late ack, reject on worker lost), so the redelivered
   copy finds its unit committed already.
@@ -31,7 +34,7 @@ import psycopg2
 from psycopg2 import sql
 
 from pagila_tasks.app import app
-from pagila_tasks.replication import copy, postdata, verify
+from pagila_tasks.replication import changes, copy, postdata, verify
 
 
 def _corrupt_stage() -> None:
@@ -102,6 +105,24 @@ def _crash_after_block_commit() -> None:
     copy.copy_table = crash_once
 
 
+WRITTEN = "UPDATE public.rental SET return_date = '2000-01-01' WHERE rental_id = 5"
+"""What ``write-before-apply`` writes on the target."""
+
+
+def _write_before_apply() -> None:
+    original = changes.apply
+
+    def written_first(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = psycopg2.connect(ctx.s.target_dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(WRITTEN)
+        conn.close()
+        return original(ctx, *args, **kwargs)
+
+    changes.apply = written_first
+
+
 FAULTS = {
     "corrupt-stage": _corrupt_stage,
     "hang-in-finish": _hang_in_finish,
@@ -109,6 +130,7 @@ FAULTS = {
     "fail-after-post-data": lambda: _after_post_data("fail-after-post-data"),
     "slow-copies": _slow_copies,
     "crash-after-block-commit": _crash_after_block_commit,
+    "write-before-apply": _write_before_apply,
 }
 
 

@@ -19,7 +19,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from pagila_tasks.base.errors import ConfigError, LockHeld, PagilaError, UsageError, one_line
-from pagila_tasks.cli import render, report
+from pagila_tasks.cli import render
 from pagila_tasks.cli.submitter import Submitter
 from pagila_tasks.config import Settings, mask_dsn, parse_rate, parse_schemas, settings
 from pagila_tasks.pg import support
@@ -187,41 +187,20 @@ def cmd_history(sub: Submitter, args: argparse.Namespace) -> int:
         )
     )
     sub.say(f"\nload ledger (source {support.LEDGERS['load']}):")
+    load_cols = ["id", "loaded_at", "run_id", "succeeded", "duration_s", "rental_count", "error"]
     sub.say(
-        render.table(
-            ["id", "loaded_at", "run_id", "ok", "seconds", "rental", "error"],
-            [
-                [
-                    r.get("id"),
-                    r.get("loaded_at"),
-                    r.get("run_id"),
-                    r.get("succeeded"),
-                    r.get("duration_s"),
-                    r.get("rental_count"),
-                    (r.get("error") or "")[:60],
-                ]
-                for r in loads
-            ],
-        )
+        _ledger(["id", "loaded_at", "run_id", "ok", "seconds", "rental", "error"], load_cols, loads)
     )
     sub.say(f"\nreplication ledger (target {support.LEDGERS['replication']}):")
-    sub.say(
-        render.table(
-            ["run_id", "finished_at", "ok", "tables", "rows", "error"],
-            [
-                [
-                    r.get("run_id"),
-                    r.get("finished_at"),
-                    r.get("succeeded"),
-                    r.get("tables"),
-                    r.get("rows"),
-                    (r.get("error") or "")[:60],
-                ]
-                for r in reps
-            ],
-        )
-    )
+    rep_cols = ["run_id", "finished_at", "succeeded", "tables", "rows", "error"]
+    sub.say(_ledger(["run_id", "finished_at", "ok", "tables", "rows", "error"], rep_cols, reps))
     return EXIT_OK
+
+
+def _ledger(header: list[str], columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """Ledger rows as a text table; the error column cut to 60 characters."""
+    cells = [[(r.get(c) or "")[:60] if c == "error" else r.get(c) for c in columns] for r in rows]
+    return render.table(header, cells)
 
 
 def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
@@ -247,6 +226,8 @@ def cmd_cancel(sub: Submitter, args: argparse.Namespace) -> int:
 def cmd_report(sub: Submitter, args: argparse.Namespace) -> int:
     """One run's report (:mod:`pagila_tasks.cli.report`): plain text, or with ``--html`` one
     self-contained page written to FILE."""
+    from pagila_tasks.cli import report  # plotly: loaded only for this command
+
     run = sub.current(args.run_id)
     if run is None:
         raise UsageError(f"no run {args.run_id!r} in Redis")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import psycopg2
 import psycopg2.extensions
@@ -276,31 +276,72 @@ def _schema_set(schemas: Iterable[str]) -> str:
     return json.dumps(sorted(schemas))
 
 
-def fingerprint(cur: Cursor, schemas: Iterable[str]) -> tuple[str, str, str] | None:
-    """(run id, source sha256, target sha256) recorded for exactly this set of schemas by the
-    last run that switched it in; None when none was (or a run since switched without it)."""
+class Fingerprint(NamedTuple):
+    """What the last run that made the live copy equal to the source recorded for the next
+    run's proof: the schemas' fingerprints and the source snapshot's xmin (None: unknown)."""
+
+    run_id: str
+    source_sha256: str
+    target_sha256: str
+    horizon: int | None
+    measures: str | None
+    """Both sides' measures and from when they hold (JSON: :mod:`pagila_tasks.run.recorded`)."""
+
+
+def fingerprint(cur: Cursor, schemas: Iterable[str]) -> Fingerprint | None:
+    """The :class:`Fingerprint` recorded for exactly this set of schemas by the last run that
+    switched it in; None when none was (or a run since switched without it)."""
     if not _exists(cur, "replication_fingerprint"):
         return None
     query = sql.SQL(
-        "SELECT run_id, source_sha256, target_sha256 FROM {} WHERE schemas = %s"
+        "SELECT run_id, source_sha256, target_sha256, source_horizon, measures FROM {} "
+        "WHERE schemas = %s"
     ).format(_table("replication_fingerprint"))
     cur.execute(query, (_schema_set(schemas),))
     row = cur.fetchone()
-    return (str(row[0]), str(row[1]), str(row[2])) if row else None
+    if not row:
+        return None
+    return Fingerprint(str(row[0]), str(row[1]), str(row[2]), _int_or_none(row[3]), row[4])
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def save_fingerprint(
-    cur: Cursor, schemas: Iterable[str], run_id: str, source_sha256: str, target_sha256: str
+    cur: Cursor,
+    schemas: Iterable[str],
+    run_id: str,
+    shas: tuple[str, str],
+    horizon: int | None,
+    measures: str | None,
 ) -> None:
-    """Record the schema fingerprints of the copy a run just switched in."""
+    """Record the schema fingerprints (source's, target's) of the copy a run just switched in,
+    the xmin of the source snapshot it holds and both sides' measures (JSON)."""
     cur.execute(
         sqlfiles.query("replication_fingerprint_save"),
         {
             "schemas": _schema_set(schemas),
             "run_id": run_id,
-            "source_sha256": source_sha256,
-            "target_sha256": target_sha256,
+            "source_sha256": shas[0],
+            "target_sha256": shas[1],
+            "source_horizon": horizon,
+            "measures": measures,
         },
+    )
+
+
+def save_measures(
+    cur: Cursor, schemas: Iterable[str], horizon: int | None, measures: str | None
+) -> None:
+    """A run that proved or made the live copy equal to the source without a new copy (its
+    schemas as recorded): the xmin of the snapshot it holds now and both sides' measures (JSON),
+    for the next run's proof and comparison."""
+    cur.execute(
+        sql.SQL("UPDATE {} SET source_horizon = %s, measures = %s WHERE schemas = %s").format(
+            _table("replication_fingerprint")
+        ),
+        (horizon, measures, _schema_set(schemas)),
     )
 
 

@@ -1,16 +1,29 @@
 """A refresh that applies the source's changes to the live copy in place, in one transaction.
 
 When the proof (:mod:`.proof`) finds both sides' schemas as the last switch left them but some
-tables' rows differ, :func:`compare` reads each such table's key and row hash in the snapshot,
-copies them into an unlogged work table on the target and compares them there with the live
-rows: the keys to fetch (new or changed rows) and the keys gone. The ``copy_table`` tasks then
-fetch only those rows (``changes`` units, :func:`fetch_filter`). The callback's :func:`apply`
-writes them in one transaction: user triggers off (as the copy has them off while loading),
-updates and inserts parents first, deletes children first, triggers on again as they were,
-materialized views refreshed, sequences set; every table it wrote, or that a foreign-key action
-could have written, is measured in that transaction and must equal the source's count and
-checksum at the snapshot, else nothing commits. Readers see the old rows until the commit and
-the new ones after it: one switch, and nothing the target's users built is touched.
+tables' rows differ, :func:`compare` finds what differs, per table, into unlogged work tables
+on the target: the rows to write (new or changed) and the keys gone.
+
+- **First, the rows written since.** Every run that leaves the live copy equal to the source
+  records its snapshot's xmin (``replication_fingerprint.source_horizon``). A row the source
+  wrote after that carries an xmin at or past it, so the rows with such an xmin, read whole
+  with their row hashes, are the guess; the live rows they replace are reached by key, and
+  keys the source deleted, when the counts say there are some, are found from the source's
+  keys alone. The guess is kept only when applying it gives exactly the source's count and
+  checksum measured by the proof (:func:`changeplan.confirms`): a guess that missed a row (a
+  row changed on the target by hand, a restored source) costs the comparison below, never a
+  wrong copy.
+- **Else, key by key**: every source row's key and hash from the snapshot are compared with
+  the live rows' on the target, and ``copy_table`` tasks fetch the rows to write (``changes``
+  units, :func:`fetch_filter`).
+
+The callback's :func:`apply` writes them in one transaction: user triggers off (as the copy
+has them off while loading), updates and inserts parents first, deletes children first,
+triggers on again as they were, materialized views refreshed, sequences set; every table it
+wrote, or that a foreign-key action could have written, is measured in that transaction and
+must equal the source's count and checksum at the snapshot, else nothing commits. Readers see
+the old rows until the commit and the new ones after it: one switch, and nothing the target's
+users built is touched.
 
 The rules (which tables may, how much may differ, in what order) are pure, in
 :mod:`pagila_tasks.run.changeplan`. The work tables live in a schema registered as the run's
@@ -38,7 +51,7 @@ from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import catalog, sequences, staging, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
-from pagila_tasks.run import changeplan, guard
+from pagila_tasks.run import changeplan, guard, recorded
 from pagila_tasks.run.changeplan import Change, Ref, Reference, RowKey
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import TableTotal
@@ -50,6 +63,12 @@ Cursor = psycopg2.extensions.cursor
 
 APPLY_WAIT_MS = 30000
 """How long the apply waits for a lock (someone writing to a replica table, or DDL on it)."""
+
+BY_KEY = "SET LOCAL random_page_cost = 1.1"
+"""For the transactions that join a small work table with a live table by its key: with the
+default cost the planner hashes every live row to join a few thousand (measured at x50: 290 ms
+to update 8,050 rows of rental, 47 ms by the key's index); a large work table still gets a hash
+join."""
 
 
 def work_schema(run_id: str) -> str:
@@ -103,9 +122,13 @@ def compare(
     schemas: tuple[str, ...],
     tables: list[Table],
     checks: list[verify.TableCheck],
+    since: int | None = None,
+    xmax: int = 0,
 ) -> Decision:
-    """Compare every table whose measure differs, key by key; the changes to apply, or why the
-    run makes a full copy instead (the work schema is then gone again)."""
+    """Compare every table whose measure differs: the rows written since ``since`` (the xmin of
+    the snapshot the live copy was last proven equal to, seen from this snapshot's ``xmax``)
+    first, key by key where that does not account for the whole difference; the changes to
+    apply, or why the run makes a full copy instead (the work schema is then gone again)."""
     verdicts = {c.table: c for c in checks}
     differ = [t for t in tables if not verdicts[t.qualified].ok]
     work = work_schema(run_id)
@@ -131,8 +154,13 @@ def compare(
     ]
     size = {t.qualified: t.bytes for t in differ}
     planned.sort(key=lambda c: -size[c.name])  # the largest first: the others fill beside it
+    hint = since if recorded.usable(since, xmax) else None
+
+    def one(c: Change) -> tuple[Change, int]:
+        return _compare_table(s, snapshot_id, work, c, verdicts[c.name], hint)
+
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"changes-{run_id}") as pool:
-        found = list(pool.map(lambda c: _compare_one(s, run_id, snapshot_id, work, c), planned))
+        found = list(pool.map(one, planned))
     read = sum(n for _, n in found)
     for change, _ in found:
         v = verdicts[change.name]
@@ -143,10 +171,12 @@ def compare(
     changes = [c for c, _ in found]
     rows = sum(c.fetch for c in changes)
     gone = sum(c.gone for c in changes)
+    since = sum(c.since for c in changes)
     return Decision(
         changes,
         f"applies the changes in place: {rows} rows to fetch and {gone} to delete in "
-        f"{len(changes)} tables",
+        f"{len(changes)} tables ({since} found from the rows written since the last proof, "
+        f"{len(changes) - since} key by key)",
         read,
     )
 
@@ -196,9 +226,228 @@ def _hash(c: Change) -> sql.Composable:
     return sql.SQL("pg_catalog.hash_record_extended(t, 0)")
 
 
-def _compare_one(
-    s: Settings, run_id: str, snapshot_id: str, work: str, c: Change
+def _compare_table(
+    s: Settings,
+    snapshot_id: str,
+    work: str,
+    c: Change,
+    verdict: verify.TableCheck,
+    since: int | None,
 ) -> tuple[Change, int]:
+    """One table's changes: the rows written since ``since`` when they account for the whole
+    difference the proof measured, else key by key; with the bytes read from the source."""
+    if since is not None:
+        hinted = _compare_since(s, snapshot_id, work, c, verdict, since)
+        if hinted is not None:
+            return hinted
+    return _compare_one(s, snapshot_id, work, c)
+
+
+def _compare_since(
+    s: Settings,
+    snapshot_id: str,
+    work: str,
+    c: Change,
+    verdict: verify.TableCheck,
+    since: int,
+) -> tuple[Change, int] | None:
+    """The changes guessed from the source rows written since ``since`` (their xmin), kept only
+    when applying them gives the source's count and checksum exactly (:func:`changeplan.confirms`
+    on the proof's measures of both sides); None (work tables dropped) when they do not.
+
+    The guess is cheap: the source's rows are filtered by their xmin, and only those written
+    since are hashed and sent (whole: they are what the apply writes); the live rows are reached
+    by key. Keys the source deleted show only in the count; when there are some, the source's
+    keys alone are sent to find them."""
+    live = sql.Identifier(c.schema, c.table)
+    fmt = sql.SQL("text" if c.text_only else "binary")
+    keys, fetch, gone, every = (_work(work, k, c) for k in ("k", "f", "g", "a"))
+    with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
+        with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
+            cur.execute("SELECT pg_catalog.age(%s::text::xid)", (str(since % (1 << 32)),))
+            limit = int(cur.fetchone()[0])
+            if limit < 0:  # the counter is not where the recorded xmin says: no guess
+                return None
+            copy = sql.SQL(sqlfiles.query("changes_since")).format(
+                columns=_listed(c.columns),
+                hash=_hash(c),
+                live=live,
+                limit=sql.Literal(limit),
+                fmt=fmt,
+            )
+            cur.copy_expert(copy, spool, size=1 << 20)
+        read = spool.tell()
+        spool.seek(0)
+        with connection(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
+            with conn.cursor() as cur:
+                cur.execute(BY_KEY)
+                _load_keys(cur, keys, c, live, spool, fmt, _listed(c.columns))
+                cur.execute(_fetch_sql(c, fetch, keys, live))
+                cur.execute(
+                    sql.SQL("SELECT count(*) FROM {} WHERE pagila_old_h IS NULL").format(fetch)
+                )
+                inserted = int(cur.fetchone()[0])
+                deleting = verdict.target_rows + inserted - verdict.source_rows
+                if deleting > 0:
+                    found_in = (every, gone, fetch)
+                    read += _gone_by_buckets(s, snapshot_id, cur, found_in, c, fmt, deleting)
+                else:
+                    cur.execute(
+                        sql.SQL(
+                            "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS pagila_h "
+                            "FROM ONLY {} WITH NO DATA"
+                        ).format(gone, _key(c), live)
+                    )
+                found = _balance(cur, c, fetch, gone)
+                source = (verdict.source_rows, verdict.source_checksum)
+                target = (verdict.target_rows, verdict.target_checksum)
+                if not changeplan.confirms(found, source, target, inserted):
+                    log.info("compared %s: the rows written since do not account for it", c.name)
+                    for table in (keys, fetch, gone, every):
+                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                    conn.commit()
+                    return None
+                _result_table(cur, work, c, live)
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {} SELECT {} FROM {} AS s WHERE EXISTS "
+                        "(SELECT 1 FROM {} AS l WHERE {})"
+                    ).format(
+                        _work(work, "r", c), _listed(c.columns, "s"), keys, fetch, _on(c, "s", "l")
+                    )
+                )
+            conn.commit()
+    found = replace(found, since=True)
+    log.info(
+        "compared %s by the rows written since: %d rows to fetch, %d gone, %d bytes read",
+        *(c.name, found.fetch, found.gone, read),
+    )
+    return found, read
+
+
+def _load_keys(
+    cur: Cursor,
+    keys: sql.Identifier,
+    c: Change,
+    live: sql.Identifier,
+    spool: Any,
+    fmt: sql.Composable,
+    columns: sql.Composable | None = None,
+) -> None:
+    """The source's keys (or ``columns``: whole rows) and row hashes from ``spool`` into the
+    unlogged work table ``keys``."""
+    cur.execute(
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS pagila_h FROM ONLY {} WITH NO DATA"
+        ).format(keys, columns or _key(c), live)
+    )
+    cur.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT {})").format(keys, fmt), spool)
+    cur.execute(sql.SQL("ANALYZE {}").format(keys))
+
+
+def _gone_by_buckets(
+    s: Settings,
+    snapshot_id: str,
+    tgt: Cursor,
+    tables: tuple[sql.Identifier, sql.Identifier, sql.Identifier],
+    c: Change,
+    fmt: sql.Composable,
+    deleting: int,
+) -> int:
+    """The live rows whose key the source deleted (``deleting`` of them, by the counts), into
+    the work table ``gone``; the bytes read. Both sides' keys are hashed into buckets and
+    counted; only the buckets where the live table has more rows than the source's (new rows
+    counted out) hold deleted keys, and only the source's keys in those are sent (into the work
+    table ``every``) to find them. ``tables``: every, gone, and the fetch table (new rows)."""
+    every, gone, fetch = tables
+    live = sql.Identifier(c.schema, c.table)
+    mask = sql.Literal(changeplan.buckets(deleting) - 1)
+    bucket = sql.SQL("(pg_catalog.hash_record_extended(ROW({}), 0) & {})").format(
+        _key(c, "t"), mask
+    )
+    count = sql.SQL("SELECT {} AS b, count(*) FROM {} AS t{} GROUP BY 1")
+    tgt.execute(count.format(bucket, sql.SQL("ONLY {}").format(live), sql.SQL("")))
+    on_target = dict(tgt.fetchall())
+    tgt.execute(count.format(bucket, fetch, sql.SQL(" WHERE t.pagila_old_h IS NULL")))
+    inserted = dict(tgt.fetchall())
+    with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
+        with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
+            cur.execute(count.format(bucket, sql.SQL("ONLY {}").format(live), sql.SQL("")))
+            chosen = changeplan.deleted_in(dict(cur.fetchall()), on_target, inserted)
+            keys = sql.SQL(
+                "COPY (SELECT {} FROM ONLY {} AS t WHERE {} = ANY ({})) TO STDOUT WITH (FORMAT {})"
+            )
+            cur.copy_expert(
+                keys.format(_key(c, "t"), live, bucket, sql.Literal(chosen), fmt),
+                spool,
+                size=1 << 20,
+            )
+        read = spool.tell()
+        spool.seek(0)
+        tgt.execute(
+            sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
+                every, _key(c), live
+            )
+        )
+        tgt.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT {})").format(every, fmt), spool)
+        tgt.execute(sql.SQL("ANALYZE {}").format(every))
+    also = sql.SQL(" AND {} = ANY ({})").format(bucket, sql.Literal(chosen))
+    tgt.execute(_gone_sql(c, gone, every, live, also))
+    return read
+
+
+def _fetch_sql(
+    c: Change, fetch: sql.Identifier, keys: sql.Identifier, live: sql.Identifier
+) -> sql.Composed:
+    return sql.SQL(sqlfiles.query("changes_fetch")).format(
+        fetch=fetch,
+        keys=keys,
+        live=live,
+        key=_key(c),
+        source_key=_key(c, "s"),
+        on=_on(c, "s", "l"),
+        hash=_hash(c),
+    )
+
+
+def _gone_sql(
+    c: Change,
+    gone: sql.Identifier,
+    keys: sql.Identifier,
+    live: sql.Identifier,
+    also: sql.Composable = verify.EVERY_ROW,
+) -> sql.Composed:
+    return sql.SQL(sqlfiles.query("changes_gone")).format(
+        gone=gone,
+        keys=keys,
+        live=live,
+        live_key=_key(c, "t"),
+        on=_on(c, "s", "t"),
+        hash=_hash(c),
+        also=also,
+    )
+
+
+def _balance(cur: Cursor, c: Change, fetch: sql.Identifier, gone: sql.Identifier) -> Change:
+    """``c`` with what its work tables hold: rows to fetch, rows gone and the checksum's change."""
+    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(fetch))
+    fetched = int(cur.fetchone()[0])
+    cur.execute(sql.SQL(sqlfiles.query("changes_balance")).format(fetch=fetch, gone=gone))
+    _, deleted, net = cur.fetchone()
+    found = {**c.as_json(), "fetch": fetched, "gone": int(deleted), "net": int(net)}
+    return Change(**found)  # type: ignore[arg-type]
+
+
+def _result_table(cur: Cursor, work: str, c: Change, live: sql.Identifier) -> None:
+    """The empty work table the fetch fills with the source's rows (the apply reads it)."""
+    cur.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
+            _work(work, "r", c), _listed(c.columns), live
+        )
+    )
+
+
+def _compare_one(s: Settings, snapshot_id: str, work: str, c: Change) -> tuple[Change, int]:
     """One table's keys and row hashes from the snapshot, compared on the target with the live
     table's: the keys to fetch and the keys gone, in work tables; the bytes read."""
     live = sql.Identifier(c.schema, c.table)
@@ -217,65 +466,26 @@ def _compare_one(
         spool.seek(0)
         with connection(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
             with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS pagila_h FROM ONLY {} "
-                        "WITH NO DATA"
-                    ).format(keys, _key(c), live)
-                )
-                cur.copy_expert(
-                    sql.SQL("COPY {} FROM STDIN WITH (FORMAT {})").format(keys, fmt), spool
-                )
-                cur.execute(sql.SQL("ANALYZE {}").format(keys))
-                cur.execute(
-                    sql.SQL(sqlfiles.query("changes_fetch")).format(
-                        fetch=fetch,
-                        keys=keys,
-                        live=live,
-                        key=_key(c),
-                        source_key=_key(c, "s"),
-                        on=_on(c, "s", "l"),
-                        hash=_hash(c),
-                    )
-                )
-                fetched = cur.rowcount
-                cur.execute(
-                    sql.SQL(sqlfiles.query("changes_gone")).format(
-                        gone=gone,
-                        keys=keys,
-                        live=live,
-                        live_key=_key(c, "t"),
-                        on=_on(c, "s", "t"),
-                        hash=_hash(c),
-                    )
-                )
-                deleted = cur.rowcount
-                cur.execute(
-                    sql.SQL(
-                        "SELECT (SELECT coalesce(sum(pagila_h), 0) - coalesce(sum(pagila_old_h), 0)"
-                        " FROM {}) - (SELECT coalesce(sum(pagila_h), 0) FROM {})"
-                    ).format(fetch, gone)
-                )
-                net = int(cur.fetchone()[0])
-                cur.execute(
-                    sql.SQL(
-                        "CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA"
-                    ).format(_work(work, "r", c), _listed(c.columns), live)
-                )
+                _load_keys(cur, keys, c, live, spool, fmt)
+                cur.execute(_fetch_sql(c, fetch, keys, live))
+                cur.execute(_gone_sql(c, gone, keys, live))
+                found = _balance(cur, c, fetch, gone)
+                _result_table(cur, work, c, live)
             conn.commit()
     log.info(
-        "compared %s: %d rows to fetch, %d gone, %d bytes read", c.name, fetched, deleted, read
+        "compared %s key by key: %d rows to fetch, %d gone, %d bytes read",
+        *(c.name, found.fetch, found.gone, read),
     )
-    found = {**c.as_json(), "fetch": fetched, "gone": deleted, "net": net}
-    return Change(**found), read  # type: ignore[arg-type]
+    return found, read
 
 
 def units(changes: list[Change]) -> list[Unit]:
-    """One ``copy_table`` unit per table with rows to fetch."""
+    """One ``copy_table`` unit per table with rows to fetch (a table whose changes were found
+    from the rows written since has them already)."""
     return [
         Unit(c.schema, c.table, c.columns, kind="changes", stage=c.stage, text_only=c.text_only)
         for c in changes
-        if c.fetch
+        if c.fetch and not c.since
     ]
 
 
@@ -319,6 +529,9 @@ class Applied:
     held_ms: float
     detail: list[dict[str, Any]] = field(default_factory=list)
     """The per-table detail written in the ledger row (and kept in the run record)."""
+    written: frozenset[str] = frozenset()
+    """The tables it wrote or measured whole after its writes: their measures hold only from
+    its commit (the next proof measures them)."""
 
 
 def apply(
@@ -330,11 +543,16 @@ def apply(
     proven: Proven,
     ledger: Callable[[list[dict[str, Any]]], dict[str, Any]],
     totals: dict[str, TableTotal],
+    xmins: tuple[int | None, int | None] = (None, None),
+    origins: tuple[str | None, str | None] = (None, None),
 ) -> Applied:
     """Apply ``changes`` to the live tables in one transaction that commits only when every
     table it wrote, or could have written, equals the source at the snapshot (``proven``: the
     proof's verdicts, both sides), with the ledger
-    row ``ledger(detail)`` makes (``totals``: the fetches' bytes per table). On any failure
+    row ``ledger(detail)`` makes (``totals``: the fetches' bytes per table) and the run
+    snapshot's xmin and both sides' measures recorded for the next run (``xmins``: that one,
+    and the xmin of the target snapshot the proof measured the live tables in; ``origins``:
+    where each side was read, :mod:`pagila_tasks.run.recorded`). On any failure
     nothing is changed, the schemas' fingerprint is forgotten (the next run copies in full)
     and the error is raised."""
     s = ctx.s
@@ -344,7 +562,9 @@ def apply(
     with connection(s.target_dsn, s, f"pagila-changes-apply {run_id}") as conn:
         try:
             with conn.cursor() as cur:
-                done = _apply_in(ctx, cur, run_id, schemas, changes, proven, seq_values, matviews)
+                done = _apply_in(
+                    ctx, cur, run_id, schemas, changes, (proven, xmins[1]), seq_values, matviews
+                )
                 done = replace(done, detail=verify.detail(done.checks, totals, done.hows))
                 row = ledger(done.detail)
                 support.insert_replication(
@@ -356,6 +576,7 @@ def apply(
                         "target_state": "changed in place",
                     },
                 )
+                support.save_measures(cur, schemas, xmins[0], _record(done, xmins, origins))
             conn.commit()
         except Exception as exc:
             conn.rollback()
@@ -369,22 +590,38 @@ def apply(
     return done
 
 
+def _record(
+    done: Applied, xmins: tuple[int | None, int | None], origins: tuple[str | None, str | None]
+) -> str:
+    """The measures the apply leaves for the next proof: the source's hold from the run's
+    snapshot, a kept live table's from the proof's, a written one's not at all."""
+    verdicts = [
+        (c.table, c.source_rows, c.target_rows, c.source_checksum, c.target_checksum)
+        for c in done.checks
+    ]
+    since = {c.table: None if c.table in done.written else xmins[1] for c in done.checks}
+    return recorded.sides(verdicts, origins, (xmins[0], since)).as_json()
+
+
 def _apply_in(
     ctx: Context,
     cur: Cursor,
     run_id: str,
     schemas: tuple[str, ...],
     changes: list[Change],
-    proven: Proven,
+    measured: tuple[Proven, int | None],
     seq_values: sequences.Values,
     matviews: list[tuple[str, str]],
 ) -> Applied:
     started = time.monotonic()
+    proven, measured_at = measured
 
     def timed(what: str) -> None:
         log.info("apply %s: %s after %.3f s", run_id, what, time.monotonic() - started)
 
     cur.execute("SET LOCAL lock_timeout = %s", (f"{APPLY_WAIT_MS}ms",))
+    cur.execute(BY_KEY)
+    unwritten = _unwritten_since(cur, changes, proven, measured_at)
     refs = references(cur, schemas)
     order = changeplan.parents_first(changes, refs)
     triggers = _triggers_off(cur, changes)
@@ -400,7 +637,8 @@ def _apply_in(
     # written rows are proven by their hashes, the rest by the comparison (see changeplan.after)
     acted = changeplan.touched(changes, refs)
     keys = row_keys(cur, schemas)
-    reached = sorted(k for k, rk in keys.items() if rk.root in acted)
+    written = {c.ref for c in changes if c.name not in unwritten}  # by someone since the proof
+    reached = sorted(k for k, rk in keys.items() if rk.root in acted or k in written)
     whole = verify.measure_all(cur, reached, checksums=True) if reached else {}
     checks = [
         verify.TableCheck(name, proven[name][0], rows, proven[name][2], checksum)
@@ -428,7 +666,44 @@ def _apply_in(
     at = cur.fetchone()[0]
     held = round((time.monotonic() - started) * 1000, 1)
     every = sorted(checks + kept, key=lambda c: c.table)
-    return Applied(every, {c.table: "kept" for c in every} | hows, len(seq_values), at, held)
+    hows = {c.table: "kept" for c in every} | hows
+    return Applied(every, hows, len(seq_values), at, held, written=frozenset(done))
+
+
+def _unwritten_since(
+    cur: Cursor, changes: list[Change], proven: Proven, measured_at: int | None
+) -> set[str]:
+    """The changed tables shown as the proof measured them, once writers are locked out of
+    them until the commit (SHARE ROW EXCLUSIVE: readers go on): the same count, and no row
+    written by a transaction that had not ended when the proof's snapshot was taken. Their
+    count and checksum after the writes then follow from the proof's and the writes'; any
+    other changed table is measured whole after the writes."""
+    if not changes:
+        return set()
+    cur.execute(
+        sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sql.Identifier(*c.ref) for c in changes)
+        )
+    )
+    if measured_at is None:
+        return set()
+    cur.execute("SELECT pg_catalog.age(%s::text::xid)", (str(measured_at % (1 << 32)),))
+    limit = int(cur.fetchone()[0])
+    if not 0 <= limit < recorded.WINDOW:  # not this counter, or too far behind
+        return set()
+    shown = set()
+    for c in changes:
+        cur.execute(
+            sql.SQL(sqlfiles.query("table_untouched")).format(
+                table=sql.Identifier(*c.ref), limit=sql.Literal(limit)
+            )
+        )
+        rows, since = cur.fetchone()
+        if recorded.holds((proven[c.name][1], None), int(rows), int(since)):
+            shown.add(c.name)
+        else:
+            log.info("%s was written on the target since the proof: measured whole", c.name)
+    return shown
 
 
 def _refresh(cur: Cursor, schema: str, name: str) -> None:

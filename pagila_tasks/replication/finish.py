@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg2.extensions
 
+from pagila_tasks.base import names
 from pagila_tasks.base.errors import Refused, ReplicationError
 from pagila_tasks.pg import support
 from pagila_tasks.pg.db import connection
@@ -34,12 +35,13 @@ from pagila_tasks.replication import (
     postdata,
     proof,
     sequences,
+    snapshot,
     staging,
     switch,
     verify,
 )
 from pagila_tasks.replication.snapshot import snapshot_cursor
-from pagila_tasks.run import guard, lifecycle
+from pagila_tasks.run import guard, lifecycle, recorded
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import (
     ReplicateOptions,
@@ -76,7 +78,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     ctx.step(run_id, "finish", "read sequences, keys and views in the snapshot")
     source = _read_source(ctx, run, plan, layout)
     ctx.step(run_id, "finish", "verification (checksums of both sides) beside post-data")
-    checks, target_seqs = _build_and_measure(ctx, run, plan, layout, source)
+    checks, target_seqs, mark = _build_and_measure(ctx, run, plan, layout, source)
     verify.require(checks, source.sequences, target_seqs)
     detail = verify.detail(checks, run.table_totals(), run.how_built())
     ctx.record.verified(run_id, detail, len(source.sequences))
@@ -89,7 +91,7 @@ def finish(ctx: Context, run_id: str) -> dict[str, Any]:
     moves_objects = plan.large_objects > 0 or not plan.subset
     done = switch.run(ctx, run_id, layout, row, moves_objects, carried)
     ctx.record.switched(run_id, Switch(done.target_state, done.at.isoformat(), done.held_ms))
-    _after_switch(ctx, run_id, plan, chosen)  # before "succeeded": ends holding nothing
+    _after_switch(ctx, run_id, plan, chosen, (checks, mark))  # ends holding nothing
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
     ctx.step(run_id, "finish", f"succeeded, {len(checks)} tables verified")
     return {"run_id": run_id, "state": "succeeded", "tables": len(checks)}
@@ -108,6 +110,10 @@ def _unchanged(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
         support.ensure(conn, "replication")
         guard.before_commit(ctx, run_id)
         support.insert_replication(conn, row)
+        with conn.cursor() as cur:
+            since = {p[0]: plan.measured_at for p in plan.proven}
+            was = recorded.sides(list(plan.proven), plan.origins, (plan.horizon, since))
+            support.save_measures(cur, plan.schemas, plan.horizon, was.as_json())
         conn.commit()
     ctx.record.switched(run_id, Switch(target_state="unchanged"))
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
@@ -131,6 +137,8 @@ def _applied(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
         proven,
         lambda detail: ledger_row(run, True, None, detail, "changed in place"),
         run.table_totals(),
+        (plan.horizon, plan.measured_at),
+        plan.origins,
     )
     ctx.record.verified(run_id, done.detail, done.sequences)
     state = "changed in place"
@@ -141,12 +149,35 @@ def _applied(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
     return {"run_id": run_id, "state": "succeeded", "tables": len(done.checks)}
 
 
-def _after_switch(ctx: Context, run_id: str, plan: ReplicationPlan, chosen: Resolved) -> None:
-    """The new copy's schema fingerprint recorded for the next run's proof (a whole run's),
-    then the copy it replaced dropped."""
+def _after_switch(
+    ctx: Context,
+    run_id: str,
+    plan: ReplicationPlan,
+    chosen: Resolved,
+    verified: tuple[list[verify.TableCheck], tuple[int, str | None]],
+) -> None:
+    """The new copy's schema fingerprint and measures recorded for the next run's proof (a
+    whole run's; ``verified``: the verdicts and the target's mark taken before they were
+    measured), then the copy it replaced dropped."""
     if plan.fingerprint and not plan.subset:
-        proof.record(ctx.s, run_id, plan.schemas, plan.fingerprint, plan.target_version)
+        checks, (since, where) = verified
+        was = recorded.sides(
+            [_verdict(c) for c in checks],
+            (plan.origins[0], where),
+            (plan.horizon, {c.table: since for c in checks}),
+        )
+        proof.record(
+            ctx.s,
+            run_id,
+            (plan.schemas, plan.fingerprint, plan.target_version),
+            plan.horizon,
+            was.as_json(),
+        )
     _drop_old(ctx, run_id, chosen.drop_dependents)
+
+
+def _verdict(c: verify.TableCheck) -> tuple[str, int, int, str | None, str | None]:
+    return (c.table, c.source_rows, c.target_rows, c.source_checksum, c.target_checksum)
 
 
 def _replication(ctx: Context, run_id: str) -> Run:
@@ -210,9 +241,9 @@ def _read_source(
 
 def _build_and_measure(
     ctx: Context, run: Run, plan: ReplicationPlan, layout: staging.Layout, source: SourceFacts
-) -> tuple[list[verify.TableCheck], sequences.Values]:
-    """Both sides measured, post-data, keys validated, sequences and matviews; the verdicts
-    and the target's sequences.
+) -> tuple[list[verify.TableCheck], sequences.Values, tuple[int, str | None]]:
+    """Both sides measured, post-data, keys validated, sequences and matviews; the verdicts,
+    the target's sequences and its mark taken before it was measured (recorded with them).
 
     Ordered by what each step needs (measured in docs/benchmarks.md): the target's rows are
     final once the chord fires, so they are measured first, before post-data's ALTER TABLEs
@@ -221,7 +252,10 @@ def _build_and_measure(
     validated side by side beside the materialized-view refresh, which needs the indexes.
     """
     s, run_id, targets = ctx.s, run.run_id, layout.targets()
-    tables, los = list(plan.table_keys), plan.large_objects > 0
+    mark = snapshot.target_mark(s, f"pagila-finish {run_id}")  # the measures hold from it
+    kept = plan.reused_measures  # proven on both sides by prepare: not read again
+    tables = [t for t in plan.table_keys if names.display(*t) not in kept]
+    los = plan.large_objects > 0
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"finish-{run_id}") as pool:
         snap = run.snapshot.id or ""
         src_measures = pool.submit(verify.measure_source, s, snap, run_id, tables, los)
@@ -236,7 +270,10 @@ def _build_and_measure(
             ctx, run_id, layout, source.sequences, source.matviews
         )
         validated.result()
-        return verify.combine(src_measures.result(), target_measures), seqs
+        source_side = src_measures.result() | kept
+        order = [names.display(*t) for t in plan.table_keys]
+        ordered = {n: source_side[n] for n in order + sorted(set(source_side) - set(order))}
+        return verify.combine(ordered, target_measures | kept), seqs, mark
 
 
 def ledger_row(

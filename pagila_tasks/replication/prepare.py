@@ -58,6 +58,10 @@ class Findings:
     needs: extensions.TargetPlan
     swap: bool
     kept: keepplan.KeepPlan | None
+    bounds: tuple[int, int] = (0, 0)
+    """The snapshot's xmin and xmax (xid8): see :func:`.snapshot.bounds`."""
+    origin: str | None = None
+    """The source's origin (:func:`.snapshot.origin`)."""
 
 
 def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.Unit]:
@@ -161,12 +165,13 @@ def _resume(
         guard.before_commit(ctx, run_id)
     tgt.commit()
     ctx.step(run_id, "prepare", f"prove the units run {staged.run_id} staged")
-    reused = resume.reusable(ctx.s, run_id, snapshot_id, staged, layout.targets())
+    reused, measures = resume.reusable(ctx.s, run_id, snapshot_id, staged, layout.targets())
     with tgt.cursor() as cur:
         resume.restart_block_tables(cur, run_id, staged.units, reused, layout.targets())
         guard.before_commit(ctx, run_id)
     tgt.commit()
-    return resume.Resumed(staged.run_id, staged.units, reused)
+    whole = resume.whole_tables(staged.units, set(reused), measures)
+    return resume.Resumed(staged.run_id, staged.units, reused, whole)
 
 
 def _schemas_gone(cur: psycopg2.extensions.cursor, layout: staging.Layout) -> str | None:
@@ -240,10 +245,21 @@ def _compare(
         return changes.Decision(None, "")
     if any(c.table == largeobjects.NAME and not c.ok for c in proven.checks):
         return changes.Decision(None, "a full copy: the large objects differ")
-    ctx.step(run_id, "prepare", "compare the tables that differ, key by key")
+    ctx.step(
+        run_id,
+        "prepare",
+        "compare the tables that differ: rows written since first, else key by key",
+    )
     try:
         return changes.compare(
-            ctx.s, run_id, snapshot_id, chosen.schemas, found.tables, list(proven.checks)
+            ctx.s,
+            run_id,
+            snapshot_id,
+            chosen.schemas,
+            found.tables,
+            list(proven.checks),
+            proven.since,
+            found.bounds[1],
         )
     except psycopg2.Error as exc:  # cannot tell what changed: copy everything
         changes.drop_work(ctx.s, run_id)
@@ -289,6 +305,8 @@ def _read(ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved) -> Find
                 needs=needs,
                 swap=swap,
                 kept=kept,
+                bounds=snapshot.bounds(cur),
+                origin=snapshot.origin(cur),
             )
 
 
@@ -342,12 +360,16 @@ def _plan(
         else (),
         fingerprint=proven.fingerprint,
         reused=tuple(resumed.reused) if resumed else (),
+        reused_measures=dict(resumed.measures) if resumed else {},
         expected=plan.expected_bytes(units, found.tables, eta.copied_bytes(last)),
         max_rate=chosen.max_rate,
         unit_overhead=eta.unit_overhead(last),
         applies=applies,
         changes=tuple(applying.changes or ()),
         compared_bytes=applying.compared_bytes,
+        horizon=found.bounds[0] or None,
+        measured_at=proven.measured_at,
+        origins=(found.origin, proven.origins[1]),
     )
 
 

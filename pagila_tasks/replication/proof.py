@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg2
+import psycopg2.extensions
 
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import support
 from pagila_tasks.pg.db import connection
-from pagila_tasks.replication import largeobjects, schema, sequences, verify
+from pagila_tasks.replication import largeobjects, schema, sequences, snapshot, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
+from pagila_tasks.run import recorded
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,12 @@ class Side:
 
     tables: verify.Measures
     sequences: sequences.Values = field(default_factory=dict)
+    xmin: int | None = None
+    """The xmin of the snapshot it was measured in (the target's: see :attr:`Proof.measured_at`)."""
+    origin: str | None = None
+    """Where it was measured (:func:`.snapshot.origin`), recorded with the measures."""
+    taken: frozenset[str] = frozenset()
+    """Tables whose recorded measure was shown to hold (:func:`.verify.measure_known`)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,14 @@ class Proof:
     same_schemas: bool = False
     """Both sides' schemas are as the last switch left them and every table was measured: the
     rows that differ may be applied in place (:mod:`.changes`)."""
+    since: int | None = None
+    """The xmin of the source snapshot the live copy was last proven equal to (recorded with the
+    fingerprints): where the comparison looks first (:mod:`.changes`)."""
+    measured_at: int | None = None
+    """The xmin of the target snapshot the live tables were measured in: an apply in place
+    shows them unwritten since (:func:`.changes.apply`)."""
+    origins: tuple[str | None, str | None] = (None, None)
+    """Where the source and the target were measured (recorded with the measures)."""
 
 
 def judge(
@@ -107,56 +123,132 @@ def prove(
         last = support.fingerprint(cur, schemas)
     if last is None:
         return Proof(False, "no run recorded the live copy's schema yet", (), fingerprint)
-    recorded_by, source_sha, target_sha = last
-    if source_sha != fingerprint:
+    recorded_by = last.run_id
+    if last.source_sha256 != fingerprint:
         return Proof(False, f"the source's schema changed since run {recorded_by}", (), fingerprint)
-    try:
-        live = schema.live_fingerprint(s, schemas, target_version)
-    except ReplicationError as exc:  # cannot tell: copy
-        why = f"the live schemas could not be dumped: {s.scrub(str(exc))}"
+    was = recorded.Recorded.from_json(last.measures)
+    live_sha, measured = _measure(
+        s, run_id, snapshot_id, (schemas, tables), target_version, large_objects, was
+    )
+    if isinstance(live_sha, ReplicationError):  # cannot tell: copy
+        why = f"the live schemas could not be dumped: {s.scrub(str(live_sha))}"
         return Proof(False, why, (), fingerprint)
-    if live != target_sha:
+    if live_sha != last.target_sha256:
         return Proof(False, f"the target's schema changed since run {recorded_by}", (), fingerprint)
-    try:
-        with snapshot_cursor(s, snapshot_id, f"pagila-proof-src {run_id}") as cur:
-            source_seqs = sequences.read(cur, schemas)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"proof-{run_id}") as pool:
-            tables_src = pool.submit(
-                verify.measure_source, s, snapshot_id, run_id, tables, large_objects
-            )
-            target = _target(s, run_id, schemas, tables, large_objects)
-            source = Side(tables_src.result(), source_seqs)  # the snapshot's: read once
-            unchanged, reason, checks = judge(recorded_by, source, target)
-    except psycopg2.Error as exc:  # a table gone since the dump, a lock timeout: copy
-        why = f"the live copy could not be measured: {s.scrub(str(exc))}"
+    if isinstance(measured, psycopg2.Error):  # a table gone since the dump, a lock timeout: copy
+        why = f"the live copy could not be measured: {s.scrub(str(measured))}"
         return Proof(False, why, (), fingerprint)
-    return Proof(unchanged, reason, tuple(checks), fingerprint, same_schemas=True)
+    source, target = measured
+    unchanged, reason, checks = judge(recorded_by, source, target)
+    log.info(
+        "run %s: proof: recorded measures shown to hold for %d tables on the source, %d on the "
+        "target; the rest measured",
+        *(run_id, len(source.taken), len(target.taken)),
+    )
+    return Proof(
+        unchanged,
+        reason,
+        tuple(checks),
+        fingerprint,
+        same_schemas=True,
+        since=last.horizon,
+        measured_at=target.xmin,
+        origins=(source.origin, target.origin),
+    )
+
+
+def _measure(
+    s: Settings,
+    run_id: str,
+    snapshot_id: str,
+    what: tuple[tuple[str, ...], list[tuple[str, str]]],
+    target_version: int,
+    los: bool,
+    was: recorded.Recorded,
+) -> tuple[str | ReplicationError, tuple[Side, Side] | psycopg2.Error]:
+    """The live schemas' fingerprint and both sides' measures (``what``: schemas, tables;
+    ``was``: what the last run recorded), at once (each waits on its own server); a dump or a
+    measure that failed is handed back, for the schemas' verdict to come first."""
+    schemas = what[0]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"proof-{run_id}") as pool:
+        live = pool.submit(schema.live_fingerprint, s, schemas, target_version)
+        try:
+            src = pool.submit(_source, s, snapshot_id, run_id, what, los, was.source)
+            target = _target(s, run_id, what, los, was.target)
+            measured: tuple[Side, Side] | psycopg2.Error = (src.result(), target)
+        except psycopg2.Error as exc:
+            measured = exc
+        try:
+            return live.result(), measured
+        except ReplicationError as exc:
+            return exc, measured
+
+
+def _source(
+    s: Settings,
+    snapshot_id: str,
+    run_id: str,
+    what: tuple[tuple[str, ...], list[tuple[str, str]]],
+    los: bool,
+    was: recorded.Side,
+) -> Side:
+    """The source in the run's snapshot (a table shown unwritten since the last record takes
+    its recorded measure)."""
+    schemas, tables = what
+    with snapshot_cursor(s, snapshot_id, f"pagila-proof-src {run_id}") as cur:
+        side = _side(cur, tables, was)
+        if los:
+            side.tables[largeobjects.NAME] = largeobjects.measure(cur, staged=False)
+        return replace(side, sequences=sequences.read(cur, schemas))
 
 
 def _target(
-    s: Settings, run_id: str, schemas: tuple[str, ...], tables: list[tuple[str, str]], los: bool
+    s: Settings,
+    run_id: str,
+    what: tuple[tuple[str, ...], list[tuple[str, str]]],
+    los: bool,
+    was: recorded.Side,
 ) -> Side:
     """The live copy in one read-only snapshot of the target, so its parts agree in time."""
+    schemas, tables = what
     with connection(s.target_dsn, s, f"pagila-proof-tgt {run_id}") as conn:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
-            measures = verify.measure_all(cur, tables, checksums=True)
+            side = _side(cur, tables, was)
             if los or largeobjects.count(cur):
-                measures[largeobjects.NAME] = largeobjects.measure(cur, staged=False)
-            return Side(measures, sequences.read(cur, schemas))
+                side.tables[largeobjects.NAME] = largeobjects.measure(cur, staged=False)
+            return replace(side, sequences=sequences.read(cur, schemas))
+
+
+def _side(
+    cur: psycopg2.extensions.cursor, tables: list[tuple[str, str]], was: recorded.Side
+) -> Side:
+    """Every table measured in ``cur``'s snapshot, or taken from ``was`` where it still holds."""
+    origin = snapshot.origin(cur)
+    xmin, xmax = snapshot.bounds(cur)
+    measures, taken = verify.measure_known(cur, tables, was.known(origin, xmax))
+    return Side(measures, {}, xmin, origin, frozenset(taken))
 
 
 def record(
-    s: Settings, run_id: str, schemas: tuple[str, ...], fingerprint: str, version: int
+    s: Settings,
+    run_id: str,
+    built: tuple[tuple[str, ...], str, int],
+    horizon: int | None,
+    measures: str | None,
 ) -> None:
-    """After a switch: the live schemas' fingerprint beside the source's, for the next proof.
-    Not recorded (the next run copies, as today) when the target cannot be dumped."""
+    """After a switch: the live schemas' fingerprint beside the source's (``built``: the
+    schemas, the source's fingerprint, the target's server version), the source snapshot's xmin
+    and both sides' measures (JSON), for the next proof. Not recorded (the next run copies, as
+    today) when the target cannot be dumped."""
+    schemas, fingerprint, version = built
     try:
         live = schema.live_fingerprint(s, schemas, version)
         with connection(s.target_dsn, s, f"pagila-proof {run_id}") as conn:
             with conn.cursor() as cur:
                 support.ensure_work(cur)
-                support.save_fingerprint(cur, schemas, run_id, fingerprint, live)
+                shas = (fingerprint, live)
+                support.save_fingerprint(cur, schemas, run_id, shas, horizon, measures)
             conn.commit()
     except (psycopg2.Error, ReplicationError) as exc:  # the copy is live either way
         log.warning("run %s: schema fingerprint not recorded: %s", run_id, s.scrub(str(exc)))

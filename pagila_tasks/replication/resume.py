@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2.extensions
@@ -63,6 +63,9 @@ class Resumed:
     units: tuple[Unit, ...]
     reused: dict[str, tuple[str, int]]
     """unit name -> (the run that copied it, rows), each proven equal at this snapshot."""
+    measures: Measures = field(default_factory=dict)
+    """Per table every unit of which was reused: its count and checksum, the same on both
+    sides at this snapshot (verification takes them: see :func:`whole_tables`)."""
 
     @property
     def reason(self) -> str:
@@ -115,14 +118,15 @@ def units_json(units: list[Unit]) -> str:
 
 def reusable(
     s: Settings, run_id: str, snapshot_id: str, staged: Staged, targets: dict[str, str]
-) -> dict[str, tuple[str, int]]:
+) -> tuple[dict[str, tuple[str, int]], Measures]:
     """The committed units whose staged rows equal the source's in ``snapshot_id`` (count and
-    checksum, each side measured as verification measures it). A table split by heap blocks is
-    measured whole (a block range means nothing on the target), so its units are reused
-    together, once every one of them was committed, or not at all."""
+    checksum, each side measured as verification measures it), with those measures (by unit
+    name). A table split by heap blocks is measured whole (a block range means nothing on the
+    target; its measure is by table name), so its units are reused together, once every one
+    of them was committed, or not at all."""
     committed = [u for u in staged.units if u.name in staged.committed and u.kind == "table"]
     if not committed or not s.verify_checksums:
-        return {}
+        return {}, {}
     parts = [(u.name, u.schema, u.table, range_filter(u)) for u in committed if not u.by_block]
     blocks = whole_block_tables(staged)
     parts += [(name, us[0].schema, us[0].table, sql.SQL("")) for name, us in blocks.items()]
@@ -131,11 +135,41 @@ def reusable(
         target = _staged(s, run_id, parts, targets)
         measured = source.result()
     equal = {n for n, *_ in parts if measured[n] == target[n] and measured[n][1] is not None}
-    return {
+    reused = {
         u.name: staged.committed[u.name]
         for u in committed
         if (u.table_name if u.by_block else u.name) in equal
     }
+    return reused, {n: measured[n] for n in equal}
+
+
+def whole_tables(units: tuple[Unit, ...], reused: set[str], measures: Measures) -> Measures:
+    """Pure: per table every unit of which was reused, its count and checksum: the sum of its
+    units' (a checksum is a sum of row hashes), or its own for a table split by heap blocks.
+    Those were measured on both sides at the run's snapshot and found equal, and no unit of
+    the run writes to the table after: verification takes them instead of reading the table
+    again. A table with a unit copied in this run, or whose units' checksums differ in method,
+    is left out (measured as usual)."""
+    tables: dict[str, list[Unit]] = {}
+    for u in units:
+        if u.kind == "table":
+            tables.setdefault(u.table_name, []).append(u)
+    out: Measures = {}
+    for name, parts in tables.items():
+        if not all(u.name in reused for u in parts):
+            continue
+        if parts[0].by_block:
+            if name in measures:
+                out[name] = measures[name]
+            continue
+        found = [measures.get(u.name) for u in parts]
+        methods = {m[1].split(":", 1)[0] for m in found if m and m[1] and ":" in m[1]}
+        if None in found or len(methods) != 1:
+            continue
+        rows = sum(m[0] for m in found if m)
+        total = sum(int(str(m[1]).split(":", 1)[1]) for m in found if m)
+        out[name] = (rows, f"{methods.pop()}:{total}")
+    return out
 
 
 def whole_block_tables(staged: Staged) -> dict[str, list[Unit]]:

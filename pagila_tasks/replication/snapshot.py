@@ -31,8 +31,8 @@ import redis
 
 from pagila_tasks.base.errors import ReplicationError, SnapshotLost
 from pagila_tasks.config import Settings, settings
-from pagila_tasks.pg import warm
-from pagila_tasks.pg.db import CATALOG_PATH, connect
+from pagila_tasks.pg import sqlfiles, warm
+from pagila_tasks.pg.db import CATALOG_PATH, connect, connection
 from pagila_tasks.run import lifecycle
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import RunState
@@ -125,6 +125,38 @@ def snapshot_cursor(
                     f"{(exc.diag.message_primary or str(exc)).strip()}"
                 ) from None
             yield cur
+
+
+def bounds(cur: psycopg2.extensions.cursor) -> tuple[int, int]:
+    """The xmin and xmax (xid8) of the snapshot ``cur`` reads: every transaction before xmin had
+    ended when it was taken, so a row written after it carries an xmin at or past its xmin."""
+    cur.execute(
+        "SELECT pg_catalog.pg_snapshot_xmin(s)::text::bigint, "
+        "pg_catalog.pg_snapshot_xmax(s)::text::bigint FROM pg_catalog.pg_current_snapshot() AS s"
+    )
+    xmin, xmax = cur.fetchone()
+    return int(xmin), int(xmax)
+
+
+def origin(cur: psycopg2.extensions.cursor) -> str | None:
+    """The server's system identifier, timeline and database oid (``sql/server_origin.sql``):
+    recorded measures hold only where they were taken; None when the server will not say."""
+    cur.execute("SAVEPOINT pagila_origin")
+    try:
+        cur.execute(sqlfiles.query("server_origin"))
+        found = cur.fetchone()[0]
+    except psycopg2.Error:  # a managed server that hides its control data
+        cur.execute("ROLLBACK TO SAVEPOINT pagila_origin")
+        return None
+    cur.execute("RELEASE SAVEPOINT pagila_origin")
+    return str(found)
+
+
+def target_mark(s: Settings, name: str) -> tuple[int, str | None]:
+    """The xmin of a fresh target snapshot and the target's origin, taken just before the
+    target is measured: the measures hold from that xmin (:mod:`pagila_tasks.run.recorded`)."""
+    with connection(s.target_dsn, s, name) as conn, conn.cursor() as cur:
+        return bounds(cur)[0], origin(cur)
 
 
 _spare: subprocess.Popen[bytes] | None = None

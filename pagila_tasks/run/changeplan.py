@@ -65,6 +65,9 @@ class Change:
     net: int = 0
     """What the writes add to the live table's checksum: the fetched rows' hashes, less those
     of the live rows they replace and of the rows deleted (the apply's proof)."""
+    since: bool = False
+    """Found from the rows the source wrote since the live copy was last proven equal (else
+    key by key); their rows were read with them (no fetch unit)."""
 
     @property
     def name(self) -> str:
@@ -175,6 +178,29 @@ def after(
         return target_rows + inserted - deleted, None
     method, value = target_checksum.split(":", 1)
     return target_rows + inserted - deleted, f"{method}:{int(value) + change.net}"
+
+
+def buckets(deleting: int) -> int:
+    """How many buckets (a power of two) a table's keys are hashed into to find ``deleting``
+    deleted keys: about sixteen per deleted key, so that the buckets holding one, whose keys are
+    sent, hold a sixteenth of the table or less; 64 to 65,536."""
+    return 1 << max(6, min(16, (max(deleting, 1) * 16 - 1).bit_length()))
+
+
+def deleted_in(source: dict[int, int], live: dict[int, int], inserted: dict[int, int]) -> list[int]:
+    """The buckets that hold keys the source deleted: per bucket, the live table's rows less the
+    source's, plus the source's new rows (which the live table lacks), is what was deleted."""
+    return sorted(b for b, n in live.items() if n - source.get(b, 0) + inserted.get(b, 0) > 0)
+
+
+def confirms(
+    change: Change, source: tuple[int, str | None], target: tuple[int, str | None], inserted: int
+) -> bool:
+    """Whether applying ``change`` (its ``gone`` and ``net``, ``inserted`` new rows) to the live
+    table measured as ``target`` gives exactly the source's count and checksum: the proof that
+    a guess at what changed missed nothing (else the table is compared key by key)."""
+    rows, checksum = after(change, target[0], target[1], inserted, change.gone)
+    return checksum is not None and (rows, checksum) == source
 
 
 def how(inserted: int, updated: int, deleted: int) -> str:

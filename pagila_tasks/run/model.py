@@ -206,6 +206,17 @@ class ReplicationPlan:
     indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Per table, the post-data statements the copy that completes it builds at once (a swap's;
     see :mod:`pagila_tasks.replication.indexes`)."""
+    reused_measures: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    """Per table every unit of which was reused: its count and checksum, proven the same on
+    both sides at this snapshot by prepare; verification takes them (no second read)."""
+    measured_at: int | None = None
+    """The xmin of the target snapshot the proof measured the live tables in (``applies``)."""
+    origins: tuple[str | None, str | None] = (None, None)
+    """Where the source and (by the proof) the target were read: recorded with the measures
+    (:mod:`pagila_tasks.run.recorded`)."""
+    horizon: int | None = None
+    """The run snapshot's xmin (xid8), recorded when its copy goes live or is proven equal, for
+    the next run's hint of which source rows may have changed (``None``: not read)."""
 
     @property
     def tables(self) -> list[str]:
@@ -243,6 +254,10 @@ class ReplicationPlan:
             "changes": [c.as_json() for c in self.changes],
             "compared_bytes": self.compared_bytes,
             "indexes": {k: list(v) for k, v in self.indexes.items()},
+            "horizon": self.horizon,
+            "measured_at": self.measured_at,
+            "origins": list(self.origins),
+            "reused_measures": {k: list(v) for k, v in self.reused_measures.items()},
         }
 
     @classmethod
@@ -273,6 +288,12 @@ class ReplicationPlan:
             changes=tuple(Change.from_json(c) for c in data.get("changes", [])),
             compared_bytes=int(data.get("compared_bytes") or 0),
             indexes={str(k): tuple(v) for k, v in (data.get("indexes") or {}).items()},
+            horizon=int(data["horizon"]) if data.get("horizon") is not None else None,
+            measured_at=int(data["measured_at"]) if data.get("measured_at") is not None else None,
+            origins=tuple(data.get("origins") or (None, None)),  # type: ignore[arg-type]
+            reused_measures={
+                str(k): (int(v[0]), v[1]) for k, v in (data.get("reused_measures") or {}).items()
+            },
         )
 
 

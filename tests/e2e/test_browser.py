@@ -48,14 +48,12 @@ def chromium() -> str:
     pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium)")
 
 
-def browse(flower: Flower, path: str, *mode: str, auth: bool = True, timeout: float = 90) -> str:
-    """Run headless Chromium once on ``path`` (logged in through the URL), return its stdout."""
-    login = f"{flower.user}:{flower.password}@" if auth else ""
-    url = f"http://{login}127.0.0.1:{flower.port}{path}"
+def run_chromium(url: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium once on ``url`` with a throwaway profile; it must exit 0."""
     profile = tempfile.mkdtemp(prefix="pagila-chromium-")
     try:
         proc = subprocess.run(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *mode, url],
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -64,7 +62,15 @@ def browse(flower: Flower, path: str, *mode: str, auth: bool = True, timeout: fl
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+    return proc
+
+
+def browse(flower: Flower, path: str, *mode: str, auth: bool = True, timeout: float = 90) -> str:
+    """Run headless Chromium once on ``path`` (logged in through the URL), return its stdout."""
+    login = f"{flower.user}:{flower.password}@" if auth else ""
+    return run_chromium(
+        f"http://{login}127.0.0.1:{flower.port}{path}", *mode, timeout=timeout
+    ).stdout
 
 
 def table_rows(dom: str) -> dict[str, str]:

@@ -7,14 +7,19 @@ equals the source, as after any run."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
-from tests.support import assert_replica, query, scalar
+from tests.support import assert_replica, query, scalar, state_of
 
 pytestmark = [pytest.mark.e2e]
 
 LIVE_OID = "SELECT oid FROM pg_namespace WHERE nspname = 'public'"
+
+
+SINCE = "1 found from the rows written since the last proof, 0 key by key"
+BY_KEY = "0 found from the rows written since the last proof, 1 key by key"
 
 
 def _replicate(iso, *flags: str) -> tuple[str, dict]:
@@ -65,14 +70,15 @@ def _kept(servers, iso, replica: bool = True) -> dict:
     return run
 
 
-def _applied(servers, iso, reason: str, changed: dict[str, str]) -> dict:
+def _applied(servers, iso, reason: str, changed: dict[str, str], fetches: int = 0) -> dict:
     """A run that applied the rows that differ in place: no new copy switched in, the ``changed``
-    tables say what was written (the others kept), one ledger row, the target equals the
-    source."""
+    tables say what was written (the others kept), ``fetches`` tables' rows fetched by a copy
+    (those compared key by key; the rows written since are read with the comparison), one
+    ledger row, the target equals the source."""
     before = scalar(servers.target_dsn, LIVE_OID)
     out, run = _replicate(iso)
     assert run["state"] == "succeeded", run
-    assert run["plan"]["units"] == sum(1 for h in changed.values() if " 0 updated, 0 ins" not in h)
+    assert run["plan"]["units"] == fetches, run["plan"]
     assert reason in run["plan"]["reason"] and "applies the changes in place" in out, out
     hows = {c["table"]: c["how"] for c in run["verification"]}
     assert {t: h for t, h in hows.items() if h != "kept"} == changed, hows
@@ -111,14 +117,21 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     _copied(servers, iso, "--full", "--full")
     _kept(servers, iso)
 
+    # the source wrote nothing since: only comparing key by key finds the row
     query(servers.target_dsn, "UPDATE public.rental SET return_date = NULL WHERE rental_id = 7")
-    _applied(servers, iso, "public.rental", {"public.rental": _in_place(updated=1)})
+    _applied(servers, iso, BY_KEY, {"public.rental": _in_place(updated=1)}, fetches=1)
     query(
         servers.source_dsn,
         "UPDATE public.rental SET staff_id = 3 - staff_id WHERE rental_id BETWEEN 100 AND 120",
     )
-    run = _applied(servers, iso, "1 of ", {"public.rental": _in_place(updated=21)})
-    assert "public.rental" in run["plan"]["reason"]
+    run = _applied(servers, iso, SINCE, {"public.rental": _in_place(updated=21)})
+    assert "1 of " in run["plan"]["reason"] and "public.rental" in run["plan"]["reason"]
+    # both sides changed: what the source wrote since does not account for the difference
+    query(servers.target_dsn, "UPDATE public.rental SET return_date = NULL WHERE rental_id = 9")
+    query(
+        servers.source_dsn, "UPDATE public.rental SET staff_id = 3 - staff_id WHERE rental_id = 200"
+    )
+    _applied(servers, iso, BY_KEY, {"public.rental": _in_place(updated=2)}, fetches=1)
     # its trigger (which would stamp last_update) was off for the write, and is on again
     assert (
         scalar(
@@ -137,7 +150,7 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
         "INSERT INTO public.rental (rental_date, inventory_id, customer_id, staff_id) "
         "VALUES ('2030-01-01', 1, 1, 1)",
     )
-    _applied(servers, iso, "public.rental", {"public.rental": _in_place(inserted=1)})
+    _applied(servers, iso, SINCE, {"public.rental": _in_place(inserted=1)})
     query(
         servers.source_dsn,
         "DELETE FROM public.payment WHERE payment_id IN "
@@ -147,7 +160,7 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     run = _applied(
         servers,
         iso,
-        "differ from the live copy: public.payment_p2022_",
+        "2 found from the rows written since the last proof, 0 key by key",
         {
             "public.payment_p2022_01": _in_place(deleted=1),
             "public.payment_p2022_06": _in_place(deleted=2),
@@ -176,3 +189,38 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     query(servers.source_dsn, "DROP TABLE public.extra")
     _copied(servers, iso, "the source's schema changed")
     _kept(servers, iso)
+
+
+def test_a_write_on_the_target_after_the_proof_fails_the_apply_and_changes_nothing(
+    servers, isolated
+) -> None:
+    """Someone updates a row of ``rental`` on the target after the proof measured it and before
+    the apply (a fault worker runs the callback): the apply finds the table written since the
+    proof, measures it whole, finds it unlike the source and commits nothing. The target is as
+    it was with that one write (DDL, every table's count and md5, sequences, matviews), the run
+    fails saying so, and the next run makes a full copy equal to the source."""
+    iso = isolated({"PAGILA_TEST_FAULT": "write-before-apply"})
+    iso.pool(1, prefix="cp", queues="copy")
+    iso.pool(1, prefix="ctl", queues="control", argv=[sys.executable, "-m", "tests.fault_worker"])
+    assert iso.submit("load").returncode == 0
+    _copied(servers, iso, "no run recorded")
+    query(
+        servers.source_dsn,
+        "UPDATE public.rental SET staff_id = 3 - staff_id WHERE rental_id BETWEEN 100 AND 120",
+    )
+    before = state_of(servers.target_dsn)
+    proc = iso.submit("replicate")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "could not be applied in place, nothing changed" in proc.stdout + proc.stderr
+    assert "public.rental" in proc.stdout + proc.stderr
+    after = state_of(servers.target_dsn)
+    written = after["tables"].pop("public.rental")
+    assert written != before["tables"].pop("public.rental")  # the one write
+    assert after == before
+    five = "SELECT return_date::date::text FROM public.rental WHERE rental_id = 5"
+    assert scalar(servers.target_dsn, five) == "2000-01-01"
+    assert not query(  # its work tables are gone
+        servers.target_dsn,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pagila\\_changes\\_%%'",
+    )
+    _copied(servers, iso, "no run recorded")  # the fingerprint was forgotten: a full copy

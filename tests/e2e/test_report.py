@@ -8,12 +8,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser import CHROMIUM_FLAGS, chromium
+from tests.e2e.test_browser import chromium, run_chromium
 from tests.support import ROOT, submit, submit_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -28,27 +27,9 @@ CONSOLE = re.compile(r':CONSOLE[:(]?\d*\)?\] "(.*)", source: (\S+)')
 
 def open_page(page: Path, *mode: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Headless Chromium once on the file, offline, its console on stderr."""
-    profile = tempfile.mkdtemp(prefix="pagila-chromium-")
-    try:
-        proc = subprocess.run(
-            [
-                chromium(),
-                *CHROMIUM_FLAGS,
-                *OFFLINE,
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=5000",
-                *mode,
-                page.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+    return run_chromium(
+        page.as_uri(), *OFFLINE, "--virtual-time-budget=5000", *mode, timeout=timeout
+    )
 
 
 def between(dom: str, start: str, end: str) -> str:

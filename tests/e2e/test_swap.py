@@ -130,7 +130,8 @@ def test_readers_see_the_previous_copy_or_the_new_one(servers, isolated, how: st
     assert_replica(servers.source_dsn, servers.target_dsn)
     if how == "full":
         assert seconds > 2, f"the run took {seconds:.1f} s: too short to show anything"
-    assert out["target_state"] == ("switched" if how == "full" else "changed in place"), out
+    expected = "switched" if how == "full" else "changed in place"
+    assert out["target_state"] == expected, (out.get("plan"), out.get("error"))
     for name, reader in readers.items():
         assert len(reader.values) > 3, (name, len(reader.values))
         assert reader.errors == [], (name, reader.errors[:3])

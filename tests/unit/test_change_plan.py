@@ -7,6 +7,9 @@ from pagila_tasks.run.changeplan import (
     Reference,
     RowKey,
     after,
+    buckets,
+    confirms,
+    deleted_in,
     parents_first,
     refusal,
     too_many,
@@ -94,10 +97,18 @@ def test_the_plan_carries_its_changes_through_the_run_record() -> None:
     change = _change("a", fetch=3, gone=1)
     unit = Unit("public", "a", ("id", "v"), kind="changes", stage="t0")
     plan = ReplicationPlan(
-        ("public",), True, {}, (unit,), (("public", "a"),), applies=True, changes=(change,)
+        ("public",),
+        True,
+        {},
+        (unit,),
+        (("public", "a"),),
+        applies=True,
+        changes=(change,),
+        horizon=(1 << 32) + 5,
     )
     back = ReplicationPlan.from_json(plan.as_json())
-    assert back.applies and back.changes == (change,)
+    assert back.applies and back.changes == (change,) and back.horizon == (1 << 32) + 5
+    assert ReplicationPlan.from_json(plan.as_json() | {"horizon": None}).horizon is None
     assert back.unit(unit.as_args()) == unit and unit.name == "public.a changes"
 
 
@@ -107,3 +118,27 @@ def test_a_changed_tables_checksum_after_the_apply_is_the_proofs_plus_the_writes
     change = Change("public", "a", "t0", ("id",), ("integer",), ("id",), (), net=-7)
     assert after(change, 10, "h:100", inserted=2, deleted=1) == (11, "h:93")
     assert after(change, 10, "t:-5", inserted=0, deleted=0) == (10, "t:-12")
+
+
+def test_a_guess_is_kept_only_when_it_accounts_for_both_counts_and_checksums() -> None:
+    """Applying the guess (2 inserted, 1 gone, checksum +30) to the live 10 rows summing 100 must
+    give the source's 11 rows summing 130; a row it missed on either side shows in the sums."""
+    guess = Change("public", "a", "t0", ("id",), ("integer",), ("id",), (), gone=1, net=30)
+    live = (10, "h:100")
+    assert confirms(guess, (11, "h:130"), live, inserted=2)
+    assert not confirms(guess, (11, "h:131"), live, inserted=2)  # a changed row not written since
+    assert not confirms(guess, (12, "h:130"), live, inserted=2)  # a row it did not see
+    assert not confirms(guess, (11, "t:130"), live, inserted=2)  # another method never agrees
+    assert not confirms(guess, (11, None), (10, None), inserted=2)  # no checksums: no proof
+
+
+def test_deleted_keys_are_looked_for_only_in_the_buckets_whose_counts_say_so() -> None:
+    """About sixteen buckets per deleted key (a power of two, 64 to 65,536); a bucket holds a
+    deleted key when the live rows outnumber the source's once the source's new rows (which the
+    live table lacks) are counted out."""
+    assert buckets(1) == 64 and buckets(70) == 2048 and buckets(10**9) == 65536
+    source = {0: 5, 1: 5, 2: 6, 3: 4}
+    live = {0: 5, 1: 6, 2: 5, 3: 5}
+    inserted = {2: 1}  # bucket 2: one new row, nothing deleted; bucket 3: one deleted
+    assert deleted_in(source, live, inserted) == [1, 3]
+    assert deleted_in(source, source, {}) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pagila_tasks.config import from_env
-from pagila_tasks.replication.resume import Resumed, Staged, refusal, units_json
+from pagila_tasks.replication.resume import Resumed, Staged, refusal, units_json, whole_tables
 from pagila_tasks.run.model import Run, RunState, UnitProgress
 from pagila_tasks.run.plan import Unit
 
@@ -71,4 +71,23 @@ def test_how_each_table_was_built() -> None:
         "public.rental": "ranges copied 1/2, rest from r1",
         "public.actor": "reused from r1",
         "public.film": "copied",
+    }
+
+
+def test_a_table_whose_every_unit_was_reused_is_verified_from_their_measures() -> None:
+    """Both of rental's ranges reused: its count and checksum are theirs summed (a checksum is
+    a sum of row hashes); actor, copied again, is left to verification; a table whose ranges'
+    checksums differ in method is measured as usual; a block-split table has its own measure."""
+    measures = {"public.rental#1of2": (99, "h:10"), "public.rental#2of2": (1, "h:-3")}
+    reused = {"public.rental#1of2", "public.rental#2of2"}
+    assert whole_tables(UNITS, reused, measures) == {"public.rental": (100, "h:7")}
+    assert whole_tables(UNITS, {"public.rental#1of2"}, measures) == {}
+    mixed = measures | {"public.rental#2of2": (1, "t:-3")}
+    assert whole_tables(UNITS, reused, mixed) == {}
+    blocks = tuple(
+        Unit("public", "log", ("a",), i, 2, "ctid", i * 10, i * 10 + 10, by_block=True)
+        for i in range(2)
+    )
+    assert whole_tables(blocks, {u.name for u in blocks}, {"public.log": (5, "h:1")}) == {
+        "public.log": (5, "h:1")
     }
