@@ -9,8 +9,9 @@ share rule lifted (what the rule weighs); after another change that includes the
 whole copy is built), a run killed (every worker process, ``kill -9``) once half its units were
 committed to staging, cancelled, then resubmitted (the resubmission, which resumes, is timed).
 Each row gives the run's seconds, its share of the full copy's, the units it copied, the bytes
-it read from the source (COPY streams, and the keys and row hashes a refresh compares) and the
-bytes it wrote to the target (COPY streams), each against the full copy's. The target's row
+it read from the source (COPY streams, and the keys, row hashes and rows a refresh compares) and
+the bytes it wrote to the target (COPY streams, into the copy or a refresh's work tables, which
+receive exactly what the comparison read), each against the full copy's. The target's row
 counts are checked against the source's after every run.
 """
 
@@ -94,13 +95,14 @@ def _timed(b: BenchStack, what: str, dataset: str, *options: str) -> dict[str, A
     units = record.get("units", {})
     copied = [u for u in units.values() if u.get("state") == "done"]
     plan = record.get("plan") or {}
-    written = sum(int(u.get("bytes") or 0) for u in copied)
+    compared = int(plan.get("compared_bytes") or 0)  # read, and written to the work tables
+    written = sum(int(u.get("bytes") or 0) for u in copied) + compared
     row = {
         "what": what,
         "dataset": dataset,
         "seconds": round(run.seconds, 2),
         "units": f"{len(copied)}/{len(units) or len(record.get('verification') or [])}",
-        "bytes": written + int(plan.get("compared_bytes") or 0),
+        "bytes": written,
         "written": written,
         "reason": plan.get("reason", ""),
     }

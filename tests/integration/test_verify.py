@@ -37,3 +37,37 @@ def test_checksums_see_content_not_order(servers) -> None:
         assert verify.measure(cur, "public", "c", checksums=False) == (500, None)
     finally:
         conn.close()
+
+
+def test_a_recorded_measure_is_taken_only_for_a_table_unwritten_since(servers) -> None:
+    """Measures recorded in a snapshot are taken for a table nobody wrote since (and only that
+    one): an update (new xmin), a delete (one row fewer) or a delete plus an insert (same count,
+    a new xmin) each make the table measured again, and the fresh measure tells it apart."""
+    dsn = servers.source_dsn
+    for t in "efgh":
+        query(dsn, f"CREATE TABLE public.{t} (id int PRIMARY KEY, v text)")
+        query(dsn, f"INSERT INTO public.{t} SELECT g, 'x' || g FROM generate_series(1, 300) g")
+    tables = [("public", t) for t in "efgh"]
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        xmin = cur.fetchone()[0]
+        then = verify.measure_all(cur, tables, checksums=True)
+        conn.commit()
+        query(dsn, "UPDATE public.f SET v = 'changed' WHERE id = 7")
+        query(dsn, "DELETE FROM public.g WHERE id = 8")
+        query(dsn, "DELETE FROM public.h WHERE id = 9; INSERT INTO public.h VALUES (301, 'x9')")
+        known = {f"public.{t}": (then[f"public.{t}"], xmin) for t in "efgh"}
+        now, taken = verify.measure_known(cur, tables, known)
+        assert taken == {"public.e"}
+        assert now == verify.measure_all(cur, tables, checksums=True)
+        assert [now[f"public.{t}"] == then[f"public.{t}"] for t in "efgh"] == [
+            True,
+            False,
+            False,
+            False,
+        ]
+        assert now["public.h"][0] == 300  # the same count: only the xmin showed it
+    finally:
+        conn.close()
