@@ -622,6 +622,7 @@ def _apply_in(
     cur.execute("SET LOCAL lock_timeout = %s", (f"{APPLY_WAIT_MS}ms",))
     cur.execute(BY_KEY)
     unwritten = _unwritten_since(cur, changes, proven, measured_at)
+    timed(f"writers locked out, {len(unwritten)} of {len(changes)} tables unwritten since")
     refs = references(cur, schemas)
     order = changeplan.parents_first(changes, refs)
     triggers = _triggers_off(cur, changes)
