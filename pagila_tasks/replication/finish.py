@@ -161,10 +161,10 @@ def _after_switch(
     measured), then the copy it replaced dropped."""
     if plan.fingerprint and not plan.subset:
         checks, (since, where) = verified
+        # a reused table's target measure is prepare's, older than the mark: measured next time
+        held = {c.table: None if c.table in plan.reused_measures else since for c in checks}
         was = recorded.sides(
-            [_verdict(c) for c in checks],
-            (plan.origins[0], where),
-            (plan.horizon, {c.table: since for c in checks}),
+            [_verdict(c) for c in checks], (plan.origins[0], where), (plan.horizon, held)
         )
         proof.record(
             ctx.s,

@@ -111,8 +111,9 @@ def test_the_cost_per_unit_is_fitted_so_small_units_left_are_not_little_time_lef
     assert eta.fit([(1e6, 1.5)] * 6) is None  # one size: per byte and per unit cannot be told apart
 
 
-def test_the_eta_counts_each_unit_left_its_overhead() -> None:
-    units = [Unit("public", f"t{i}", ("id",)) for i in range(8)]
+def _plain_plan(n: int, unit_overhead: float = 0.0) -> tuple[list[Unit], ReplicationPlan]:
+    """``n`` whole-table units of 1000 expected bytes each, and their plan."""
+    units = [Unit("public", f"t{i}", ("id",)) for i in range(n)]
     plan = ReplicationPlan(
         schemas=("public",),
         swap=True,
@@ -120,7 +121,13 @@ def test_the_eta_counts_each_unit_left_its_overhead() -> None:
         units=tuple(units),
         table_keys=(),
         expected={u.name: 1000 for u in units},
+        unit_overhead=unit_overhead,
     )
+    return units, plan
+
+
+def test_the_eta_counts_each_unit_left_its_overhead() -> None:
+    units, plan = _plain_plan(8)
     timeline = {  # w1: 1 ms/B + 0.5 s a unit
         units[i].name: UnitProgress(
             "done", bytes=b, started_at=t0, ended_at=t1, worker="w1", pid=1, updated_at=_at(t1)
@@ -138,16 +145,7 @@ def test_the_eta_counts_each_unit_left_its_overhead() -> None:
 
 
 def test_before_a_fit_each_unit_not_started_adds_the_last_runs_per_unit_cost() -> None:
-    units = [Unit("public", f"t{i}", ("id",)) for i in range(4)]
-    plan = ReplicationPlan(
-        schemas=("public",),
-        swap=True,
-        targets={"public": "stage"},
-        units=tuple(units),
-        table_keys=(),
-        expected={u.name: 1000 for u in units},
-        unit_overhead=0.5,
-    )
+    units, plan = _plain_plan(4, unit_overhead=0.5)
     copied = {
         units[0].name: UnitProgress(
             "done", bytes=1000, started_at=0, ended_at=1, worker="w1", pid=1, updated_at=_at(1)
