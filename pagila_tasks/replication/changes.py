@@ -264,9 +264,8 @@ def _compare_since(
     keys, fetch, gone, every = (_work(work, k, c) for k in ("k", "f", "g", "a"))
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
-            cur.execute("SELECT pg_catalog.age(%s::text::xid)", (str(since % (1 << 32)),))
-            limit = int(cur.fetchone()[0])
-            if limit < 0:  # the counter is not where the recorded xmin says: no guess
+            limit = verify.age_limit(cur, since)
+            if limit is None:  # the counter is not where the recorded xmin says: no guess
                 return None
             copy = sql.SQL(sqlfiles.query("changes_since")).format(
                 columns=_listed(c.columns),
@@ -686,21 +685,12 @@ def _unwritten_since(
             sql.SQL(", ").join(sql.Identifier(*c.ref) for c in changes)
         )
     )
-    if measured_at is None:
-        return set()
-    cur.execute("SELECT pg_catalog.age(%s::text::xid)", (str(measured_at % (1 << 32)),))
-    limit = int(cur.fetchone()[0])
-    if not 0 <= limit < recorded.WINDOW:  # not this counter, or too far behind
+    limit = verify.age_limit(cur, measured_at) if measured_at is not None else None
+    if limit is None:  # not this counter, or too far behind
         return set()
     shown = set()
     for c in changes:
-        cur.execute(
-            sql.SQL(sqlfiles.query("table_untouched")).format(
-                table=sql.Identifier(*c.ref), limit=sql.Literal(limit)
-            )
-        )
-        rows, since = cur.fetchone()
-        if recorded.holds((proven[c.name][1], None), int(rows), int(since)):
+        if verify.unwritten(cur, c.ref, proven[c.name][1], limit):
             shown.add(c.name)
         else:
             log.info("%s was written on the target since the proof: measured whole", c.name)

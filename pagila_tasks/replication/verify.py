@@ -120,6 +120,29 @@ def measure_all(
     return measure_parts(cur, parts, checksums, targets)
 
 
+def age_limit(cur: Cursor, since: int) -> int | None:
+    """The age, in this transaction, of the recorded xid8 ``since``: a row whose xmin is no
+    older than that was written by a transaction that had not ended when ``since``'s snapshot
+    was taken. None when it cannot bound anything here (another counter, or further back than
+    :data:`.recorded.WINDOW`: xids compare modulo 2**32)."""
+    cur.execute("SELECT pg_catalog.age(%s::text::xid)", (str(since % (1 << 32)),))
+    limit = int(cur.fetchone()[0])
+    return limit if 0 <= limit < recorded.WINDOW else None
+
+
+def unwritten(cur: Cursor, table: tuple[str, str], rows: int, limit: int) -> bool:
+    """Whether ``table`` still holds exactly the ``rows`` rows measured in a snapshot whose xmin
+    is ``limit`` old (:func:`age_limit`): none written since, the same count
+    (``sql/table_untouched.sql``, :func:`.recorded.holds`)."""
+    cur.execute(
+        sql.SQL(sqlfiles.query("table_untouched")).format(
+            table=sql.Identifier(*table), limit=sql.Literal(limit)
+        )
+    )
+    now, written = cur.fetchone()
+    return recorded.holds((rows, None), int(now), int(written))
+
+
 def measure_known(
     cur: Cursor,
     tables: list[tuple[str, str]],
@@ -127,30 +150,20 @@ def measure_known(
 ) -> tuple[Measures, set[str]]:
     """Measure every table on one side (as :func:`measure_all`), except that a table with a
     ``known`` measure (recorded, with the xmin of the snapshot from which it holds) takes it
-    when shown unwritten since (``sql/table_untouched.sql``, :func:`.recorded.holds`): one
-    read of the rows' headers instead of hashing every row. The measures, and the names taken
-    from the record."""
-    limits: dict[int, int] = {}
+    when shown :func:`unwritten` since: one read of the rows' headers instead of hashing every
+    row. The measures, and the names taken from the record."""
+    limits: dict[int, int | None] = {}
     taken: set[str] = set()
     rest: list[tuple[str, str]] = []
     out: Measures = {}
     for sch, table in tables:
         name = names.display(sch, table)
-        if name not in known:
-            rest.append((sch, table))
-            continue
-        measure, since = known[name]
-        if since not in limits:
-            cur.execute("SELECT pg_catalog.age(%s::text::xid)", (str(since % (1 << 32)),))
-            limits[since] = int(cur.fetchone()[0])
-        if 0 <= limits[since] < recorded.WINDOW:
-            cur.execute(
-                sql.SQL(sqlfiles.query("table_untouched")).format(
-                    table=sql.Identifier(sch, table), limit=sql.Literal(limits[since])
-                )
-            )
-            rows, written = cur.fetchone()
-            if recorded.holds(measure, int(rows), int(written)):
+        if name in known:
+            measure, since = known[name]
+            if since not in limits:
+                limits[since] = age_limit(cur, since)
+            limit = limits[since]
+            if limit is not None and unwritten(cur, (sch, table), measure[0], limit):
                 out[name] = measure
                 taken.add(name)
                 continue
