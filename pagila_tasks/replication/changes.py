@@ -280,7 +280,7 @@ def _compare_since(
         with connection(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
             with conn.cursor() as cur:
                 cur.execute(BY_KEY)
-                _load_keys(cur, keys, c, live, spool, fmt, _listed(c.columns))
+                _load(cur, keys, _hashed(_listed(c.columns)), live, spool, fmt)
                 cur.execute(_fetch_sql(c, fetch, keys, live))
                 cur.execute(
                     sql.SQL("SELECT count(*) FROM {} WHERE pagila_old_h IS NULL").format(fetch)
@@ -291,12 +291,7 @@ def _compare_since(
                     found_in = (every, gone, fetch)
                     read += _gone_by_buckets(s, snapshot_id, cur, found_in, c, fmt, deleting)
                 else:
-                    cur.execute(
-                        sql.SQL(
-                            "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS pagila_h "
-                            "FROM ONLY {} WITH NO DATA"
-                        ).format(gone, _key(c), live)
-                    )
+                    _empty(cur, gone, _hashed(_key(c)), live)
                 found = _balance(cur, c, fetch, gone)
                 source = (verdict.source_rows, verdict.source_checksum)
                 target = (verdict.target_rows, verdict.target_checksum)
@@ -306,7 +301,7 @@ def _compare_since(
                         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
                     conn.commit()
                     return None
-                _result_table(cur, work, c, live)
+                _empty(cur, _work(work, "r", c), _listed(c.columns), live)
                 cur.execute(
                     sql.SQL(
                         "INSERT INTO {} SELECT {} FROM {} AS s WHERE EXISTS "
@@ -324,24 +319,19 @@ def _compare_since(
     return found, read
 
 
-def _load_keys(
+def _load(
     cur: Cursor,
-    keys: sql.Identifier,
-    c: Change,
+    table: sql.Identifier,
+    select: sql.Composable,
     live: sql.Identifier,
     spool: Any,
     fmt: sql.Composable,
-    columns: sql.Composable | None = None,
 ) -> None:
-    """The source's keys (or ``columns``: whole rows) and row hashes from ``spool`` into the
-    unlogged work table ``keys``."""
-    cur.execute(
-        sql.SQL(
-            "CREATE UNLOGGED TABLE {} AS SELECT {}, 0::bigint AS pagila_h FROM ONLY {} WITH NO DATA"
-        ).format(keys, columns or _key(c), live)
-    )
-    cur.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT {})").format(keys, fmt), spool)
-    cur.execute(sql.SQL("ANALYZE {}").format(keys))
+    """What the source sent (``spool``, columns as ``select``) into the unlogged work table
+    ``table``, analyzed so that joins with the live table are planned by its real size."""
+    _empty(cur, table, select, live)
+    cur.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT {})").format(table, fmt), spool)
+    cur.execute(sql.SQL("ANALYZE {}").format(table))
 
 
 def _gone_by_buckets(
@@ -383,13 +373,7 @@ def _gone_by_buckets(
             )
         read = spool.tell()
         spool.seek(0)
-        tgt.execute(
-            sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
-                every, _key(c), live
-            )
-        )
-        tgt.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT {})").format(every, fmt), spool)
-        tgt.execute(sql.SQL("ANALYZE {}").format(every))
+        _load(tgt, every, _key(c), live, spool, fmt)
     also = sql.SQL(" AND {} = ANY ({})").format(bucket, sql.Literal(chosen))
     tgt.execute(_gone_sql(c, gone, every, live, also))
     return read
@@ -429,19 +413,24 @@ def _gone_sql(
 
 def _balance(cur: Cursor, c: Change, fetch: sql.Identifier, gone: sql.Identifier) -> Change:
     """``c`` with what its work tables hold: rows to fetch, rows gone and the checksum's change."""
-    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(fetch))
-    fetched = int(cur.fetchone()[0])
     cur.execute(sql.SQL(sqlfiles.query("changes_balance")).format(fetch=fetch, gone=gone))
-    _, deleted, net = cur.fetchone()
-    found = {**c.as_json(), "fetch": fetched, "gone": int(deleted), "net": int(net)}
+    fetched, deleted, net = cur.fetchone()
+    found = {**c.as_json(), "fetch": int(fetched), "gone": int(deleted), "net": int(net)}
     return Change(**found)  # type: ignore[arg-type]
 
 
-def _result_table(cur: Cursor, work: str, c: Change, live: sql.Identifier) -> None:
-    """The empty work table the fetch fills with the source's rows (the apply reads it)."""
+def _hashed(columns: sql.Composable) -> sql.Composable:
+    """``columns`` and a row-hash column, as the work tables of keys and of gone rows hold."""
+    return sql.SQL("{}, 0::bigint AS pagila_h").format(columns)
+
+
+def _empty(
+    cur: Cursor, table: sql.Identifier, select: sql.Composable, live: sql.Identifier
+) -> None:
+    """An empty unlogged work table with ``select``'s columns of the live table."""
     cur.execute(
         sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
-            _work(work, "r", c), _listed(c.columns), live
+            table, select, live
         )
     )
 
@@ -465,11 +454,11 @@ def _compare_one(s: Settings, snapshot_id: str, work: str, c: Change) -> tuple[C
         spool.seek(0)
         with connection(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
             with conn.cursor() as cur:
-                _load_keys(cur, keys, c, live, spool, fmt)
+                _load(cur, keys, _hashed(_key(c)), live, spool, fmt)
                 cur.execute(_fetch_sql(c, fetch, keys, live))
                 cur.execute(_gone_sql(c, gone, keys, live))
                 found = _balance(cur, c, fetch, gone)
-                _result_table(cur, work, c, live)
+                _empty(cur, _work(work, "r", c), _listed(c.columns), live)
             conn.commit()
     log.info(
         "compared %s key by key: %d rows to fetch, %d gone, %d bytes read",
