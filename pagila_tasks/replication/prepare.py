@@ -369,7 +369,7 @@ def _plan(
         compared_bytes=applying.compared_bytes,
         horizon=found.bounds[0] or None,
         measured_at=proven.measured_at,
-        origins=(found.origin, proven.origins[1]),
+        origins=(found.origin, proven.target_origin),
     )
 
 

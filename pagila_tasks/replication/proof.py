@@ -72,8 +72,8 @@ class Proof:
     measured_at: int | None = None
     """The xmin of the target snapshot the live tables were measured in: an apply in place
     shows them unwritten since (:func:`.changes.apply`)."""
-    origins: tuple[str | None, str | None] = (None, None)
-    """Where the source and the target were measured (recorded with the measures)."""
+    target_origin: str | None = None
+    """Where the target was measured (recorded with the measures; the source's is prepare's)."""
 
 
 def judge(
@@ -153,7 +153,7 @@ def prove(
         same_schemas=True,
         since=last.horizon,
         measured_at=target.xmin,
-        origins=(source.origin, target.origin),
+        target_origin=target.origin,
     )
 
 
