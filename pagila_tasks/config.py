@@ -285,8 +285,8 @@ class Settings:
     resume_max_age: float = 86400.0
     """A staging copy older than this (seconds) is dropped, not resumed."""
     index_jobs: int = 2
-    """At most this many tables' early index builds run at once across all workers
-    (``PAGILA_INDEX_JOBS``; 0: none, the callback builds every index after the copies)."""
+    """At most this many tables' early index and foreign-key builds run at once across all
+    workers (``PAGILA_INDEX_JOBS``; 0: none, the callback builds them all after the copies)."""
     changes_in_place: bool = True
     """A refresh whose schemas are unchanged applies the rows that differ to the live copy in
     one transaction instead of copying everything (``PAGILA_CHANGES_IN_PLACE``)."""

@@ -220,6 +220,13 @@ def copy_unit(
         error = f"{unit.name} was delivered {deliveries} times (its worker keeps dying); giving up"
         ctx.record.unit(run_id, unit.name, state="failed", error=error)
         raise PoisonMessage(error)
+    table_name = unit.table_name
+    if plan.builds_early(table_name) and ctx.record.is_copied(run_id, table_name, unit.name):
+        # redelivered after its commit was counted: a key may point at the table by now, so it
+        # is not emptied again; only what follows a copy is done (again, idempotently)
+        log.info("%s: copied already in run %s, not again", unit.name, run_id)
+        _after(ctx, run_id, unit, plan)
+        return {"table": unit.name, "rows": None, "bytes": None}
     snapshot_id = ctx.record.snapshot(run_id).id
     if not snapshot_id:
         raise SnapshotLost(
@@ -245,7 +252,10 @@ def copy_unit(
     bucket = ratelimit.Bucket(ctx.redis, run_id, plan.max_rate) if plan.max_rate else None
     try:
         rows = _rows_of(ctx, run_id, unit, plan)
-        result = _copy_reported(ctx, run_id, unit, snapshot_id, target_schema, staged, bucket, rows)
+        claimed = unit.by_block or (staged and plan.builds_early(table_name))
+        result = _copy_reported(
+            ctx, run_id, unit, snapshot_id, target_schema, staged, bucket, rows, claimed
+        )
     except Exception as exc:  # on the unit before the chord's errback can read it (Celery
         # sends the errback before the task's on_failure hook writes the final state)
         lifecycle.unit_error(ctx, run_id, unit.name, "error", exc, None)
@@ -264,12 +274,17 @@ def copy_unit(
         worker=worker,
         ended_at=time.time(),
     )
-    try:  # the copy that completes its table builds the table's indexes (see .indexes)
+    _after(ctx, run_id, unit, plan)
+    return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}
+
+
+def _after(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> None:
+    """The copy that completes its table builds the table's indexes and keys (see .indexes)."""
+    try:
         indexes.after_copy(ctx, run_id, unit, plan)
     except Exception as exc:
         lifecycle.unit_error(ctx, run_id, unit.name, "error", exc, None)
         raise
-    return {"table": unit.name, "rows": result.rows, "bytes": result.bytes}
 
 
 def _rows_of(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> sql.Composable | None:
@@ -291,9 +306,12 @@ def _copy_reported(
     staged: bool,
     bucket: ratelimit.Bucket | None,
     rows: sql.Composable | None = None,
+    claimed: bool = False,
 ) -> CopyResult:
     """:func:`copy_table` with its progress published while it runs, its commit checked, a
-    swap's unit recorded as staged (resume) and a block range claimed."""
+    swap's unit recorded as staged (resume) and, when ``claimed``, claimed first (a block
+    range's, and a unit of a table a key may point at once copied: a concurrent duplicate of
+    the message waits for the first copy, then writes nothing)."""
 
     def publish(read: int, written: int, rows: int | None) -> None:
         ctx.record.unit(run_id, unit.name, read=read, written=written, rows=rows)
@@ -310,6 +328,6 @@ def _copy_reported(
             else None,
             reporter,
             bucket,
-            (lambda cur: support.claim_unit(cur, run_id, unit.name)) if unit.by_block else None,
+            (lambda cur: support.claim_unit(cur, run_id, unit.name)) if claimed else None,
             rows,
         )

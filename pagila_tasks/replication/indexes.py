@@ -26,7 +26,7 @@ import psycopg2.extensions
 
 from pagila_tasks.base import names
 from pagila_tasks.pg import support, warm
-from pagila_tasks.replication import schema
+from pagila_tasks.replication import earlykeys, schema
 from pagila_tasks.run import guard
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import ReplicationPlan
@@ -69,23 +69,25 @@ def step(table: str) -> str:
 
 def after_copy(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> None:
     """Count ``unit`` as copied; the copy that completes its table builds the table's
-    statements now."""
+    statements now, then the foreign keys it completes (:mod:`.earlykeys`)."""
     table = unit.table_name
-    statements = plan.indexes.get(table)
-    if not statements:
+    if not plan.builds_early(table):
         return
     mine = [u.name for u in plan.units if u.table_name == table]
     if ctx.record.table_copied(run_id, table, [unit.name]) < len(mine):
         return
+    statements = plan.indexes.get(table, ())
     started = time.monotonic()
     with _slot(ctx, run_id):
-        built = build(ctx, run_id, table, statements)
-    ctx.step(
-        run_id,
-        "copy",
-        f"{table}: {built} of {len(statements)} indexes and keys built in "
-        f"{time.monotonic() - started:.2f} s, beside the other copies",
-    )
+        built = build(ctx, run_id, table, statements) if statements else 0
+        if statements:
+            ctx.step(
+                run_id,
+                "copy",
+                f"{table}: {built} of {len(statements)} indexes and keys built in "
+                f"{time.monotonic() - started:.2f} s, beside the other copies",
+            )
+        earlykeys.after_table(ctx, run_id, table, plan)
 
 
 SLOT_WAIT = 600.0

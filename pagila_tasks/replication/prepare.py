@@ -25,6 +25,7 @@ from pagila_tasks.pg.db import CATALOG_PATH, connection
 from pagila_tasks.replication import (
     catalog,
     changes,
+    earlykeys,
     extensions,
     fkeys,
     indexes,
@@ -62,6 +63,8 @@ class Findings:
     """The snapshot's xmin and xmax (xid8): see :func:`.snapshot.bounds`."""
     origin: str | None = None
     """The source's origin (:func:`.snapshot.origin`)."""
+    foreign: tuple[fkeys.ForeignKey, ...] = ()
+    """The source's foreign keys in the snapshot (a whole run's)."""
 
 
 def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.Unit]:
@@ -86,19 +89,33 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
             _build_schema(ctx, run_id, tgt, layout, found, (proven.fingerprint, units))
     last = ctx.record.last_replication()
     decided = _plan(layout, units, found, touching, chosen, (proven, applying), resumed, last)
-    decided = replace(decided, indexes=_early_indexes(ctx, run_id, decided))
+    decided = _early_builds(ctx, run_id, decided, found)
     ctx.record.save_plan(run_id, decided)
     return _queue(ctx, run_id, decided, resumed)
 
 
-def _early_indexes(
-    ctx: Context, run_id: str, decided: ReplicationPlan
-) -> dict[str, tuple[str, ...]]:
-    """Per table, what the copy that completes it builds at once (:mod:`.indexes`): a whole
-    swap run's only (in place, readers could see the difference)."""
+def _early_builds(
+    ctx: Context, run_id: str, decided: ReplicationPlan, found: Findings
+) -> ReplicationPlan:
+    """The plan with what the copies build as their tables complete (indexes, then foreign
+    keys): a whole swap run's only (in place, readers could see the difference)."""
     off = ctx.s.index_jobs <= 0
     if off or not decided.swap or decided.subset or decided.applies or not decided.units:
-        return {}
+        return decided
+    copied = {u.table_name for u in decided.units}  # a partitioned parent's: later
+    keys = earlykeys.planned(list(found.foreign), decided.targets, copied)
+    return replace(
+        decided,
+        indexes=_early_indexes(ctx, run_id, decided, copied),
+        early_keys=tuple(tuple(k.as_list()) for k in keys),  # type: ignore[misc]
+    )
+
+
+def _early_indexes(
+    ctx: Context, run_id: str, decided: ReplicationPlan, copied: set[str]
+) -> dict[str, tuple[str, ...]]:
+    """Per table, the indexes and keys the copy that completes it builds at once
+    (:mod:`.indexes`)."""
     archive = ctx.record.schema(run_id)
     if archive is None:
         return {}
@@ -110,7 +127,6 @@ def _early_indexes(
         decided.target_version,
         foreign_keys=False,
     )
-    copied = {u.table_name for u in decided.units}  # a partitioned parent's, a matview's: later
     return {t: sts for t, sts in indexes.by_table(text, decided.targets).items() if t in copied}
 
 
@@ -122,7 +138,7 @@ def _queue(
     reused = resumed.reused if resumed is not None else {}
     for u in decided.units:
         if u.name in reused:
-            if u.table_name in decided.indexes:
+            if decided.builds_early(u.table_name):
                 ctx.record.table_copied(run_id, u.table_name, [u.name])
             origin, rows = reused[u.name]
             ctx.record.unit(
@@ -131,6 +147,9 @@ def _queue(
         else:
             ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
     todo = [u for u in decided.units if u.name not in reused]
+    whole = {u.table_name for u in decided.units} - {u.table_name for u in todo}
+    for table in sorted(whole & earlykeys.tables(earlykeys.of_plan(decided))):
+        ctx.record.table_built(run_id, table)  # indexed by the run that copied it
     ctx.step(run_id, "prepare", f"{len(todo)} units to copy: {decided.reason}")
     return todo
 
@@ -167,9 +186,14 @@ def _resume(
     ctx.step(run_id, "prepare", f"prove the units run {staged.run_id} staged")
     reused, measures = resume.reusable(ctx.s, run_id, snapshot_id, staged, layout.targets())
     with tgt.cursor() as cur:
+        resume.forget_copied_again(cur, run_id, staged.units, set(reused))
+        dropped = resume.drop_keys(cur, staged.units, set(reused), layout.targets())
         resume.restart_block_tables(cur, run_id, staged.units, reused, layout.targets())
         guard.before_commit(ctx, run_id)
     tgt.commit()
+    if dropped:
+        keys = ", ".join(dropped)
+        ctx.step(run_id, "prepare", f"dropped the staged foreign keys of tables to copy: {keys}")
     whole = resume.whole_tables(staged.units, set(reused), measures)
     return resume.Resumed(staged.run_id, staged.units, reused, whole)
 
@@ -307,6 +331,7 @@ def _read(ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved) -> Find
                 kept=kept,
                 bounds=snapshot.bounds(cur),
                 origin=snapshot.origin(cur),
+                foreign=tuple(fkeys.read(cur, schemas)) if whole else (),
             )
 
 

@@ -28,8 +28,9 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2 import sql
 
+from pagila_tasks.base import names
 from pagila_tasks.config import Settings
-from pagila_tasks.pg import support
+from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import verify
 from pagila_tasks.replication.copy import range_filter
@@ -179,6 +180,41 @@ def whole_block_tables(staged: Staged) -> dict[str, list[Unit]]:
         if u.by_block:
             tables.setdefault(u.table_name, []).append(u)
     return {n: us for n, us in tables.items() if all(u.name in staged.committed for u in us)}
+
+
+def forget_copied_again(
+    cur: Cursor, run_id: str, units: tuple[Unit, ...], reused: set[str]
+) -> None:
+    """Forget every committed unit not reused: it is copied again, and its copy's claim
+    (:func:`pagila_tasks.pg.support.claim_unit`) must not find it committed."""
+    for u in units:
+        if u.name not in reused:
+            support.forget_unit(cur, run_id, u.name)
+
+
+def drop_keys(
+    cur: Cursor, units: tuple[Unit, ...], reused: set[str], targets: dict[str, str]
+) -> list[str]:
+    """Drop in staging every foreign key (the earlier run's, see :mod:`.earlykeys`) one of whose
+    tables is not reused whole: copying it again empties it first, which a key pointing at it
+    would refuse or cascade into a table reused. The keys dropped (added again later)."""
+    whole = {u.table_name for u in units} - {u.table_name for u in units if u.name not in reused}
+    live = {build: schema for schema, build in targets.items()}
+    cur.execute(sqlfiles.query("staged_foreign_keys"), {"schemas": list(live)})
+    dropped = []
+    for schema, table, name, ref_schema, ref_table in cur.fetchall():
+        ends = (live.get(schema, schema), table), (live.get(ref_schema, ref_schema), ref_table)
+        if all(names.display(*end) in whole for end in ends):
+            continue
+        cur.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(schema, table), sql.Identifier(name)
+            )
+        )
+        dropped.append(f"{names.display(*ends[0])}.{names.quote(name)}")
+    if dropped:
+        log.info("resume: dropped %d staged foreign keys: %s", len(dropped), ", ".join(dropped))
+    return dropped
 
 
 def restart_block_tables(

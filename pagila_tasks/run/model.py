@@ -206,6 +206,9 @@ class ReplicationPlan:
     indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Per table, the post-data statements the copy that completes it builds at once (a swap's;
     see :mod:`pagila_tasks.replication.indexes`)."""
+    early_keys: tuple[tuple[str, str, str, str], ...] = ()
+    """The foreign keys the copies add as soon as both tables are built: (table, referenced
+    table, name, statement) (see :mod:`pagila_tasks.replication.earlykeys`)."""
     reused_measures: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     """Per table every unit of which was reused: its count and checksum, proven the same on
     both sides at this snapshot by prepare; verification takes them (no second read)."""
@@ -217,6 +220,10 @@ class ReplicationPlan:
     horizon: int | None = None
     """The run snapshot's xmin (xid8), recorded when its copy goes live or is proven equal, for
     the next run's hint of which source rows may have changed (``None``: not read)."""
+
+    def builds_early(self, table: str) -> bool:
+        """Whether the copy that completes ``table`` builds something at once (indexes, keys)."""
+        return table in self.indexes or any(table in k[:2] for k in self.early_keys)
 
     @property
     def tables(self) -> list[str]:
@@ -254,6 +261,7 @@ class ReplicationPlan:
             "changes": [c.as_json() for c in self.changes],
             "compared_bytes": self.compared_bytes,
             "indexes": {k: list(v) for k, v in self.indexes.items()},
+            "early_keys": [list(k) for k in self.early_keys],
             "horizon": self.horizon,
             "measured_at": self.measured_at,
             "origins": list(self.origins),
@@ -288,6 +296,9 @@ class ReplicationPlan:
             changes=tuple(Change.from_json(c) for c in data.get("changes", [])),
             compared_bytes=int(data.get("compared_bytes") or 0),
             indexes={str(k): tuple(v) for k, v in (data.get("indexes") or {}).items()},
+            early_keys=tuple(
+                (str(a), str(b), str(c), str(d)) for a, b, c, d in data.get("early_keys") or []
+            ),
             horizon=int(data["horizon"]) if data.get("horizon") is not None else None,
             measured_at=int(data["measured_at"]) if data.get("measured_at") is not None else None,
             origins=tuple(data.get("origins") or (None, None)),  # type: ignore[arg-type]

@@ -271,6 +271,27 @@ class RunRecord:
         pipe.scard(key)
         return int(pipe.execute()[-1])
 
+    def is_copied(self, run_id: str, table: str, unit_name: str) -> bool:
+        """Whether ``unit_name`` was counted as copied (its copy committed)."""
+        return bool(self.client.sismember(f"{run_key(run_id)}:copied:{table}", unit_name))
+
+    def table_built(self, run_id: str, table: str) -> set[str]:
+        """Mark ``table`` copied and indexed (early keys may point at it); every table so."""
+        key = f"{run_key(run_id)}:built"
+        pipe = self.client.pipeline()
+        pipe.sadd(key, table)
+        pipe.expire(key, RECORD_TTL)
+        pipe.smembers(key)
+        return {v.decode() for v in pipe.execute()[-1]}
+
+    def claim(self, run_id: str, what: str) -> bool:
+        """True for the one caller, across workers, that claims ``what`` first in this run."""
+        key = f"{run_key(run_id)}:claimed"
+        pipe = self.client.pipeline()
+        pipe.sadd(key, what)
+        pipe.expire(key, RECORD_TTL)
+        return bool(pipe.execute()[0])
+
     def index_jobs(self, run_id: str, delta: int) -> int:
         """Add ``delta`` to the run's count of early index builds running; the count now."""
         key = f"{run_key(run_id)}:index-jobs"

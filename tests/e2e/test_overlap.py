@@ -42,3 +42,39 @@ def test_indexes_are_built_while_other_tables_copy(servers, isolated) -> None:
         "WHERE n.nspname = 'public' AND NOT i.indisvalid",
     ) == [(0,)]
     assert_replica(servers.source_dsn, servers.target_dsn)
+
+
+ADDED = "foreign keys added and validated"
+
+
+def test_foreign_keys_are_validated_while_other_tables_copy(servers, isolated) -> None:
+    iso = isolated({"PAGILA_SPLIT_ROWS": "2000"})
+    iso.pool(2)
+    assert iso.submit("load").returncode == 0
+    code, out = iso.submit_json("replicate")
+    assert code == 0 and out["state"] == "succeeded", out
+    run = iso.record(out["run_id"])
+    planned = {(t, n): r for t, r, n, _ in run["plan"]["early_keys"]}
+    assert len(planned) >= 10, planned  # Pagila: the keys between plain tables
+    added: dict[str, float] = {}
+    for s in run["steps"]:
+        if s["phase"] == "copy" and ADDED in s["text"]:
+            for name in s["text"].rsplit("(", 1)[1].rstrip(")").split(", "):
+                added[name] = s["at"]
+    assert set(added) == {f"{t}.{n}" for t, n in planned}, (sorted(added), sorted(planned))
+    ended: dict[str, float] = {}
+    for unit in run["units"].values():
+        ended[unit["table"]] = max(ended.get(unit["table"], 0.0), unit["ended_at"])
+    for (table, name), refs in planned.items():
+        at = added[f"{table}.{name}"]
+        assert at >= ended[table] and at >= ended[refs], f"{name}: added before its tables"
+    last = max(ended.values())
+    assert any(at < last for at in added.values()), (added, last)
+    # every key ends as the source's: validated, once, with the same definition
+    keys = (
+        "SELECT conrelid::regclass::text, conname, convalidated, pg_get_constraintdef(oid) "
+        "FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace "
+        "ORDER BY 1, 2"
+    )
+    assert query(servers.target_dsn, keys) == query(servers.source_dsn, keys)
+    assert_replica(servers.source_dsn, servers.target_dsn)
