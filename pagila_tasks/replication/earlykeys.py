@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import psycopg2
 import psycopg2.errors
 from pglast import parse_sql
+from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from pagila_tasks.base import names
@@ -62,7 +63,10 @@ def planned(
         if not fk.validated or table not in copied or fk.schema not in targets:
             continue
         text = f"ALTER TABLE ONLY {table} ADD CONSTRAINT {names.quote(fk.name)} {fk.definition}"
-        stmt = parse_sql(text)[0].stmt
+        try:
+            stmt = parse_sql(text)[0].stmt
+        except ParseError:  # syntax newer than pglast's grammar: the callback adds it as is
+            continue
         pk = stmt.cmds[0].def_.pktable
         if pk.schemaname not in targets or names.display(pk.schemaname, pk.relname) not in copied:
             continue

@@ -72,6 +72,7 @@ def test_keys_the_callback_keeps_are_not_planned() -> None:
             fk("public", "rental", "outside", "FOREIGN KEY (x) REFERENCES other.t(id)"),
             fk("other", "t", "from_outside", to_customer),
             fk("public", "payment_p2022_01", "on_a_leaf", to_customer),
+            fk("public", "rental", "newer_syntax", to_customer + " SOMETHING PG 99 SAYS"),
         ],
         TARGETS,
         COPIED,
