@@ -68,9 +68,9 @@ def planned(
         except ParseError:  # syntax newer than pglast's grammar: the callback adds it as is
             continue
         pk = stmt.cmds[0].def_.pktable
-        if pk.schemaname not in targets or names.display(pk.schemaname, pk.relname) not in copied:
-            continue
         refs = names.display(pk.schemaname, pk.relname)
+        if pk.schemaname not in targets or refs not in copied:
+            continue
         stmt.relation.schemaname = targets[fk.schema]
         pk.schemaname = targets[pk.schemaname]
         out.append(EarlyKey(table, refs, fk.name, RawStream()(stmt)))

@@ -79,8 +79,8 @@ def after_copy(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> 
     statements = plan.indexes.get(table, ())
     started = time.monotonic()
     with _slot(ctx, run_id):
-        built = build(ctx, run_id, table, statements) if statements else 0
         if statements:
+            built = build(ctx, run_id, table, statements)
             ctx.step(
                 run_id,
                 "copy",

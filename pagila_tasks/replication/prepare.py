@@ -147,7 +147,7 @@ def _queue(
         else:
             ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
     todo = [u for u in decided.units if u.name not in reused]
-    whole = {u.table_name for u in decided.units} - {u.table_name for u in todo}
+    whole = resume.reused_whole(decided.units, set(reused))
     for table in sorted(whole & earlykeys.tables(earlykeys.of_plan(decided))):
         ctx.record.table_built(run_id, table)  # indexed by the run that copied it
     ctx.step(run_id, "prepare", f"{len(todo)} units to copy: {decided.reason}")

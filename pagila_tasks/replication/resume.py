@@ -182,6 +182,11 @@ def whole_block_tables(staged: Staged) -> dict[str, list[Unit]]:
     return {n: us for n, us in tables.items() if all(u.name in staged.committed for u in us)}
 
 
+def reused_whole(units: tuple[Unit, ...], reused: set[str]) -> set[str]:
+    """Pure: the tables every unit of which was reused (none is copied again)."""
+    return {u.table_name for u in units} - {u.table_name for u in units if u.name not in reused}
+
+
 def forget_copied_again(
     cur: Cursor, run_id: str, units: tuple[Unit, ...], reused: set[str]
 ) -> None:
@@ -198,7 +203,7 @@ def drop_keys(
     """Drop in staging every foreign key (the earlier run's, see :mod:`.earlykeys`) one of whose
     tables is not reused whole: copying it again empties it first, which a key pointing at it
     would refuse or cascade into a table reused. The keys dropped (added again later)."""
-    whole = {u.table_name for u in units} - {u.table_name for u in units if u.name not in reused}
+    whole = reused_whole(units, reused)
     live = {build: schema for schema, build in targets.items()}
     cur.execute(sqlfiles.query("staged_foreign_keys"), {"schemas": list(live)})
     dropped = []

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pagila_tasks.config import from_env
-from pagila_tasks.replication.resume import Resumed, Staged, refusal, units_json, whole_tables
+from pagila_tasks.replication.resume import (
+    Resumed,
+    Staged,
+    refusal,
+    reused_whole,
+    units_json,
+    whole_tables,
+)
 from pagila_tasks.run.model import Run, RunState, UnitProgress
 from pagila_tasks.run.plan import Unit
 
@@ -91,3 +98,9 @@ def test_a_table_whose_every_unit_was_reused_is_verified_from_their_measures() -
     assert whole_tables(blocks, {u.name for u in blocks}, {"public.log": (5, "h:1")}) == {
         "public.log": (5, "h:1")
     }
+
+
+def test_a_table_is_reused_whole_only_when_none_of_its_units_is_copied_again() -> None:
+    assert reused_whole(tuple(UNITS), {u.name for u in UNITS}) == {"public.rental", "public.actor"}
+    assert reused_whole(tuple(UNITS), {"public.rental#1of2", "public.actor"}) == {"public.actor"}
+    assert reused_whole(tuple(UNITS), set()) == set()
