@@ -193,13 +193,39 @@ def _source(
     was: recorded.Side,
 ) -> Side:
     """The source in the run's snapshot (a table shown unwritten since the last record takes
-    its recorded measure)."""
+    its recorded measure), measured on two connections at once: the source side is the
+    proof's long one (it hashes the tables that changed), the target's mostly reads headers."""
     schemas, tables = what
     with snapshot_cursor(s, snapshot_id, f"pagila-proof-src {run_id}") as cur:
-        side = _side(cur, tables, was)
+        todo = verify.Shared(verify.largest_first(cur, tables))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"proof-{run_id}") as pool:
+            other = pool.submit(_source_share, s, snapshot_id, run_id, tables, was, todo)
+            side = _side(cur, tables, was, todo)
+            more = other.result()
+        both = {**side.tables, **more.tables}
+        side = replace(
+            side, tables={n: both[n] for n in _names(tables)}, taken=side.taken | more.taken
+        )
         if los:
             side.tables[largeobjects.NAME] = largeobjects.measure(cur, staged=False)
         return replace(side, sequences=sequences.read(cur, schemas))
+
+
+def _source_share(
+    s: Settings,
+    snapshot_id: str,
+    run_id: str,
+    tables: list[tuple[str, str]],
+    was: recorded.Side,
+    todo: verify.Shared,
+) -> Side:
+    """The source tables a second connection in the run's snapshot takes from ``todo``."""
+    with snapshot_cursor(s, snapshot_id, f"pagila-proof-src2 {run_id}") as cur:
+        return _side(cur, tables, was, todo)
+
+
+def _names(tables: list[tuple[str, str]]) -> list[str]:
+    return [names.display(*t) for t in tables]
 
 
 def _target(
@@ -221,12 +247,16 @@ def _target(
 
 
 def _side(
-    cur: psycopg2.extensions.cursor, tables: list[tuple[str, str]], was: recorded.Side
+    cur: psycopg2.extensions.cursor,
+    tables: list[tuple[str, str]],
+    was: recorded.Side,
+    todo: verify.Shared | None = None,
 ) -> Side:
-    """Every table measured in ``cur``'s snapshot, or taken from ``was`` where it still holds."""
+    """Every table measured in ``cur``'s snapshot, or taken from ``was`` where it still holds
+    (``todo``: only those this cursor takes from it, see :func:`.verify.measure_known`)."""
     origin = snapshot.origin(cur)
     xmin, xmax = snapshot.bounds(cur)
-    measures, taken = verify.measure_known(cur, tables, was.known(origin, xmax))
+    measures, taken = verify.measure_known(cur, tables, was.known(origin, xmax), todo)
     return Side(measures, {}, xmin, origin, frozenset(taken))
 
 

@@ -8,6 +8,8 @@ detail the ledger keeps (:func:`detail`) are all here.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -147,29 +149,66 @@ def measure_known(
     cur: Cursor,
     tables: list[tuple[str, str]],
     known: dict[str, tuple[tuple[int, str | None], int]],
+    todo: Iterator[tuple[str, str]] | None = None,
 ) -> tuple[Measures, set[str]]:
     """Measure every table on one side (as :func:`measure_all`), except that a table with a
     ``known`` measure (recorded, with the xmin of the snapshot from which it holds) takes it
     when shown :func:`unwritten` since: one read of the rows' headers instead of hashing every
-    row. The measures, and the names taken from the record."""
+    row. The measures, and the names taken from the record.
+
+    ``todo``: the tables this cursor measures, taken from an iterator other cursors in the same
+    snapshot share (:class:`Shared`), so that a side's tables are measured on several
+    connections at once; by default all of ``tables``."""
+    schemas = tuple(sorted({sch for sch, _ in tables}))
+    traits: dict[tuple[str, str], catalog.TypeTraits] | None = None
     limits: dict[int, int | None] = {}
     taken: set[str] = set()
-    rest: list[tuple[str, str]] = []
     out: Measures = {}
-    for sch, table in tables:
+    for sch, table in tables if todo is None else todo:
         name = names.display(sch, table)
         if name in known:
-            measure, since = known[name]
+            measure_then, since = known[name]
             if since not in limits:
                 limits[since] = age_limit(cur, since)
             limit = limits[since]
-            if limit is not None and unwritten(cur, (sch, table), measure[0], limit):
-                out[name] = measure
+            if limit is not None and unwritten(cur, (sch, table), measure_then[0], limit):
+                out[name] = measure_then
                 taken.add(name)
                 continue
-        rest.append((sch, table))
-    out.update(measure_all(cur, rest, checksums=True))
-    return {names.display(*t): out[names.display(*t)] for t in tables}, taken
+        if traits is None:
+            traits = catalog.type_traits(cur, schemas)
+        by_text = traits.get((sch, table), catalog.NO_TRAITS).hash_by_text
+        out[name] = measure(cur, sch, table, True, by_text)
+    return out, taken
+
+
+class Shared:
+    """An iterator several threads take from, each item taken once (a plain iterator is not
+    safe to advance from two threads at a time)."""
+
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        self._items = iter(items)
+        self._guard = threading.Lock()
+
+    def __iter__(self) -> Shared:
+        return self
+
+    def __next__(self) -> tuple[str, str]:
+        with self._guard:
+            return next(self._items)
+
+
+def largest_first(cur: Cursor, tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``tables`` by their size on disk (heap and TOAST), largest first: shared between
+    connections in that order, the largest start first and the small ones fill in beside."""
+    quoted = [sql.Identifier(*t).as_string(cur) for t in tables]
+    cur.execute(
+        "SELECT coalesce(pg_catalog.pg_table_size(pg_catalog.to_regclass(n)), 0) "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i",
+        (quoted,),
+    )
+    sizes = [int(r[0]) for r in cur.fetchall()]
+    return [t for _, t in sorted(zip(sizes, tables, strict=True), key=lambda p: -p[0])]
 
 
 def combine(

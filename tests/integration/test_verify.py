@@ -71,3 +71,44 @@ def test_a_recorded_measure_is_taken_only_for_a_table_unwritten_since(servers) -
         assert now["public.h"][0] == 300  # the same count: only the xmin showed it
     finally:
         conn.close()
+
+
+def test_two_connections_in_one_snapshot_share_a_side_each_table_once(servers) -> None:
+    """The proof's source side on two connections (:class:`verify.Shared`): every table is
+    measured by exactly one of them, the largest first, and together they give what one
+    connection gives: recorded measures taken where they hold, the rest measured."""
+    dsn = servers.source_dsn
+    sizes = {"p": 4000, "q": 10, "r": 2000, "s": 300}
+    for t, n in sizes.items():
+        query(dsn, f"CREATE TABLE public.{t} (id int PRIMARY KEY, v text)")
+        query(dsn, f"INSERT INTO public.{t} SELECT g, 'x' || g FROM generate_series(1, {n}) g")
+    tables = [("public", t) for t in sizes]
+    holder = psycopg2.connect(dsn)
+    other = psycopg2.connect(dsn)
+    try:
+        cur = holder.cursor()
+        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        xmin = cur.fetchone()[0]
+        then = verify.measure_all(cur, tables, checksums=True)
+        holder.commit()
+        query(dsn, "UPDATE public.r SET v = 'changed' WHERE id = 7")
+        known = {f"public.{t}": (then[f"public.{t}"], xmin) for t in sizes}
+        holder.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        cur.execute("SELECT pg_export_snapshot()")
+        snap = cur.fetchone()[0]
+        ocur = other.cursor()
+        ocur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        ocur.execute("SET TRANSACTION SNAPSHOT %s", (snap,))
+        order = verify.largest_first(cur, tables)
+        assert order == [("public", "p"), ("public", "r"), ("public", "s"), ("public", "q")]
+        todo = verify.Shared(order)
+        first, first_taken = verify.measure_known(cur, tables, known, iter([next(todo)]))
+        second, second_taken = verify.measure_known(ocur, tables, known, todo)
+        assert set(first) == {"public.p"} and set(second) == {"public.r", "public.s", "public.q"}
+        assert first_taken | second_taken == {"public.p", "public.s", "public.q"}
+        alone, taken = verify.measure_known(cur, tables, known)
+        assert {**first, **second} == alone and taken == first_taken | second_taken
+        assert alone["public.r"] != then["public.r"]
+    finally:
+        holder.close()
+        other.close()
