@@ -77,9 +77,10 @@ def main() -> None:
         tables = catalog.tables(cur, s.schemas)
         spans = {
             t.qualified: catalog.key_span(cur, t)
-            for t in plan.tables_to_split(tables, s.split_rows)
+            for t in plan.tables_to_split(tables, s.split_rows, s.split_bytes)
         }
-        units = plan.plan_units(tables, s.split_rows, {k: v for k, v in spans.items() if v})
+        known = {k: v for k, v in spans.items() if v}
+        units = plan.plan_units(tables, s.split_rows, known, split_bytes=s.split_bytes)
         archive = schema.dump(s, snapshot_id, version)
         times: dict[str, list[float]] = {"spool": [], "stream": []}
         for r in range(args.rounds):

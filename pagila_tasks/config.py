@@ -27,6 +27,9 @@ DEFAULT_SOURCE_DSN = "postgresql://pagila:pagila_pw@localhost:5433/pagila"
 DEFAULT_TARGET_DSN = "postgresql://pagila_tgt:pagila_tgt_pw@localhost:5444/pagila"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_SPOOL_MAX_BYTES = 128 * 1024 * 1024
+DEFAULT_SPLIT_BYTES = 128 * 1024 * 1024
+"""A table stored larger than this (heap and TOAST) is split: wide rows make few, long units.
+The spool cap's default, so a unit's COPY stream (about 0.8 of its heap) stays in memory."""
 MIN_RETRIES = 2
 """The Airflow design's guardrail: no task gives up before two retries."""
 MIN_SPOOL_BYTES = 64 * 1024
@@ -259,6 +262,7 @@ class Settings:
     visibility_timeout: int
     copy_format: str
     split_rows: int
+    split_bytes: int
     statement_timeout_ms: int
     connect_timeout: int
     keepalive_idle: int
@@ -370,6 +374,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         visibility_timeout=visibility,
         copy_format=copy_format,
         split_rows=_int(env, "PAGILA_SPLIT_ROWS", 400_000, minimum=0),
+        split_bytes=_int(env, "PAGILA_SPLIT_BYTES", DEFAULT_SPLIT_BYTES, minimum=0),
         statement_timeout_ms=_int(env, "PAGILA_STATEMENT_TIMEOUT_MS", 0, minimum=0),
         connect_timeout=_int(env, "PAGILA_CONNECT_TIMEOUT", 10, minimum=1),
         keepalive_idle=_int(env, "PAGILA_KEEPALIVE_IDLE", 10, minimum=1),

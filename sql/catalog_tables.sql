@@ -17,7 +17,9 @@ SELECT n.nspname AS schema_name,
           AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS int_key,
        -- blocks now: a block added after the snapshot holds no row the snapshot sees
        pg_catalog.pg_relation_size(c.oid)
-           / pg_catalog.current_setting('block_size')::bigint AS blocks
+           / pg_catalog.current_setting('block_size')::bigint AS blocks,
+       -- the heap with its TOAST: what a copy of the table reads (wide values live in TOAST)
+       pg_catalog.pg_table_size(c.oid) AS stored_bytes
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY (%(schemas)s)

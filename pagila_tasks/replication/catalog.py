@@ -30,8 +30,9 @@ def tables(cur: Cursor, schemas: tuple[str, ...]) -> list[Table]:
             key,
             traits.get((schema, name), NO_TRAITS).text_only,
             int(blocks),
+            int(stored),
         )
-        for schema, name, _is_partition, estimate, size, cols, key, blocks in rows
+        for schema, name, _is_partition, estimate, size, cols, key, blocks, stored in rows
     ]
 
 

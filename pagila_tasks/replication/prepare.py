@@ -221,7 +221,9 @@ def _units(
     if resumed is not None:
         units = [u for u in resumed.units if u.kind == "table"]
     else:
-        units = plan.plan_units(found.tables, ctx.s.split_rows, found.spans, found.swap)
+        units = plan.plan_units(
+            found.tables, ctx.s.split_rows, found.spans, found.swap, ctx.s.split_bytes
+        )
     if found.large_objects:
         units.append(largeobjects.unit())
     return units
@@ -308,7 +310,7 @@ def _read(ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved) -> Find
         catalog.require_schemas(cur, schemas)
         picked = list(chosen.tables) if chosen.tables is not None else None
         tables = catalog.select_tables(cur, schemas, picked)
-        spans = _key_spans(cur, tables, s.split_rows)
+        spans = _key_spans(cur, tables, s.split_rows, s.split_bytes)
         whole = chosen.tables is None
         wanted = extensions.needed(cur, schemas) if whole else []
         with connection(s.target_dsn, s, f"pagila-prepare {run_id}") as tgt, tgt.cursor() as tc:
@@ -336,11 +338,11 @@ def _read(ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved) -> Find
 
 
 def _key_spans(
-    cur: psycopg2.extensions.cursor, tables: list[plan.Table], split_rows: int
+    cur: psycopg2.extensions.cursor, tables: list[plan.Table], split_rows: int, split_bytes: int
 ) -> dict[str, tuple[int, int]]:
     """The key span of each table large enough to split (see :func:`plan.plan_units`)."""
     spans = {}
-    for t in plan.tables_to_split(tables, split_rows):
+    for t in plan.tables_to_split(tables, split_rows, split_bytes):
         span = catalog.key_span(cur, t)
         if span:
             spans[t.qualified] = span

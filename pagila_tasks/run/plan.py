@@ -12,8 +12,9 @@ from typing import Any
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import UsageError
 
-MAX_PARTS = 8
-"""A table is split into at most this many key ranges."""
+MAX_PARTS = 64
+"""A table is split into at most this many ranges: past it the units grow, so that a run's
+task count (and its record) stays bounded whatever the table's size."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Table:
     """Some column's type has no binary send/receive: copied in text format."""
     blocks: int = 0
     """Heap blocks (pages) when the catalog was read: a block-range split's span."""
+    stored_bytes: int = 0
+    """The heap with its TOAST (``pg_table_size``): what the byte rule of a split weighs."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,29 +102,39 @@ def split_ranges(lo: int, hi: int, parts: int) -> list[tuple[int | None, int | N
     return [(edges[i], edges[i + 1]) for i in range(parts)]
 
 
+def parts(t: Table, split_rows: int, split_bytes: int = 0, span_rows: int = -1) -> int:
+    """How many units ``t`` is copied by: enough that none holds more than ``split_rows``
+    estimated rows (``span_rows``, its key span, when never analyzed) nor more than
+    ``split_bytes`` of its heap and TOAST; at most :data:`MAX_PARTS`. A rule set to 0 is off."""
+    rows = t.estimated_rows if t.estimated_rows >= 0 else span_rows
+    by_rows = math.ceil(rows / split_rows) if split_rows and rows > split_rows else 1
+    big = split_bytes and t.stored_bytes > split_bytes
+    by_bytes = math.ceil(t.stored_bytes / split_bytes) if big else 1
+    return min(MAX_PARTS, max(by_rows, by_bytes))
+
+
 def plan_units(
     tables: list[Table],
     split_rows: int,
     key_spans: dict[str, tuple[int, int]] | None = None,
     by_block: bool = False,
+    split_bytes: int = 0,
 ) -> list[Unit]:
     """Units for ``tables``, largest first so the longest copies start earliest.
 
-    A table above ``split_rows`` estimated rows becomes several units (at most
-    :data:`MAX_PARTS`): key ranges when it has a single integer primary key (and a span in
+    A table above ``split_rows`` estimated rows or ``split_bytes`` stored becomes several units
+    (:func:`parts`): key ranges when it has a single integer primary key (and a span in
     ``key_spans``), else, with ``by_block``, heap block ranges (``ctid``), as pgcopydb does.
-    ``split_rows = 0`` disables splitting. A table never analyzed (estimate -1) is sized by its
-    key span, or not split by block.
+    A table never analyzed (estimate -1) is sized by its key span, or by its bytes alone.
     """
     key_spans = key_spans or {}
     units: list[Unit] = []
     for t in sorted(tables, key=lambda t: (-t.bytes, t.schema, t.name)):
         span = key_spans.get(t.qualified)
         whole = Unit(t.schema, t.name, t.columns, text_only=t.text_only)
-        if split_rows and t.int_key and span:
-            rows = t.estimated_rows if t.estimated_rows >= 0 else span[1] - span[0] + 1
-            parts = min(MAX_PARTS, math.ceil(rows / split_rows)) if rows > split_rows else 1
-            ranges = split_ranges(span[0], span[1], parts)
+        if t.int_key and span:
+            n = parts(t, split_rows, split_bytes, span[1] - span[0] + 1)
+            ranges = split_ranges(span[0], span[1], n)
             units += (
                 [
                     replace(whole, part=i, parts=len(ranges), key=t.int_key, lo=lo, hi=hi)
@@ -130,9 +143,12 @@ def plan_units(
                 if len(ranges) > 1
                 else [whole]
             )
-        elif split_rows and by_block and t.estimated_rows > split_rows and t.blocks > 1:
-            parts = min(MAX_PARTS, math.ceil(t.estimated_rows / split_rows), t.blocks)
-            ranges = split_ranges(0, t.blocks - 1, parts)
+        elif (
+            by_block
+            and t.blocks > 1
+            and (n := min(parts(t, split_rows, split_bytes), t.blocks)) > 1
+        ):
+            ranges = split_ranges(0, t.blocks - 1, n)
             units += [
                 replace(whole, part=i, parts=len(ranges), key="ctid", lo=lo, hi=hi, by_block=True)
                 for i, (lo, hi) in enumerate(ranges)
@@ -161,12 +177,14 @@ def expected_bytes(units: list[Unit], tables: list[Table], last: dict[str, int])
     return out
 
 
-def tables_to_split(tables: list[Table], split_rows: int) -> list[Table]:
-    """The tables whose key span the catalog must fetch before :func:`plan_units`."""
-    if not split_rows:
-        return []
+def tables_to_split(tables: list[Table], split_rows: int, split_bytes: int = 0) -> list[Table]:
+    """The tables whose key span the catalog must fetch before :func:`plan_units`: those with
+    an integer key that a rule may split (never analyzed: its span decides)."""
     return [
-        t for t in tables if t.int_key and (t.estimated_rows > split_rows or t.estimated_rows < 0)
+        t
+        for t in tables
+        if t.int_key
+        and ((split_rows and t.estimated_rows < 0) or parts(t, split_rows, split_bytes) > 1)
     ]
 
 

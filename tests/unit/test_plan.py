@@ -9,12 +9,15 @@ import pytest
 from pagila_tasks.base.errors import UsageError
 from pagila_tasks.replication.copy import statements
 from pagila_tasks.run.plan import (
+    MAX_PARTS,
     Table,
     Unit,
     parse_table_list,
+    parts,
     plan_units,
     resolve_selection,
     split_ranges,
+    tables_to_split,
 )
 
 
@@ -124,6 +127,32 @@ def test_a_large_table_without_an_integer_key_splits_by_heap_blocks_in_swap_runs
     assert len(plan_units([two_blocks], split_rows=10, by_block=True)) == 2
     never_analyzed = Table("public", "n", -1, 9 * 8192, ("id",), None, blocks=9)
     assert len(plan_units([never_analyzed], split_rows=10, by_block=True)) == 1
+
+
+def test_a_table_stored_above_the_byte_rule_splits_whatever_its_row_count() -> None:
+    """Wide rows: a table of few rows but many bytes (heap and TOAST) is split by the byte
+    rule, by key ranges or by blocks, never past MAX_PARTS or its blocks; a table under both
+    rules, or with both rules off, stays whole; the larger of the two rules wins."""
+    mb = 1 << 20
+    wide = Table(
+        "public", "w", 1000, 64 * mb, ("id", "v"), None, blocks=8192, stored_bytes=900 * mb
+    )
+    assert parts(wide, split_rows=400_000, split_bytes=256 * mb) == 4
+    units = plan_units([wide], split_rows=400_000, by_block=True, split_bytes=256 * mb)
+    assert [u.name for u in units] == [f"public.w#{i}of4" for i in range(1, 5)]
+    assert all(u.by_block for u in units)
+    assert parts(wide, split_rows=400_000, split_bytes=mb) == MAX_PARTS
+    assert parts(wide, split_rows=0, split_bytes=0) == 1
+    assert parts(wide, split_rows=250, split_bytes=256 * mb) == 4  # rows say 4, bytes say 4
+    assert parts(wide, split_rows=200, split_bytes=256 * mb) == 5  # rows say 5: the larger
+    few_blocks = Table("public", "f", 10, 8192, ("id",), None, blocks=2, stored_bytes=900 * mb)
+    assert len(plan_units([few_blocks], 400_000, by_block=True, split_bytes=256 * mb)) == 2
+    keyed = Table("public", "k", 1000, 64 * mb, ("id", "v"), "id", stored_bytes=600 * mb)
+    assert tables_to_split([keyed, t("small")], 400_000, 256 * mb) == [keyed]
+    units = plan_units([keyed], 400_000, {"public.k": (1, 1000)}, split_bytes=256 * mb)
+    assert [(u.lo, u.hi) for u in units] == [(None, 335), (335, 669), (669, None)]
+    never_analyzed = Table("public", "n", -1, 9 * 8192, ("id",), None, blocks=9, stored_bytes=mb)
+    assert len(plan_units([never_analyzed], 10, by_block=True, split_bytes=mb // 3)) == 4
 
 
 def test_block_ranges_read_by_tid_and_replace_nothing_on_the_target() -> None:
