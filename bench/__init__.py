@@ -3,6 +3,7 @@
 - ``run.py``: the steps in order (what ``make bench`` runs);
 - ``stack.py``: the benchmark's own stack, its server settings, workers and environment;
 - ``data.py``: the dataset: Pagila loaded, scaled (``scale.sql``), counted, the target reset;
+- ``wide.py``: ``--wide-gb``'s dataset: the smallest scale plus a wide-row table (``wide.sql``);
 - ``methods.py``: the methods compared, one function each, in one table;
 - ``ours.py``: this project's replication measured (submit, STEP lines, lock to audit row);
 - ``kept.py``: the 30 target-side objects of ``ours-kept``, built and counted;

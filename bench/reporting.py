@@ -6,13 +6,14 @@ Only the text between the ``bench:*`` markers is rewritten; the rest of the file
 
 from __future__ import annotations
 
+import re
 import statistics
 from datetime import datetime
 from typing import Any
 
 from bench import MB, ROOT, say
 from bench.kept import EXPECTED
-from bench.results import Result
+from bench.results import Result, dataset_name
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
@@ -36,7 +37,19 @@ KEPT_HEAD = [
 ]
 SWITCH_LIMIT_MS = 100.0
 APART_LIMIT = 0.05
-HEAD = ["method", "dataset", "median s", "vs pgcopydb", "peak RSS MB", "spilled MB", "runs (s)"]
+HEAD = [
+    "method",
+    "dataset",
+    "median s",
+    "vs pgcopydb",
+    "s per GB",
+    "peak RSS MB",
+    "spilled MB",
+    "runs (s)",
+]
+GB = 1024 * MB
+SPLIT_UNIT = re.compile(r"^(.*)#\d+of(\d+)$")
+"""A unit of a split table, by its name (``public.rental#2of3``): the table, how many units."""
 
 
 def summarize(
@@ -44,10 +57,13 @@ def summarize(
     failures: dict[tuple[str, str], str],
     methods: list[str],
     datasets: list[str],
+    sizes: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per method and dataset: median, ratio to pgcopydb, peaks, or why n/a."""
+    """One row per method and dataset: median, ratio to pgcopydb, seconds per GB of the
+    dataset's ``sizes`` (bytes of tables and indexes, when given), peaks, or why n/a."""
     rows = []
     for ds in datasets:
+        gb = (sizes or {}).get(ds, 0) / GB
         group = [r for r in results if r.dataset == ds]
         med = {}
         for m in methods:
@@ -67,6 +83,7 @@ def summarize(
                     "median": med[m],
                     "times": [round(r.seconds, 2) for r in runs],
                     "ratio": (med[m] / base) if base else None,
+                    "per_gb": (med[m] / gb) if gb else None,
                     "peak_rss": max(r.peak_rss for r in runs),
                     "peak_proc": max(runs, key=lambda r: r.peak_rss).peak_proc,
                     "spilled": max(r.spilled for r in runs),
@@ -81,7 +98,7 @@ def table_text(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         if "na" in r:
-            body.append([r["method"], r["dataset"], "n/a", "n/a", "n/a", "n/a", r["na"]])
+            body.append([r["method"], r["dataset"], *["n/a"] * (len(HEAD) - 3), r["na"]])
             continue
         body.append(
             [
@@ -89,6 +106,7 @@ def table_text(rows: list[dict[str, Any]]) -> str:
                 r["dataset"],
                 f"{r['median']:.2f}",
                 f"{r['ratio']:.2f}x" if r["ratio"] else "n/a",
+                f"{r['per_gb']:.1f}" if r.get("per_gb") else "n/a",
                 f"{r['peak_rss'] / MB:.0f} ({r['peak_proc']})",
                 f"{r['spilled'] / MB:.1f}",
                 ", ".join(f"{t:.2f}" for t in r["times"])
@@ -130,6 +148,16 @@ def _unit_lines(units: dict[str, dict[str, Any]], most: int = 12) -> str:
     )
 
 
+def _split_text(units: dict[str, dict[str, Any]]) -> str:
+    """The split tables of a run and their units' count, e.g. ``public.rental 3``."""
+    parts = {}
+    for name in units:
+        m = SPLIT_UNIT.match(name)
+        if m:
+            parts[m.group(1)] = int(m.group(2))
+    return ", ".join(f"{t} {n}" for t, n in sorted(parts.items())) or "none"
+
+
 def ours_breakdown(results: list[Result], datasets: list[str]) -> str:
     """Where our time goes: the STEP timeline and units of the median run of each dataset."""
     parts = []
@@ -155,6 +183,7 @@ def ours_breakdown(results: list[Result], datasets: list[str]) -> str:
             f"held its transaction {held:.1f} ms (median)\n"
             f"ours, {ds}, median run ({r.seconds:.2f} s, {len(units)} units, "
             f"{copy_sum:.2f} s of copy work over 2 workers: {balance}):\n"
+            f"  split tables (units): {_split_text(units)}\n"
             "  timeline (seconds since pagila-submit started):\n"
             f"{steps_text(r.detail['steps'], r.seconds)}\n"
             f"  slowest units:\n{_unit_lines(units)}"
@@ -304,13 +333,7 @@ def results_text(
     ours_text: str,
 ) -> str:
     """The docs' results section: machine, datasets, the table, our breakdown."""
-    ds_lines = "\n".join(
-        f"- x{d['scale']}: {d['bytes'] / MB:.0f} MB of tables and indexes in `public`, "
-        f"{d['rows']} rows; "
-        f"rental {d['rental']}, inventory {d['inventory']}, payment partitions "
-        f"{d['payment_parts'][0]}..{d['payment_parts'][1]} rows each"
-        for d in datasets
-    )
+    ds_lines = "\n".join(dataset_line(d) for d in datasets)
     return (
         "## Results\n\n"
         "Written by `bench/run.py`; do not edit by hand.\n\n"
@@ -322,6 +345,25 @@ def results_text(
         "Airflow spools past their cap, the dump directory, pgcopydb's work folder).\n\n"
         "### Where our time goes\n\n"
         f"```\n{ours_text}\n```\n"
+    )
+
+
+def dataset_line(d: dict[str, Any]) -> str:
+    """One dataset in the docs: its size (what seconds per GB divide), rows, and the seconds
+    making it took; the wide one (:mod:`bench.wide`) with its table's part."""
+    pagila = (
+        f"rental {d['rental']}, inventory {d['inventory']}, payment partitions "
+        f"{d['payment_parts'][0]}..{d['payment_parts'][1]} rows each"
+    )
+    if "wide_rows" in d:
+        pagila = (
+            f"Pagila x{d['scale']} ({pagila}) plus `public.wide_rows`: {d['wide_rows']} rows "
+            f"of about 1.7 KB, text key, {d['wide_bytes'] / MB:.0f} MB with its indexes, "
+            f"made in {d['wide_seconds']} s"
+        )
+    return (
+        f"- {dataset_name(d)}: {d['bytes'] / MB:.0f} MB of tables and indexes in `public`, "
+        f"{d['rows']} rows; {pagila}; the source made in {d['seconds']} s"
     )
 
 

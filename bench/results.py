@@ -59,8 +59,18 @@ class Tally:
     results: list[Result] = field(default_factory=list)
     failures: dict[tuple[str, str], str] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
-    """What :func:`bench.data.scale` says of each dataset, in order."""
+    """What :func:`bench.data.scale` (or :func:`bench.wide.make`) says of each dataset, in
+    order."""
 
     def names(self) -> list[str]:
-        """The datasets' names (``x1``, ``x50``), in order."""
-        return [f"x{d['scale']}" for d in self.datasets]
+        """The datasets' names (``x1``, ``x50``; the wide one's own, ``wide-2GB``), in order."""
+        return [dataset_name(d) for d in self.datasets]
+
+    def sizes(self) -> dict[str, int]:
+        """Each dataset's bytes of tables and indexes by name: what seconds per GB divide."""
+        return {dataset_name(d): int(d["bytes"]) for d in self.datasets}
+
+
+def dataset_name(d: dict[str, Any]) -> str:
+    """A dataset's name: its own, else ``x<scale>``."""
+    return str(d.get("name") or f"x{d['scale']}")

@@ -2,6 +2,7 @@
 alternatives, on the same two local servers, and write the results into docs/benchmarks.md.
 
     .venv/bin/python bench/run.py [--scales 1,50] [--runs 3] [--methods ours,pgcopydb,..]
+    .venv/bin/python bench/run.py --scales 1,50 --wide-gb 2   # and x1 + a 2 GB wide-row table
     .venv/bin/python bench/run.py --memory            # the spool-cap memory check only
     .venv/bin/python bench/run.py --kept --scales 50  # ours with and without 30 kept objects
     .venv/bin/python bench/run.py --refresh --scales 50  # refresh and resume against a full copy
@@ -11,7 +12,9 @@ The script brings up its own stack (two PostgreSQL servers + Redis, state in --s
 at the end), applies the benchmark's server settings to both servers, loads Pagila with
 ``pagila-submit load``, scales it with bench/scale.sql, then for each dataset runs every method
 --runs times (the method order rotates from run to run), resetting the target before each run
-and checking its row counts against the source after it. See docs/benchmarks.md for the methods.
+and checking its row counts against the source after it. ``--wide-gb X`` adds one dataset after
+them: the smallest scale plus a table of about X GB of wide rows (bench/wide.py, bench/wide.sql).
+See docs/benchmarks.md for the methods.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 if not __package__:  # run as a script: import the bench package from the checkout
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import ROOT, data, machine, memory, methods, refresh, reporting, say, seeing
+from bench import ROOT, data, machine, memory, methods, refresh, reporting, say, seeing, wide
 from bench.results import RunFailed, Tally
 from bench.stack import BenchStack
 
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     facts: dict[str, Any] = {}
     try:
         b.up()  # stack, the issue's server settings, the methods' environment
+        if args.split_rows is not None:  # our workers and submitter read it from b.env
+            b.env["PAGILA_SPLIT_ROWS"] = str(args.split_rows)
         data.load(b)  # Pagila into the source
         facts = machine.facts(b)
         if args.memory:
@@ -74,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.scales:
             tally.datasets.append(data.scale(b, n))  # the source made Pagila xN
             methods.run_dataset(b, tally, f"x{n}", args.methods, args.runs)
+        if args.wide_gb:
+            tally.datasets.append(wide.make(b, args.scales[0], args.wide_gb))
+            methods.run_dataset(b, tally, tally.names()[-1], args.methods, args.runs)
     finally:
         stop(b, tally, args.json_out)
     return report(tally, args, facts)
@@ -130,7 +138,7 @@ def report(tally: Tally, args: argparse.Namespace, facts: dict[str, Any]) -> int
     """Print the table, our breakdown and the kept-objects comparison; write their docs
     sections (``--kept``: that one only); 1 if a run failed."""
     datasets = tally.names()
-    rows = reporting.summarize(tally.results, tally.failures, args.methods, datasets)
+    rows = reporting.summarize(tally.results, tally.failures, args.methods, datasets, tally.sizes())
     say("\n" + reporting.table_text(rows))
     ours_text = reporting.ours_breakdown(tally.results, datasets)
     say("\n" + ours_text)
@@ -155,6 +163,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scales",
         help="comma list of scale factors, e.g. 1,10,50 (overrides --scale; default 1,<scale>)",
+    )
+    parser.add_argument(
+        "--wide-gb",
+        type=float,
+        default=0.0,
+        help="also a dataset of the smallest scale plus a wide-row table of about this many GB "
+        "(bench/wide.sql; the speed table only; default 0: none)",
+    )
+    parser.add_argument(
+        "--split-rows",
+        type=int,
+        help="PAGILA_SPLIT_ROWS for our workers (default: the project's), e.g. to split a "
+        "small --wide-gb table in a test",
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
@@ -206,6 +227,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     if any(n < 1 or n > 20000 for n in args.scales):
         parser.error("scales must be between 1 and 20000")
+    if args.wide_gb < 0 or (args.split_rows is not None and args.split_rows < 0):
+        parser.error("--wide-gb and --split-rows must not be negative")
     return args
 
 

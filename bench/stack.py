@@ -29,7 +29,7 @@ SERVER_SETTINGS = {
     "max_wal_size": "8GB",
 }
 """Set with ALTER SYSTEM on both servers (the issue's settings); the rest are the stack's."""
-WORKERS = 2
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 """Workers of ``ours``, one process slot each."""
 SCRATCH = ("bench.pgpass", "bench-dump-dir", "bench-pgcopydb")
 """What the benchmark writes into the state folder; removed by :meth:`BenchStack.down`."""
