@@ -104,3 +104,46 @@ def test_definitions_are_qualified_whatever_the_search_path(servers) -> None:
     )
     assert rows == {"a_b_id_fkey": True, "a_self": False}
     query(servers.target_dsn, "DROP SCHEMA app CASCADE")
+
+
+REFUSED = """
+CREATE TABLE public.unkeyed (id int);  -- no unique index: a key to it is refused
+CREATE TABLE public.keyed (id int PRIMARY KEY);
+INSERT INTO public.unkeyed SELECT generate_series(1, 5);
+INSERT INTO public.keyed SELECT generate_series(1, 5);
+CREATE TABLE public.leaf (id int PRIMARY KEY, unkeyed_id int, keyed_id int, stray_id int);
+INSERT INTO public.leaf VALUES (1, 1, 1, 1), (2, 2, 2, 99);  -- 99: no such keyed row
+"""
+
+
+def test_an_early_key_the_server_refuses_is_left_to_the_callback(servers, isolated) -> None:
+    """Keys added beside the copies (:func:`earlykeys.add`): one whose referenced columns have
+    no unique index yet, one that rows break and one that exists already are each rolled back
+    alone, logged and left to the callback (which adds what is missing, or fails the run
+    naming it); the keys around them are added, checked, on the same connection."""
+    from pagila_tasks.replication import earlykeys
+    from pagila_tasks.run.context import Context
+
+    isolated({})  # this test's own Redis database, for the run's lock
+    ctx = Context(config.from_env())
+    run_id = "replicate-earlykeys-1"
+    ctx.lock.acquire(run_id, "replicate")
+    query(servers.target_dsn, REFUSED)
+    add = "ALTER TABLE public.leaf ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES public.{}(id)"
+
+    def key(name: str, column: str, parent: str) -> earlykeys.EarlyKey:
+        statement = add.format(name, column, parent)
+        return earlykeys.EarlyKey("public.leaf", f"public.{parent}", name, statement)
+
+    keys = [
+        key("to_unkeyed", "unkeyed_id", "unkeyed"),  # 42830: no unique index on unkeyed(id)
+        key("to_keyed", "keyed_id", "keyed"),
+        key("stray", "stray_id", "keyed"),  # 23503: the row with 99
+        key("to_keyed", "keyed_id", "keyed"),  # 42710: added just before
+    ]
+    try:
+        assert earlykeys.add(ctx, run_id, keys) == ["public.leaf.to_keyed"]
+    finally:
+        ctx.lock.release(run_id)
+    on_leaf = [r for r in query(servers.target_dsn, DEFINITIONS) if r[0] == "leaf"]
+    assert on_leaf == [("leaf", "to_keyed", True, "FOREIGN KEY (keyed_id) REFERENCES keyed(id)")]
