@@ -78,3 +78,11 @@ def connection(
         yield conn
     finally:
         conn.close()
+
+
+def build_memory(cur: psycopg2.extensions.cursor, s: Settings, local: bool = True) -> None:
+    """``PAGILA_MAINTENANCE_WORK_MEM`` for the index builds and key checks that follow (their
+    sort and hash memory); ``local``: for this transaction only. Any user may set it."""
+    if s.maintenance_work_mem:
+        scope = "SET LOCAL" if local else "SET"
+        cur.execute(f"{scope} maintenance_work_mem = %s", (s.maintenance_work_mem,))

@@ -29,6 +29,7 @@ from pglast.stream import RawStream
 
 from pagila_tasks.base import names
 from pagila_tasks.pg import warm
+from pagila_tasks.pg.db import build_memory
 from pagila_tasks.replication.fkeys import ForeignKey
 from pagila_tasks.run import guard
 from pagila_tasks.run.context import Context
@@ -123,8 +124,7 @@ def add(ctx: Context, run_id: str, keys: list[EarlyKey]) -> list[str]:
     with warm.borrow(s.target_dsn, s, f"pagila-fk {run_id}") as conn:
         for key in keys:
             with conn.cursor() as cur:
-                if s.maintenance_work_mem:
-                    cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
+                build_memory(cur, s)
                 try:
                     cur.execute(key.statement)
                 except (

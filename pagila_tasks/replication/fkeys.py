@@ -25,6 +25,7 @@ from psycopg2 import sql
 
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import sqlfiles, warm
+from pagila_tasks.pg.db import build_memory
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,7 @@ def validate(
 
     def one(fk: ForeignKey) -> None:
         with warm.borrow(s.target_dsn, s, name) as conn, conn.cursor() as cur:
-            if s.maintenance_work_mem:  # the check's hash table is sized by it
-                cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
+            build_memory(cur, s)  # the check's hash table is sized by it
             cur.execute(
                 sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
                     fk.on(targets.get(fk.schema)), sql.Identifier(fk.name)

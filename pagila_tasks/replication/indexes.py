@@ -26,6 +26,7 @@ import psycopg2.extensions
 
 from pagila_tasks.base import names
 from pagila_tasks.pg import support, warm
+from pagila_tasks.pg.db import build_memory
 from pagila_tasks.replication import earlykeys, schema
 from pagila_tasks.run import guard
 from pagila_tasks.run.context import Context
@@ -121,8 +122,7 @@ def build(ctx: Context, run_id: str, table: str, statements: tuple[str, ...]) ->
         conn.rollback()
         for i, statement in enumerate(statements):
             with conn.cursor() as cur:
-                if s.maintenance_work_mem:
-                    cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
+                build_memory(cur, s)
                 built += run_one(cur, statement)
                 if i == len(statements) - 1:
                     support.record_step(cur, run_id, step(table))

@@ -19,7 +19,7 @@ from psycopg2 import sql
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.pg import support, warm
-from pagila_tasks.pg.db import connection
+from pagila_tasks.pg.db import build_memory, connection
 from pagila_tasks.replication import (
     fkeys,
     indexes,
@@ -63,8 +63,7 @@ def post_data(
         conn.commit()
         done = {st for t in built for st in plan.indexes[t]}
         build_apart(ctx, run_id, [st for st in apart if st not in done])
-        if s.maintenance_work_mem:  # index builds and key checks size their memory by it
-            cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
+        build_memory(cur, s, local=False)  # index builds and key checks size their memory by it
         with staging.as_live(cur, layout):
             if rest.strip():
                 schema.run(cur, rest)
@@ -99,8 +98,7 @@ def build_apart(ctx: Context, run_id: str, statements: list[str]) -> None:
     def one(statement: str) -> None:
         with warm.borrow(s.target_dsn, s, f"pagila-index {run_id}") as conn:
             with conn.cursor() as cur:
-                if s.maintenance_work_mem:
-                    cur.execute("SET LOCAL maintenance_work_mem = %s", (s.maintenance_work_mem,))
+                build_memory(cur, s)
                 indexes.run_one(cur, statement)
             guard.before_commit(ctx, run_id)
             conn.commit()
@@ -138,8 +136,7 @@ def keep_build(
         if kept.notes:
             log.warning("run %s: kept in part: %s", run_id, "; ".join(kept.notes))
             ctx.record.keeping(run_id, notes=kept.notes)
-        if s.maintenance_work_mem:
-            cur.execute("SET maintenance_work_mem = %s", (s.maintenance_work_mem,))
+        build_memory(cur, s, local=False)
         alone, rest = keepplan.apart(kept.build, _quoted_builds(cur, layout))
         conn.commit()
         # the indexes first, each committed: the as-live part holds its locks (a key's on the
