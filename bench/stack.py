@@ -30,7 +30,8 @@ SERVER_SETTINGS = {
 }
 """Set with ALTER SYSTEM on both servers (the issue's settings); the rest are the stack's."""
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
-"""Workers of ``ours``, one process slot each."""
+"""Workers of ``ours``, one process slot each (``BENCH_WORKERS``, for a probe of more: the
+tables in docs/benchmarks.md are all with two, the machine's cores)."""
 SCRATCH = ("bench.pgpass", "bench-dump-dir", "bench-pgcopydb")
 """What the benchmark writes into the state folder; removed by :meth:`BenchStack.down`."""
 DSN_VARS = {"source": "BENCH_SOURCE_DSN", "target": "BENCH_TARGET_DSN"}
