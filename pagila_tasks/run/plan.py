@@ -13,8 +13,11 @@ from pagila_tasks.base import names
 from pagila_tasks.base.errors import UsageError
 
 MAX_PARTS = 64
-"""A table is split into at most this many ranges: past it the units grow, so that a run's
-task count (and its record) stays bounded whatever the table's size."""
+"""A table is split into at most this many ranges by its bytes: past it the units grow, so
+that a run's task count (and its record) stays bounded whatever the table's size."""
+MAX_ROW_PARTS = 8
+"""...and into at most this many by its rows: the row rule spreads a table of many narrow rows
+over the workers, for which a few units are enough; the byte rule bounds what one unit holds."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,13 @@ def split_ranges(lo: int, hi: int, parts: int) -> list[tuple[int | None, int | N
 
 def parts(t: Table, split_rows: int, split_bytes: int = 0, span_rows: int = -1) -> int:
     """How many units ``t`` is copied by: enough that none holds more than ``split_rows``
-    estimated rows (``span_rows``, its key span, when never analyzed) nor more than
-    ``split_bytes`` of its heap and TOAST; at most :data:`MAX_PARTS`. A rule set to 0 is off."""
+    estimated rows (``span_rows``, its key span, when never analyzed; at most
+    :data:`MAX_ROW_PARTS` units) nor more than ``split_bytes`` of its heap and TOAST (at most
+    :data:`MAX_PARTS`), the larger of the two. A rule set to 0 is off."""
     rows = t.estimated_rows if t.estimated_rows >= 0 else span_rows
-    by_rows = math.ceil(rows / split_rows) if split_rows and rows > split_rows else 1
+    by_rows = (
+        min(MAX_ROW_PARTS, math.ceil(rows / split_rows)) if split_rows and rows > split_rows else 1
+    )
     big = split_bytes and t.stored_bytes > split_bytes
     by_bytes = math.ceil(t.stored_bytes / split_bytes) if big else 1
     return min(MAX_PARTS, max(by_rows, by_bytes))

@@ -10,6 +10,7 @@ from pagila_tasks.base.errors import UsageError
 from pagila_tasks.replication.copy import statements
 from pagila_tasks.run.plan import (
     MAX_PARTS,
+    MAX_ROW_PARTS,
     Table,
     Unit,
     parse_table_list,
@@ -143,6 +144,7 @@ def test_a_table_stored_above_the_byte_rule_splits_whatever_its_row_count() -> N
     assert all(u.by_block for u in units)
     assert parts(wide, split_rows=400_000, split_bytes=mb) == MAX_PARTS
     assert parts(wide, split_rows=0, split_bytes=0) == 1
+    assert parts(wide, split_rows=10, split_bytes=0) == MAX_ROW_PARTS  # 100 by rows: capped
     assert parts(wide, split_rows=250, split_bytes=256 * mb) == 4  # rows say 4, bytes say 4
     assert parts(wide, split_rows=200, split_bytes=256 * mb) == 5  # rows say 5: the larger
     few_blocks = Table("public", "f", 10, 8192, ("id",), None, blocks=2, stored_bytes=900 * mb)
