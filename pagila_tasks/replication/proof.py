@@ -197,15 +197,17 @@ def _source(
     proof's long one (it hashes the tables that changed), the target's mostly reads headers."""
     schemas, tables = what
     with snapshot_cursor(s, snapshot_id, f"pagila-proof-src {run_id}") as cur:
+        origin = snapshot.origin(cur)
+        xmin, xmax = snapshot.bounds(cur)
+        known = was.known(origin, xmax)
         todo = verify.Shared(verify.largest_first(cur, tables))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"proof-{run_id}") as pool:
-            other = pool.submit(_source_share, s, snapshot_id, run_id, tables, was, todo)
-            side = _side(cur, tables, was, todo)
-            more = other.result()
-        both = {**side.tables, **more.tables}
-        side = replace(
-            side, tables={n: both[n] for n in _names(tables)}, taken=side.taken | more.taken
-        )
+            other = pool.submit(_source_share, s, snapshot_id, run_id, (tables, known), todo)
+            mine, taken = verify.measure_known(cur, tables, known, todo)
+            theirs, also = other.result()
+        both = {**mine, **theirs}
+        measures = {n: both[n] for n in (names.display(*t) for t in tables)}
+        side = Side(measures, {}, xmin, origin, frozenset(taken | also))
         if los:
             side.tables[largeobjects.NAME] = largeobjects.measure(cur, staged=False)
         return replace(side, sequences=sequences.read(cur, schemas))
@@ -215,17 +217,13 @@ def _source_share(
     s: Settings,
     snapshot_id: str,
     run_id: str,
-    tables: list[tuple[str, str]],
-    was: recorded.Side,
+    what: tuple[list[tuple[str, str]], dict[str, tuple[recorded.Measure, int]]],
     todo: verify.Shared,
-) -> Side:
-    """The source tables a second connection in the run's snapshot takes from ``todo``."""
+) -> tuple[verify.Measures, set[str]]:
+    """The source tables a second connection in the run's snapshot takes from ``todo``
+    (``what``: every table, and the recorded measures that may hold)."""
     with snapshot_cursor(s, snapshot_id, f"pagila-proof-src2 {run_id}") as cur:
-        return _side(cur, tables, was, todo)
-
-
-def _names(tables: list[tuple[str, str]]) -> list[str]:
-    return [names.display(*t) for t in tables]
+        return verify.measure_known(cur, *what, todo)
 
 
 def _target(
@@ -247,16 +245,12 @@ def _target(
 
 
 def _side(
-    cur: psycopg2.extensions.cursor,
-    tables: list[tuple[str, str]],
-    was: recorded.Side,
-    todo: verify.Shared | None = None,
+    cur: psycopg2.extensions.cursor, tables: list[tuple[str, str]], was: recorded.Side
 ) -> Side:
-    """Every table measured in ``cur``'s snapshot, or taken from ``was`` where it still holds
-    (``todo``: only those this cursor takes from it, see :func:`.verify.measure_known`)."""
+    """Every table measured in ``cur``'s snapshot, or taken from ``was`` where it still holds."""
     origin = snapshot.origin(cur)
     xmin, xmax = snapshot.bounds(cur)
-    measures, taken = verify.measure_known(cur, tables, was.known(origin, xmax), todo)
+    measures, taken = verify.measure_known(cur, tables, was.known(origin, xmax))
     return Side(measures, {}, xmin, origin, frozenset(taken))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg2
+import psycopg2.extensions
 
 from pagila_tasks.replication import verify
 from tests.support import query
@@ -44,16 +45,11 @@ def test_a_recorded_measure_is_taken_only_for_a_table_unwritten_since(servers) -
     one): an update (new xmin), a delete (one row fewer) or a delete plus an insert (same count,
     a new xmin) each make the table measured again, and the fresh measure tells it apart."""
     dsn = servers.source_dsn
-    for t in "efgh":
-        query(dsn, f"CREATE TABLE public.{t} (id int PRIMARY KEY, v text)")
-        query(dsn, f"INSERT INTO public.{t} SELECT g, 'x' || g FROM generate_series(1, 300) g")
-    tables = [("public", t) for t in "efgh"]
+    tables = _made(dsn, dict.fromkeys("efgh", 300))
     conn = psycopg2.connect(dsn)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        xmin = cur.fetchone()[0]
-        then = verify.measure_all(cur, tables, checksums=True)
+        xmin, then = _measured_now(cur, tables)
         conn.commit()
         query(dsn, "UPDATE public.f SET v = 'changed' WHERE id = 7")
         query(dsn, "DELETE FROM public.g WHERE id = 8")
@@ -79,17 +75,12 @@ def test_two_connections_in_one_snapshot_share_a_side_each_table_once(servers) -
     connection gives: recorded measures taken where they hold, the rest measured."""
     dsn = servers.source_dsn
     sizes = {"p": 4000, "q": 10, "r": 2000, "s": 300}
-    for t, n in sizes.items():
-        query(dsn, f"CREATE TABLE public.{t} (id int PRIMARY KEY, v text)")
-        query(dsn, f"INSERT INTO public.{t} SELECT g, 'x' || g FROM generate_series(1, {n}) g")
-    tables = [("public", t) for t in sizes]
+    tables = _made(dsn, sizes)
     holder = psycopg2.connect(dsn)
     other = psycopg2.connect(dsn)
     try:
         cur = holder.cursor()
-        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        xmin = cur.fetchone()[0]
-        then = verify.measure_all(cur, tables, checksums=True)
+        xmin, then = _measured_now(cur, tables)
         holder.commit()
         query(dsn, "UPDATE public.r SET v = 'changed' WHERE id = 7")
         known = {f"public.{t}": (then[f"public.{t}"], xmin) for t in sizes}
@@ -112,3 +103,20 @@ def test_two_connections_in_one_snapshot_share_a_side_each_table_once(servers) -
     finally:
         holder.close()
         other.close()
+
+
+def _made(dsn: str, sizes: dict[str, int]) -> list[tuple[str, str]]:
+    """Tables ``public.<name>`` of ``sizes[name]`` rows each (id, v)."""
+    for t, n in sizes.items():
+        query(dsn, f"CREATE TABLE public.{t} (id int PRIMARY KEY, v text)")
+        query(dsn, f"INSERT INTO public.{t} SELECT g, 'x' || g FROM generate_series(1, {n}) g")
+    return [("public", t) for t in sizes]
+
+
+def _measured_now(
+    cur: psycopg2.extensions.cursor, tables: list[tuple[str, str]]
+) -> tuple[int, verify.Measures]:
+    """The xmin of ``cur``'s snapshot and every table measured in it: a record to hold."""
+    cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    xmin = cur.fetchone()[0]
+    return xmin, verify.measure_all(cur, tables, checksums=True)
