@@ -89,6 +89,29 @@ class Flower:
         assert status == 200, (path, status, body[:500])
         return json.loads(body)
 
+    def wait_succeeded(self, names: set[str], timeout: float = 90) -> dict[str, dict]:
+        """Every task Flower lists (id -> task), once each of ``names`` is listed as SUCCESS.
+
+        Flower keeps only what its event receiver heard, and a run's last events reach it a
+        moment after the run ends; on a timeout the failure names what is missing, every task
+        Flower has with its state, and the end of Flower's log."""
+        seen: dict[str, dict] = {}
+
+        def all_succeeded() -> dict[str, dict]:
+            seen.update(self.get_json("/api/tasks"))
+            done = {t.get("name") for t in seen.values() if t.get("state") == "SUCCESS"}
+            return seen if names <= done else {}
+
+        try:
+            return wait_for(all_succeeded, timeout, "flower to list every task as SUCCESS", 1)
+        except AssertionError as exc:
+            done = {t.get("name") for t in seen.values() if t.get("state") == "SUCCESS"}
+            listed = sorted((str(t.get("name")), str(t.get("state"))) for t in seen.values())
+            raise AssertionError(
+                f"{exc}; missing {sorted(names - done)}; flower has {listed}; "
+                f"flower log: {self.log_tail()}"
+            ) from None
+
     def log_tail(self, lines: int = 40) -> str:
         """The end of Flower's log, for failure messages."""
         try:

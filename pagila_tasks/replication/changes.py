@@ -344,16 +344,13 @@ def _gone_by_buckets(
     deleting: int,
 ) -> int:
     """The live rows whose key the source deleted (``deleting`` of them, by the counts), into
-    the work table ``gone``; the bytes read. Both sides' keys are hashed into buckets and
-    counted; only the buckets where the live table has more rows than the source's (new rows
+    the work table ``gone``; the bytes read. Both sides' keys are put in buckets (:func:`_bucket`)
+    and counted; only the buckets where the live table has more rows than the source's (new rows
     counted out) hold deleted keys, and only the source's keys in those are sent (into the work
     table ``every``) to find them. ``tables``: every, gone, and the fetch table (new rows)."""
     every, gone, fetch = tables
     live = sql.Identifier(c.schema, c.table)
-    mask = sql.Literal(changeplan.buckets(deleting) - 1)
-    bucket = sql.SQL("(pg_catalog.hash_record_extended(ROW({}), 0) & {})").format(
-        _key(c, "t"), mask
-    )
+    bucket, of_type = _bucket(tgt, c, live, changeplan.buckets(deleting))
     count = sql.SQL("SELECT {} AS b, count(*) FROM {} AS t{} GROUP BY 1")
     tgt.execute(count.format(bucket, sql.SQL("ONLY {}").format(live), sql.SQL("")))
     on_target = dict(tgt.fetchall())
@@ -363,20 +360,35 @@ def _gone_by_buckets(
         with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
             cur.execute(count.format(bucket, sql.SQL("ONLY {}").format(live), sql.SQL("")))
             chosen = changeplan.deleted_in(dict(cur.fetchall()), on_target, inserted)
-            keys = sql.SQL(
-                "COPY (SELECT {} FROM ONLY {} AS t WHERE {} = ANY ({})) TO STDOUT WITH (FORMAT {})"
-            )
-            cur.copy_expert(
-                keys.format(_key(c, "t"), live, bucket, sql.Literal(chosen), fmt),
-                spool,
-                size=1 << 20,
-            )
+            among = sql.SQL("{} = ANY ({}::{}[])").format(bucket, sql.Literal(chosen), of_type)
+            keys = sql.SQL("COPY (SELECT {} FROM ONLY {} AS t WHERE {}) TO STDOUT WITH (FORMAT {})")
+            cur.copy_expert(keys.format(_key(c, "t"), live, among, fmt), spool, size=1 << 20)
         read = spool.tell()
         spool.seek(0)
         _load(tgt, every, _key(c), live, spool, fmt)
-    also = sql.SQL(" AND {} = ANY ({})").format(bucket, sql.Literal(chosen))
+    also = sql.SQL(" AND {}").format(among)
     tgt.execute(_gone_sql(c, gone, every, live, also))
     return read
+
+
+def _bucket(
+    tgt: Cursor, c: Change, live: sql.Identifier, wanted: int
+) -> tuple[sql.Composable, sql.Composable]:
+    """How a key of ``t`` is put in one of about ``wanted`` buckets, and the buckets' SQL type.
+    A single integer key by its range (``key >> shift`` over the live table's span: no hashing,
+    measured at a third of the hash's cost per scan); any other key by the hash of its columns."""
+    if len(c.key) == 1 and c.key_types[0] in changeplan.INTEGER_KEYS:
+        key = sql.Identifier(c.key[0])
+        tgt.execute(sql.SQL("SELECT min({0}), max({0}) FROM ONLY {1}").format(key, live))
+        lowest, highest = tgt.fetchone()
+        if lowest is not None:
+            shift = changeplan.range_shift(lowest, highest, wanted)
+            by_range = sql.SQL("({} >> {})").format(
+                sql.Identifier("t", c.key[0]), sql.Literal(shift)
+            )
+            return by_range, sql.SQL(c.key_types[0])  # one of INTEGER_KEYS
+    by_hash = sql.SQL("(pg_catalog.hash_record_extended(ROW({}), 0) & {})")
+    return by_hash.format(_key(c, "t"), sql.Literal(wanted - 1)), sql.SQL("bigint")
 
 
 def _fetch_sql(

@@ -136,6 +136,10 @@ def reusable(
         target = _staged(s, run_id, parts, targets)
         measured = source.result()
     equal = {n for n, *_ in parts if measured[n] == target[n] and measured[n][1] is not None}
+    for n in sorted({n for n, *_ in parts} - equal):  # why a committed unit is copied again
+        log.info(
+            "resume %s: %s copied again: source %s, staged %s", run_id, n, measured[n], target[n]
+        )
     reused = {
         u.name: staged.committed[u.name]
         for u in committed

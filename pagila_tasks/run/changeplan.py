@@ -187,6 +187,20 @@ def buckets(deleting: int) -> int:
     return 1 << max(6, min(16, (max(deleting, 1) * 16 - 1).bit_length()))
 
 
+INTEGER_KEYS = ("smallint", "integer", "bigint")
+"""Key types whose values are bucketed by range (:func:`range_shift`) rather than by hash."""
+
+
+def range_shift(lowest: int, highest: int, wanted: int) -> int:
+    """The right shift that cuts an integer key's span (``lowest`` to ``highest``, the live
+    table's) into about ``wanted`` ranges of equal width, a power of two: ``key >> shift`` is
+    then a bucket that costs no hashing, and the rows of a range lie together. Keys outside the
+    span (new ones) fall in ranges of their own; keys bunched in few ranges only cost more keys
+    sent (at worst every key), never a wrong answer (the checksums confirm it)."""
+    span = max(highest - lowest, 0) + 1
+    return max(0, ((span - 1) // max(wanted, 1)).bit_length())
+
+
 def deleted_in(source: dict[int, int], live: dict[int, int], inserted: dict[int, int]) -> list[int]:
     """The buckets that hold keys the source deleted: per bucket, the live table's rows less the
     source's, plus the source's new rows (which the live table lacks), is what was deleted."""

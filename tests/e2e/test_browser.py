@@ -19,7 +19,7 @@ from tests.flower_support import (
     shown_name,
     submit_run,
 )
-from tests.support import ROOT, wait_for
+from tests.support import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -95,12 +95,8 @@ def test_flower_tasks_page_names_the_copies_in_a_browser(servers, isolated) -> N
         assert len(rental) >= 2, sorted(expected)
         control = control_names(load_id, run_id)
 
-        def all_succeeded() -> dict[str, str]:
-            tasks = flower.get_json("/api/tasks")
-            names = {i: t["name"] for i, t in tasks.items() if t.get("state") == "SUCCESS"}
-            return names if {*expected, *control} <= set(names.values()) else {}
-
-        names = wait_for(all_succeeded, 60, "flower to list every copy as SUCCESS", interval=1)
+        tasks = flower.wait_succeeded({*expected, *control})
+        names = {i: t["name"] for i, t in tasks.items() if t.get("state") == "SUCCESS"}
         assert len(names) >= UNITS + len(control), names
 
         anonymous = browse(flower, "/tasks", "--virtual-time-budget=5000", "--dump-dom", auth=False)

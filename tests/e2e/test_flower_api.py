@@ -16,7 +16,6 @@ from tests.flower_support import (
     shown_name,
     submit_run,
 )
-from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -68,20 +67,7 @@ def test_flower_names_every_copy_of_a_run_without_secrets(servers, isolated) -> 
         assert all(run_id not in n for n in expected)
         control = control_names(load_id, run_id)
 
-        seen: dict[str, dict] = {}
-
-        def all_succeeded() -> dict[str, dict]:
-            seen.update(flower.get_json("/api/tasks"))
-            done = {t["name"] for t in seen.values() if t.get("state") == "SUCCESS"}
-            return seen if {*expected, *control} <= done else {}
-
-        try:
-            tasks = wait_for(all_succeeded, 60, "flower to list every copy as SUCCESS", interval=1)
-        except AssertionError as exc:
-            listed = sorted((t.get("name"), t.get("state")) for t in seen.values())
-            raise AssertionError(
-                f"{exc}; expected {sorted({*expected, *control})}, {listed}"
-            ) from None
+        tasks = flower.wait_succeeded({*expected, *control})
         shown = names_of(tasks)
         # One row per unit, named for it; the control tasks by their run; nothing else but the
         # submit-time checks (sent without a display name); no row says "pagila.copy_table".

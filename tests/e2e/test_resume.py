@@ -129,7 +129,17 @@ def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: b
     second = json.loads(proc.stdout.strip().splitlines()[-1])
     assert f"resumes the staging copy of run {first}" in second["plan"]["reason"], second["plan"]
     reused = {n for n, u in second["units"].items() if u["state"] == "reused"}
-    assert reused == staged - changed, (reused, staged, changed)
+    odd = reused ^ (staged - changed)  # on a failure: what the record and workers say of them
+    assert not odd, (
+        odd,
+        {n: second["units"].get(n) for n in odd},
+        [
+            line
+            for pool in iso.pools
+            for line in pool.log_tail(2000).splitlines()
+            if "resum" in line or any(n in line for n in odd)
+        ],
+    )
     assert all(second["units"][n]["origin"] == first for n in reused)
     assert all(second["units"][n]["state"] == "done" for n in set(second["units"]) - reused)
     hows = {c["table"]: c["how"] for c in second["verification"]}

@@ -11,6 +11,7 @@ from pagila_tasks.run.changeplan import (
     confirms,
     deleted_in,
     parents_first,
+    range_shift,
     refusal,
     too_many,
     touched,
@@ -142,3 +143,24 @@ def test_deleted_keys_are_looked_for_only_in_the_buckets_whose_counts_say_so() -
     inserted = {2: 1}  # bucket 2: one new row, nothing deleted; bucket 3: one deleted
     assert deleted_in(source, live, inserted) == [1, 3]
     assert deleted_in(source, source, {}) == []
+
+
+def test_an_integer_key_is_cut_into_about_as_many_ranges_as_buckets_wanted() -> None:
+    """``key >> shift`` cuts the live span into at most ``wanted`` ranges (one more where the
+    span does not start on a range's edge), with the smallest such shift: no coarser than it
+    must be, so that the ranges holding a deleted key hold few others."""
+    for lowest, highest, wanted in [
+        (16053, 4935098, 2048),
+        (1, 1, 64),
+        (-5, 5, 64),
+        (0, 2**63 - 1, 65536),
+        (-(2**31), 2**31 - 1, 1024),
+        (7, 7 + 63, 64),
+        (7, 7 + 64, 64),
+    ]:
+        shift = range_shift(lowest, highest, wanted)
+        assert (highest >> shift) - (lowest >> shift) + 1 <= wanted + 1
+        assert (highest - lowest) >> shift < wanted
+        assert shift == 0 or (highest - lowest) >> (shift - 1) >= wanted
+    assert range_shift(16053, 4935098, 2048) == 12
+    assert range_shift(9, 3, 64) == 0  # an empty span (never asked for) is one range
