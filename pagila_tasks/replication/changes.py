@@ -49,7 +49,7 @@ from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import sqlfiles, support
 from pagila_tasks.pg.db import connection
-from pagila_tasks.replication import catalog, sequences, staging, verify
+from pagila_tasks.replication import catalog, sequences, snapshot, staging, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run import changeplan, guard, recorded
 from pagila_tasks.run.changeplan import Change, Ref, Reference, RowKey
@@ -531,7 +531,12 @@ class Applied:
     """The per-table detail written in the ledger row (and kept in the run record)."""
     written: frozenset[str] = frozenset()
     """The tables it wrote or measured whole after its writes: their measures hold only from
-    its commit (the next proof measures them)."""
+    its commit."""
+    writer: tuple[int, int, frozenset[str]] | None = None
+    """The xmin of a snapshot taken once writers were locked out of the changed tables, the
+    transaction's own xid8 and those tables: the next proof takes their recorded measures
+    when nobody else wrote them since (:mod:`pagila_tasks.run.recorded`); the other tables it
+    wrote, which it did not lock, are measured again."""
 
 
 def apply(
@@ -594,13 +599,17 @@ def _record(
     done: Applied, xmins: tuple[int | None, int | None], origins: tuple[str | None, str | None]
 ) -> str:
     """The measures the apply leaves for the next proof: the source's hold from the run's
-    snapshot, a kept live table's from the proof's, a written one's not at all."""
+    snapshot, a kept live table's from the proof's, a changed one's from once it was locked
+    (with the apply's xid as its writer), another written one's not at all."""
     verdicts = [
         (c.table, c.source_rows, c.target_rows, c.source_checksum, c.target_checksum)
         for c in done.checks
     ]
+    locked_from, xid, locked = done.writer or (None, None, frozenset())
     since = {c.table: None if c.table in done.written else xmins[1] for c in done.checks}
-    return recorded.sides(verdicts, origins, (xmins[0], since)).as_json()
+    since |= {name: locked_from for name in locked}
+    writers = {name: xid for name in locked if xid is not None}
+    return recorded.sides(verdicts, origins, (xmins[0], since), writers).as_json()
 
 
 def _apply_in(
@@ -621,7 +630,7 @@ def _apply_in(
 
     cur.execute("SET LOCAL lock_timeout = %s", (f"{APPLY_WAIT_MS}ms",))
     cur.execute(BY_KEY)
-    unwritten = _unwritten_since(cur, changes, proven, measured_at)
+    unwritten, locked_from = _unwritten_since(cur, changes, proven, measured_at)
     timed(f"writers locked out, {len(unwritten)} of {len(changes)} tables unwritten since")
     refs = references(cur, schemas)
     order = changeplan.parents_first(changes, refs)
@@ -630,6 +639,8 @@ def _apply_in(
     counts = {c.name: _upsert(cur, work, c) for c in order}
     deleted = {c.name: _delete(cur, work, c) for c in reversed(order)}
     _triggers_on(cur, triggers)
+    cur.execute("SELECT pg_catalog.pg_current_xact_id()::text::bigint")
+    writer = (locked_from, int(cur.fetchone()[0]), frozenset(c.name for c in changes))
     timed("written")
     for mschema, mview in matviews + _users_matviews(cur, schemas, changes):
         _refresh(cur, mschema, mview)
@@ -668,34 +679,36 @@ def _apply_in(
     held = round((time.monotonic() - started) * 1000, 1)
     every = sorted(checks + kept, key=lambda c: c.table)
     hows = {c.table: "kept" for c in every} | hows
-    return Applied(every, hows, len(seq_values), at, held, written=frozenset(done))
+    return Applied(every, hows, len(seq_values), at, held, written=frozenset(done), writer=writer)
 
 
 def _unwritten_since(
     cur: Cursor, changes: list[Change], proven: Proven, measured_at: int | None
-) -> set[str]:
+) -> tuple[set[str], int]:
     """The changed tables shown as the proof measured them, once writers are locked out of
     them until the commit (SHARE ROW EXCLUSIVE: readers go on): the same count, and no row
     written by a transaction that had not ended when the proof's snapshot was taken. Their
     count and checksum after the writes then follow from the proof's and the writes'; any
-    other changed table is measured whole after the writes."""
+    other changed table is measured whole after the writes. With the xmin of a snapshot taken
+    once the lock was granted (what the apply's record of them holds from)."""
     if not changes:
-        return set()
+        return set(), snapshot.bounds(cur)[0]
     cur.execute(
         sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
             sql.SQL(", ").join(sql.Identifier(*c.ref) for c in changes)
         )
     )
+    locked_from = snapshot.bounds(cur)[0]
     limit = verify.age_limit(cur, measured_at) if measured_at is not None else None
     if limit is None:  # not this counter, or too far behind
-        return set()
+        return set(), locked_from
     shown = set()
     for c in changes:
         if verify.unwritten(cur, c.ref, proven[c.name][1], limit):
             shown.add(c.name)
         else:
             log.info("%s was written on the target since the proof: measured whole", c.name)
-    return shown
+    return shown, locked_from
 
 
 def _refresh(cur: Cursor, schema: str, name: str) -> None:

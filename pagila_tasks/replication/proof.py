@@ -98,10 +98,15 @@ def judge(
             f"sequences differ from the live copy: {', '.join(seqs) or 'extra ones'}",
             checks,
         )
+    recorded_here = (
+        f"{len(source.taken)} on the source and {len(target.taken)} on the target shown "
+        "unwritten since their record, the rest hashed"
+    )
     return (
         True,
         f"the live copy holds the source at this snapshot: {len(checks)} tables equal by count "
-        f"and checksum, {len(source.sequences)} sequences, schemas as run {recorded_by} left them",
+        f"and checksum ({recorded_here}), {len(source.sequences)} sequences, schemas as run "
+        f"{recorded_by} left them",
         checks,
     )
 
@@ -250,7 +255,8 @@ def _side(
     """Every table measured in ``cur``'s snapshot, or taken from ``was`` where it still holds."""
     origin = snapshot.origin(cur)
     xmin, xmax = snapshot.bounds(cur)
-    measures, taken = verify.measure_known(cur, tables, was.known(origin, xmax))
+    known = was.known(origin, xmax)
+    measures, taken = verify.measure_known(cur, tables, known, writers=was.writers)
     return Side(measures, {}, xmin, origin, frozenset(taken))
 
 

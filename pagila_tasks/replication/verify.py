@@ -132,13 +132,21 @@ def age_limit(cur: Cursor, since: int) -> int | None:
     return limit if 0 <= limit < recorded.WINDOW else None
 
 
-def unwritten(cur: Cursor, table: tuple[str, str], rows: int, limit: int) -> bool:
+def unwritten(
+    cur: Cursor, table: tuple[str, str], rows: int, limit: int, writer: int | None = None
+) -> bool:
     """Whether ``table`` still holds exactly the ``rows`` rows measured in a snapshot whose xmin
-    is ``limit`` old (:func:`age_limit`): none written since, the same count
-    (``sql/table_untouched.sql``, :func:`.recorded.holds`)."""
+    is ``limit`` old (:func:`age_limit`): none written since but by the measure's own
+    ``writer`` (an xid8: see :mod:`.recorded`), the same count (``sql/table_untouched.sql``,
+    :func:`.recorded.holds`)."""
+    mine = (
+        sql.SQL("NULL")
+        if writer is None
+        else sql.SQL("{}::xid").format(sql.Literal(str(writer % (1 << 32))))
+    )
     cur.execute(
         sql.SQL(sqlfiles.query("table_untouched")).format(
-            table=sql.Identifier(*table), limit=sql.Literal(limit)
+            table=sql.Identifier(*table), limit=sql.Literal(limit), writer=mine
         )
     )
     now, written = cur.fetchone()
@@ -150,11 +158,13 @@ def measure_known(
     tables: list[tuple[str, str]],
     known: dict[str, tuple[tuple[int, str | None], int]],
     todo: Iterator[tuple[str, str]] | None = None,
+    writers: dict[str, int] | None = None,
 ) -> tuple[Measures, set[str]]:
     """Measure every table on one side (as :func:`measure_all`), except that a table with a
     ``known`` measure (recorded, with the xmin of the snapshot from which it holds) takes it
-    when shown :func:`unwritten` since: one read of the rows' headers instead of hashing every
-    row. The measures, and the names taken from the record.
+    when shown :func:`unwritten` since (but by its recorded writer, of ``writers``): one read
+    of the rows' headers instead of hashing every row. The measures, and the names taken from
+    the record.
 
     ``todo``: the tables this cursor measures, taken from an iterator other cursors in the same
     snapshot share (:class:`Shared`), so that a side's tables are measured on several
@@ -171,7 +181,8 @@ def measure_known(
             if since not in limits:
                 limits[since] = age_limit(cur, since)
             limit = limits[since]
-            if limit is not None and unwritten(cur, (sch, table), measure_then[0], limit):
+            writer = (writers or {}).get(name)
+            if limit is not None and unwritten(cur, (sch, table), measure_then[0], limit, writer):
                 out[name] = measure_then
                 taken.add(name)
                 continue

@@ -9,6 +9,14 @@ recorded one with as many rows is that set (``sql/table_untouched.sql``). It hol
 same cluster, timeline and database (a restored backup counts transactions anew) and within
 :data:`WINDOW` transactions (xids compare modulo 2**32): :class:`Recorded` carries where its
 measures were taken. Anything else is measured again, as the proof always did.
+
+A table a refresh wrote in place is recorded as its transaction left it, holding from the xmin
+of a snapshot taken once writers were locked out of it, with that transaction's own xid (its
+*writer*, :attr:`Side.writers`): the writer's rows are the recorded ones, and any other
+transaction that writes the table later had not ended when that snapshot was taken (the lock
+kept those that had ended from writing it), so its rows carry an xmin at or past that xmin. A
+row the writer wrote in a subtransaction carries another xid: the table is then measured
+again, never taken wrongly.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ class Side:
     origin: str | None = None
     """``system identifier:timeline:database oid`` (:func:`.snapshot.origin`), or None."""
     tables: dict[str, tuple[Measure, int | None]] = field(default_factory=dict)
+    writers: dict[str, int] = field(default_factory=dict)
+    """Per table a refresh wrote in place: that transaction's xid8 (see the module's docstring)."""
 
     def known(self, origin: str | None, xmax: int) -> dict[str, tuple[Measure, int]]:
         """The measures that may still hold, seen from ``origin`` in a snapshot whose xmax is
@@ -71,6 +81,7 @@ class Recorded:
                 side: {
                     "origin": s.origin,
                     "tables": {n: [m[0], m[1], since] for n, (m, since) in s.tables.items()},
+                    "writers": s.writers,
                 }
                 for side, s in (("source", self.source), ("target", self.target))
             }
@@ -93,7 +104,8 @@ def _side(data: Any) -> Side:
         str(n): ((int(v[0]), None if v[1] is None else str(v[1])), _xid(v[2]))
         for n, v in data["tables"].items()
     }
-    return Side(data.get("origin"), tables)
+    writers = {str(n): int(x) for n, x in (data.get("writers") or {}).items()}
+    return Side(data.get("origin"), tables, writers)
 
 
 def _xid(value: Any) -> int | None:
@@ -104,12 +116,18 @@ def sides(
     checks: list[tuple[str, int, int, str | None, str | None]],
     origins: tuple[str | None, str | None],
     since: tuple[int | None, dict[str, int | None]],
+    writers: dict[str, int] | None = None,
 ) -> Recorded:
     """The record a run leaves from its verdicts (table, source rows, target rows, source and
     target checksums): the source's measures hold from the run snapshot's xmin, each target
-    table's from the xmin ``since[1]`` gives it (None: measure it next time)."""
+    table's from the xmin ``since[1]`` gives it (None: measure it next time), with the
+    ``writers`` of the target tables a refresh wrote."""
     source_since, target_since = since
     return Recorded(
         Side(origins[0], {t: ((sr, sc), source_since) for t, sr, _, sc, _ in checks}),
-        Side(origins[1], {t: ((tr, tc), target_since.get(t)) for t, _, tr, _, tc in checks}),
+        Side(
+            origins[1],
+            {t: ((tr, tc), target_since.get(t)) for t, _, tr, _, tc in checks},
+            dict(writers or {}),
+        ),
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg2
 import psycopg2.extensions
 
@@ -67,6 +70,58 @@ def test_a_recorded_measure_is_taken_only_for_a_table_unwritten_since(servers) -
         assert now["public.h"][0] == 300  # the same count: only the xmin showed it
     finally:
         conn.close()
+
+
+def test_a_table_a_refresh_wrote_is_taken_until_another_transaction_writes_it(servers) -> None:
+    """A refresh's record of the tables it wrote (:mod:`pagila_tasks.run.recorded`): measured
+    after its writes, holding from a snapshot taken once it locked them, with its own xid as
+    their writer. Its own rows do not count as written since; a transaction that was already
+    running and waited on the lock to write, a later update and the writer's own write in a
+    subtransaction each make the table measured again."""
+    dsn = servers.source_dsn
+    tables = _made(dsn, dict.fromkeys(["w1", "w2", "w3", "w4"], 300))
+    query(dsn, "CREATE TABLE public.elsewhere (id int)")
+    writer, waiting, reader = (psycopg2.connect(dsn) for _ in range(3))
+    try:
+        late = waiting.cursor()
+        late.execute("INSERT INTO public.elsewhere VALUES (1)")  # running, with an xid
+        cur = writer.cursor()
+        cur.execute(
+            "LOCK TABLE public.w1, public.w2, public.w3, public.w4 IN SHARE ROW EXCLUSIVE MODE"
+        )
+        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        locked_from = cur.fetchone()[0]
+        for t in ("w1", "w2", "w3"):
+            cur.execute(f"UPDATE public.{t} SET v = 'refreshed' WHERE id = 5")
+        cur.execute("SAVEPOINT s; UPDATE public.w4 SET v = 'refreshed' WHERE id = 5; RELEASE s")
+        cur.execute("SELECT pg_current_xact_id()::text::bigint")
+        xid = cur.fetchone()[0]
+        then = verify.measure_all(cur, tables, checksums=True)
+        blocked = threading.Thread(
+            target=late.execute, args=("UPDATE public.w2 SET v = 'late' WHERE id = 6",)
+        )
+        blocked.start()  # waits on the lock until the refresh commits
+        time.sleep(0.3)
+        assert blocked.is_alive()
+        writer.commit()
+        blocked.join(timeout=30)
+        waiting.commit()
+        query(dsn, "UPDATE public.w3 SET v = 'later' WHERE id = 7")
+
+        known = {
+            f"public.{t}": (then[f"public.{t}"], locked_from) for t in ("w1", "w2", "w3", "w4")
+        }
+        writers = dict.fromkeys(known, xid)
+        rcur = reader.cursor()
+        now, taken = verify.measure_known(rcur, tables, known, writers=writers)
+        assert taken == {"public.w1"}
+        assert now == verify.measure_all(rcur, tables, checksums=True)
+        assert now["public.w4"] == then["public.w4"]  # measured again, and equal
+        assert now["public.w2"] != then["public.w2"] and now["public.w3"] != then["public.w3"]
+        assert verify.measure_known(rcur, tables, known)[1] == set()  # no writer: all written
+    finally:
+        for conn in (writer, waiting, reader):
+            conn.close()
 
 
 def test_two_connections_in_one_snapshot_share_a_side_each_table_once(servers) -> None:

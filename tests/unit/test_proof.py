@@ -12,9 +12,11 @@ SEQS = {("public", "a_id_seq"): (3, True)}
 
 
 def test_equal_sides_are_unchanged_and_say_what_was_proven() -> None:
-    unchanged, reason, checks = judge("r1", Side(TABLES, SEQS), Side(dict(TABLES), dict(SEQS)))
+    target = Side(dict(TABLES), dict(SEQS), taken=frozenset({"public.a", "public.b"}))
+    unchanged, reason, checks = judge("r1", Side(TABLES, SEQS), target)
     assert unchanged
-    assert "3 tables equal by count and checksum, 1 sequences" in reason and "run r1" in reason
+    assert "3 tables equal by count and checksum (0 on the source and 2 on the target" in reason
+    assert "1 sequences" in reason and "run r1" in reason
     assert [c.table for c in checks] == list(TABLES) and all(c.ok for c in checks)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pagila_tasks.run.recorded import Recorded, Side, holds, sides, usable
 
 HERE = "7716:1:16385"
@@ -42,15 +44,21 @@ def test_only_measures_from_the_same_origin_with_a_checksum_and_a_usable_xmin_ar
 
 def test_the_record_a_run_leaves_round_trips_and_a_bad_one_proves_nothing() -> None:
     """The source's measures hold from the run snapshot's xmin, each target table's from the
-    xmin it is given (None for one written by an apply)."""
+    xmin it is given (None for one written by an apply it did not lock), with the writer of
+    those an apply wrote; a record made before writers were kept reads as having none."""
     was = sides(
         [("public.a", 3, 3, "h:1", "h:1"), ("public.b", 2, 2, "t:4", "t:4")],
         (HERE, "9:1:5"),
         (700, {"public.a": 800, "public.b": None}),
+        {"public.a": 812},
     )
     assert was.source == Side(HERE, {"public.a": ((3, "h:1"), 700), "public.b": ((2, "t:4"), 700)})
     assert was.target.tables["public.b"] == ((2, "t:4"), None)
+    assert was.target.writers == {"public.a": 812} and was.source.writers == {}
     assert Recorded.from_json(was.as_json()) == was
+    older = json.loads(was.as_json())
+    del older["target"]["writers"]
+    assert Recorded.from_json(json.dumps(older)).target.writers == {}
     assert Recorded.from_json(None) == Recorded()
     assert Recorded.from_json("not json") == Recorded()
     assert Recorded.from_json('{"source": {"tables": {"t": [1]}}}') == Recorded()
