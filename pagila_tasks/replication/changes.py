@@ -605,10 +605,12 @@ def _record(
         (c.table, c.source_rows, c.target_rows, c.source_checksum, c.target_checksum)
         for c in done.checks
     ]
-    locked_from, xid, locked = done.writer or (None, None, frozenset())
     since = {c.table: None if c.table in done.written else xmins[1] for c in done.checks}
-    since |= {name: locked_from for name in locked}
-    writers = {name: xid for name in locked if xid is not None}
+    writers: dict[str, int] = {}
+    if done.writer is not None:
+        locked_from, xid, locked = done.writer
+        since |= dict.fromkeys(locked, locked_from)
+        writers = dict.fromkeys(locked, xid)
     return recorded.sides(verdicts, origins, (xmins[0], since), writers).as_json()
 
 
@@ -691,13 +693,12 @@ def _unwritten_since(
     count and checksum after the writes then follow from the proof's and the writes'; any
     other changed table is measured whole after the writes. With the xmin of a snapshot taken
     once the lock was granted (what the apply's record of them holds from)."""
-    if not changes:
-        return set(), snapshot.bounds(cur)[0]
-    cur.execute(
-        sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
-            sql.SQL(", ").join(sql.Identifier(*c.ref) for c in changes)
+    if changes:
+        cur.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(*c.ref) for c in changes)
+            )
         )
-    )
     locked_from = snapshot.bounds(cur)[0]
     limit = verify.age_limit(cur, measured_at) if measured_at is not None else None
     if limit is None:  # not this counter, or too far behind

@@ -122,12 +122,17 @@ def measure_all(
     return measure_parts(cur, parts, checksums, targets)
 
 
+def as_xid(xid8: int) -> str:
+    """An xid8 as the 32-bit xid row headers carry (``xmin``), in text."""
+    return str(xid8 % (1 << 32))
+
+
 def age_limit(cur: Cursor, since: int) -> int | None:
     """The age, in this transaction, of the recorded xid8 ``since``: a row whose xmin is no
     older than that was written by a transaction that had not ended when ``since``'s snapshot
     was taken. None when it cannot bound anything here (another counter, or further back than
     :data:`.recorded.WINDOW`: xids compare modulo 2**32)."""
-    cur.execute("SELECT pg_catalog.age(%s::text::xid)", (str(since % (1 << 32)),))
+    cur.execute("SELECT pg_catalog.age(%s::text::xid)", (as_xid(since),))
     limit = int(cur.fetchone()[0])
     return limit if 0 <= limit < recorded.WINDOW else None
 
@@ -142,7 +147,7 @@ def unwritten(
     mine = (
         sql.SQL("NULL")
         if writer is None
-        else sql.SQL("{}::xid").format(sql.Literal(str(writer % (1 << 32))))
+        else sql.SQL("{}::xid").format(sql.Literal(as_xid(writer)))
     )
     cur.execute(
         sql.SQL(sqlfiles.query("table_untouched")).format(
