@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg2
 import redis
@@ -391,5 +393,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def entry() -> NoReturn:
+    """The console script: :func:`main`, its output flushed, then out without the interpreter's
+    teardown of the modules Celery, Kombu and redis-py load (measured at 0.1-0.15 s, most of a
+    short run's wait after its end). Nothing of ours is left to run: the run is in the workers,
+    no thread is running, and sockets are closed by the exit itself."""
+    code = main()
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a reader that went away (``| head``): as Python reports it
+        code = code or 120
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

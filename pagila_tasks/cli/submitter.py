@@ -29,6 +29,9 @@ PREFLIGHT_TIMEOUT = 60.0
 ``PAGILA_CONNECT_TIMEOUT`` each)."""
 STALL_WARNING_SECONDS = 10.0
 """A unit queued this long with no consumer on its queue gets one warning line."""
+POLL_SECONDS = 0.05
+"""How often the run's record is read while following it: one small Redis read, so often
+enough that a short run (a refresh of a few seconds) is not reported a tenth of a second late."""
 
 
 def _app() -> Any:
@@ -164,4 +167,4 @@ class Submitter:
                     file=sys.stderr,
                     flush=True,
                 )
-            time.sleep(0.1)
+            time.sleep(POLL_SECONDS)

@@ -33,6 +33,7 @@ The rules (which tables may, how much may differ, in what order) are pure, in
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -374,20 +375,49 @@ def _gone_by_buckets(
 def _bucket(
     tgt: Cursor, c: Change, live: sql.Identifier, wanted: int
 ) -> tuple[sql.Composable, sql.Composable]:
-    """How a key of ``t`` is put in one of about ``wanted`` buckets, and the buckets' SQL type.
-    A single integer key by its range (``key >> shift`` over the live table's span: no hashing,
-    measured at a third of the hash's cost per scan); any other key by the hash of its columns."""
-    if len(c.key) == 1 and c.key_types[0] in changeplan.INTEGER_KEYS:
-        key = sql.Identifier(c.key[0])
-        tgt.execute(sql.SQL("SELECT min({0}), max({0}) FROM ONLY {1}").format(key, live))
+    """How a key of ``t`` is put in one of about ``wanted`` buckets, and the buckets' SQL type:
+    by the range of the key's leading column where :func:`changeplan.range_kind` says so
+    (``key >> shift`` for an integer, ``width_bucket`` of its epoch for a date or timestamp,
+    over the live table's span read by the key's index: no hashing, measured at a third of
+    the hash's cost per scan for an integer); else by the hash of the key's columns."""
+    lead = sql.Identifier(c.key[0])
+    distinct, rows = None, 0.0
+    if len(c.key) > 1:
+        tgt.execute(
+            sqlfiles.query("changes_leading_distinct"),
+            {"table": live.as_string(tgt), "column": c.key[0]},
+        )
+        distinct, rows = tgt.fetchone() or (None, 0.0)
+    kind = changeplan.range_kind(c.key_types, distinct, float(rows or 0), wanted)
+    column = sql.Identifier("t", c.key[0])
+    if kind == "integer":
+        tgt.execute(sql.SQL("SELECT min({0}), max({0}) FROM ONLY {1}").format(lead, live))
         lowest, highest = tgt.fetchone()
         if lowest is not None:
             shift = changeplan.range_shift(lowest, highest, wanted)
-            by_range = sql.SQL("({} >> {})").format(
-                sql.Identifier("t", c.key[0]), sql.Literal(shift)
-            )
+            by_range = sql.SQL("({} >> {})").format(column, sql.Literal(shift))
             return by_range, sql.SQL(c.key_types[0])  # one of INTEGER_KEYS
-    by_hash = sql.SQL("(pg_catalog.hash_record_extended(ROW({}), 0) & {})")
+    if kind == "temporal":
+        epoch = sql.SQL("pg_catalog.date_part('epoch', {})")
+        tgt.execute(
+            sql.SQL("SELECT {}, {} FROM ONLY {}").format(
+                epoch.format(sql.SQL("min({})").format(lead)),
+                epoch.format(sql.SQL("max({})").format(lead)),
+                live,
+            )
+        )
+        lowest, highest = tgt.fetchone()
+        if lowest is not None and math.isfinite(lowest) and math.isfinite(highest):
+            by_epoch = sql.SQL("pg_catalog.width_bucket({}, {}::float8, {}::float8, {})").format(
+                epoch.format(column),
+                sql.Literal(lowest),
+                sql.Literal(max(highest, lowest + 1)),  # the bounds may not be equal
+                sql.Literal(wanted),
+            )
+            return by_epoch, sql.SQL("integer")
+    # the high half: a row hash of equal columns is 32 times one column's hash, whose low bits
+    # are then all zero (measured: two buckets of 64 for a key (a, b) with a = b)
+    by_hash = sql.SQL("((pg_catalog.hash_record_extended(ROW({}), 0) >> 32) & {})")
     return by_hash.format(_key(c, "t"), sql.Literal(wanted - 1)), sql.SQL("bigint")
 
 

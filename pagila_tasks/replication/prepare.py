@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import psycopg2
@@ -75,10 +76,8 @@ def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.U
     ctx.record.running(run_id)
     ctx.step(run_id, "prepare", "export snapshot")
     snapshot_id = snapshot.start_holder(ctx.record, run_id)
-    ctx.step(run_id, "prepare", "read the source catalog and the target")
-    found = _read(ctx, run_id, snapshot_id, chosen)
+    found, proven = _read_and_prove(ctx, run_id, snapshot_id, chosen)
     layout = staging.Layout(chosen.schemas, swap=found.swap)
-    proven = _prove(ctx, run_id, snapshot_id, chosen, found)
     applying = _compare(ctx, run_id, snapshot_id, chosen, found, proven)
     with connection(ctx.s.target_dsn, ctx.s, f"pagila-prepare {run_id}") as tgt:
         resumed = _resume(ctx, run_id, tgt, snapshot_id, layout, chosen, (proven, applying))
@@ -229,17 +228,47 @@ def _units(
     return units
 
 
+def _read_and_prove(
+    ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved
+) -> tuple[Findings, proof.Proof]:
+    """The catalogs read while a whole run's source schema is dumped beside (each mostly waits:
+    on the servers, on pg_dump), then the proof (:func:`_prove`)."""
+    whole = chosen.tables is None
+    ctx.step(
+        run_id,
+        "prepare",
+        "read the source catalog and the target" + (", dump the source schema" if whole else ""),
+    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dump-{run_id}") as pool:
+        dumped = pool.submit(_dump_source, ctx, run_id, snapshot_id, chosen) if whole else None
+        found = _read(ctx, run_id, snapshot_id, chosen)
+        return found, _prove(ctx, run_id, snapshot_id, chosen, found, dumped)
+
+
+def _dump_source(
+    ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved
+) -> tuple[bytes, str]:
+    """A whole run's source schema dumped in the snapshot, and its fingerprint."""
+    with connection(ctx.s.source_dsn, ctx.s, f"pagila-prepare-dump {run_id}") as conn:
+        version = int(conn.server_version)  # which pg_dump
+    archive = schema.dump(ctx.s, chosen.schemas, snapshot_id, version)
+    return archive, schema.archive_fingerprint(ctx.s, archive, version)
+
+
 def _prove(
-    ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved, found: Findings
+    ctx: Context,
+    run_id: str,
+    snapshot_id: str,
+    chosen: Resolved,
+    found: Findings,
+    dumped: Future[tuple[bytes, str]] | None,
 ) -> proof.Proof:
-    """A whole run dumps the source schema in the snapshot (kept for the build and post-data)
-    and, unless ``--full``, proves whether the live copy holds the source already."""
-    if chosen.tables is not None:
+    """A whole run keeps the source schema ``dumped`` in the snapshot (for the build and
+    post-data) and, unless ``--full``, proves whether the live copy holds the source already."""
+    if dumped is None:
         return proof.Proof(False, f"--tables copies the {len(found.tables)} tables it names")
-    ctx.step(run_id, "prepare", "dump the source schema")
-    archive = schema.dump(ctx.s, chosen.schemas, snapshot_id, found.source_version)
+    archive, fingerprint = dumped.result()
     ctx.record.store_schema(run_id, archive)
-    fingerprint = schema.archive_fingerprint(ctx.s, archive, found.source_version)
     if chosen.full:
         return proof.Proof(False, "--full copies every table", (), fingerprint)
     ctx.step(run_id, "prepare", "prove the live copy (schemas, counts, checksums)")

@@ -72,6 +72,56 @@ def test_a_recorded_measure_is_taken_only_for_a_table_unwritten_since(servers) -
         conn.close()
 
 
+def test_a_write_at_a_tables_end_is_found_there_one_elsewhere_by_reading_it_all(servers) -> None:
+    """The last pages are read first: a row inserted since (at the end) settles it there, with
+    no whole scan; an update kept in its page (HOT, on the first page, far from the end) is
+    found by the whole scan; a table nobody wrote needs both reads and is taken."""
+    dsn = servers.source_dsn
+    for t in "ijk":
+        query(dsn, f"CREATE TABLE public.{t} (id int PRIMARY KEY, v text) WITH (fillfactor = 50)")
+        query(dsn, f"INSERT INTO public.{t} SELECT g, 'x' || g FROM generate_series(1, 20000) g")
+    tables = [("public", t) for t in "ijk"]
+    conn = psycopg2.connect(dsn, cursor_factory=_Recording)
+    try:
+        cur = conn.cursor()
+        xmin, _ = _measured_now(cur, tables)
+        conn.commit()
+        pages = query(dsn, "SELECT pg_relation_size('public.j') / 8192")[0][0]
+        assert pages > 3 * verify.TAIL_PAGES  # the first page is far from the tail
+        query(dsn, "INSERT INTO public.i VALUES (20001, 'new')")
+        query(dsn, "UPDATE public.j SET v = 'changed' WHERE id = 1")
+        assert query(dsn, "SELECT (ctid::text::point)[0] FROM public.j WHERE id = 1") == [(0,)]
+        limit = verify.age_limit(cur, xmin)
+        assert limit is not None
+        verdicts = {}
+        for t in "ijk":
+            cur.executed.clear()
+            verdicts[t] = verify.unwritten(cur, ("public", t), 20000, limit)
+            verdicts[t + " scanned"] = any("FILTER" in q for q in cur.executed)
+        assert verdicts == {
+            "i": False,
+            "i scanned": False,  # found in the last pages
+            "j": False,
+            "j scanned": True,  # only the whole scan sees the first page's update
+            "k": True,
+            "k scanned": True,
+        }
+    finally:
+        conn.close()
+
+
+class _Recording(psycopg2.extensions.cursor):
+    """A cursor that keeps the text of every statement it ran."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.executed: list[str] = []
+
+    def execute(self, query, vars=None):
+        self.executed.append(query if isinstance(query, str) else query.as_string(self))
+        return super().execute(query, vars)
+
+
 def test_a_table_a_refresh_wrote_is_taken_until_another_transaction_writes_it(servers) -> None:
     """A refresh's record of the tables it wrote (:mod:`pagila_tasks.run.recorded`): measured
     after its writes, holding from a snapshot taken once it locked them, with its own xid as

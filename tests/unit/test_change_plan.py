@@ -11,6 +11,7 @@ from pagila_tasks.run.changeplan import (
     confirms,
     deleted_in,
     parents_first,
+    range_kind,
     range_shift,
     refusal,
     too_many,
@@ -164,3 +165,21 @@ def test_an_integer_key_is_cut_into_about_as_many_ranges_as_buckets_wanted() -> 
         assert shift == 0 or (highest - lowest) >> (shift - 1) >= wanted
     assert range_shift(16053, 4935098, 2048) == 12
     assert range_shift(9, 3, 64) == 0  # an empty span (never asked for) is one range
+
+
+def test_deleted_keys_are_looked_for_by_ranges_only_of_a_leading_column_that_spreads() -> None:
+    """A one-column integer, date or timestamp key by its ranges; a longer key by its leading
+    column only when its statistics give it as many values as buckets (n_distinct, negative a
+    share of the rows); anything else, or no statistics, by hash."""
+    assert range_kind(("integer",), None, 0, 2048) == "integer"
+    assert range_kind(("timestamp(3) with time zone",), None, 0, 64) == "temporal"
+    assert range_kind(("date",), None, 0, 64) == "temporal"
+    assert range_kind(("text",), None, 0, 64) is None
+    assert range_kind(("numeric",), None, 0, 64) is None
+    payment = ("timestamp with time zone", "integer")
+    assert range_kind(payment, 2713.0, 135818, 2048) == "temporal"
+    assert range_kind(payment, 2713.0, 135818, 4096) is None  # fewer values than buckets
+    assert range_kind(("smallint", "integer"), -0.5, 10000, 2048) == "integer"  # 5,000 values
+    assert range_kind(("smallint", "integer"), -0.1, 10000, 2048) is None  # 1,000
+    assert range_kind(("bigint", "integer"), None, 10000, 64) is None  # never analyzed
+    assert range_kind(("text", "integer"), -1.0, 10000, 64) is None

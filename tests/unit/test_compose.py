@@ -111,7 +111,7 @@ def test_submit_runs_pagila_submit_and_its_subcommands_exist() -> None:
     entry = argv(service("submit")["entrypoint"])
     assert entry[-1] == "pagila-submit"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["pagila-submit"] == "pagila_tasks.cli.submit:main"
+    assert scripts["pagila-submit"] == "pagila_tasks.cli.submit:entry"
     p = parser()
     for args in (["run"], ["load"], ["replicate"], ["history"], ["status", "x"], ["cancel", "x"]):
         assert p.parse_args(args).command == args[0]
