@@ -191,31 +191,26 @@ INTEGER_KEYS = ("smallint", "integer", "bigint")
 """Key types whose values are bucketed by range (:func:`range_shift`) rather than by hash."""
 
 
-def range_kind(
-    key_types: tuple[str, ...], leading_distinct: float | None, rows: float, wanted: int
-) -> str | None:
-    """How deleted keys are looked for by ranges of the key's leading column rather than by
+def range_kind(key_types: tuple[str, ...]) -> str | None:
+    """How deleted keys may be looked for by ranges of the key's leading column rather than by
     hashed buckets (cheaper per row, and a range's rows lie together): ``integer`` (``key >>
-    shift``), ``temporal`` (a date or timestamp, by its epoch) or None (hashed).
-
-    A one-column key is unique, so its ranges spread its rows; the leading column of a longer
-    key only when its statistics (``leading_distinct``: ``pg_stats.n_distinct``, negative a
-    share of ``rows``; None when there are none) give it at least as many values as buckets
-    ``wanted``: few values would put most rows in few ranges, whose keys would all be sent.
-    Either way the choice costs only keys sent, never a wrong answer."""
+    shift``), ``temporal`` (a date or timestamp, by its epoch) or None (hashed). Whether the
+    ranges spread the rows is then told by counting them (:func:`bunched`)."""
     first = key_types[0] if key_types else ""
     if first in INTEGER_KEYS:
-        kind = "integer"
-    elif first == "date" or first.startswith("timestamp"):
-        kind = "temporal"
-    else:
-        return None
-    if len(key_types) == 1:
-        return kind
-    if leading_distinct is None:
-        return None
-    values = -leading_distinct * rows if leading_distinct < 0 else leading_distinct
-    return kind if values >= wanted else None
+        return "integer"
+    if first == "date" or first.startswith("timestamp"):
+        return "temporal"
+    return None
+
+
+def bunched(counts: dict[int, int], wanted: int) -> bool:
+    """Whether ranges cut over the live span put too many rows together (few values of a
+    longer key's leading column, keys clustered at the ends of the span): the fullest holds
+    more than eight times an even share and more than 64 rows. Its keys would all be sent when
+    it lost one, so the buckets are hashed instead: one more count, never a wrong answer."""
+    rows = sum(counts.values())
+    return max(counts.values(), default=0) > max(64, 8 * rows / max(wanted, 1))
 
 
 def range_shift(lowest: int, highest: int, wanted: int) -> int:

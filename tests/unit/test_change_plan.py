@@ -8,6 +8,7 @@ from pagila_tasks.run.changeplan import (
     RowKey,
     after,
     buckets,
+    bunched,
     confirms,
     deleted_in,
     parents_first,
@@ -167,19 +168,20 @@ def test_an_integer_key_is_cut_into_about_as_many_ranges_as_buckets_wanted() -> 
     assert range_shift(9, 3, 64) == 0  # an empty span (never asked for) is one range
 
 
-def test_deleted_keys_are_looked_for_by_ranges_only_of_a_leading_column_that_spreads() -> None:
-    """A one-column integer, date or timestamp key by its ranges; a longer key by its leading
-    column only when its statistics give it as many values as buckets (n_distinct, negative a
-    share of the rows); anything else, or no statistics, by hash."""
-    assert range_kind(("integer",), None, 0, 2048) == "integer"
-    assert range_kind(("timestamp(3) with time zone",), None, 0, 64) == "temporal"
-    assert range_kind(("date",), None, 0, 64) == "temporal"
-    assert range_kind(("text",), None, 0, 64) is None
-    assert range_kind(("numeric",), None, 0, 64) is None
-    payment = ("timestamp with time zone", "integer")
-    assert range_kind(payment, 2713.0, 135818, 2048) == "temporal"
-    assert range_kind(payment, 2713.0, 135818, 4096) is None  # fewer values than buckets
-    assert range_kind(("smallint", "integer"), -0.5, 10000, 2048) == "integer"  # 5,000 values
-    assert range_kind(("smallint", "integer"), -0.1, 10000, 2048) is None  # 1,000
-    assert range_kind(("bigint", "integer"), None, 10000, 64) is None  # never analyzed
-    assert range_kind(("text", "integer"), -1.0, 10000, 64) is None
+def test_deleted_keys_are_looked_for_by_ranges_of_a_leading_column_that_spreads_the_rows() -> None:
+    """A key whose leading column is an integer, a date or a timestamp may be cut into ranges;
+    any other is hashed. Ranges are kept only when their counts do not bunch the rows: the
+    fullest may hold up to eight times an even share (and always 64 rows)."""
+    assert range_kind(("integer",)) == "integer"
+    assert range_kind(("smallint", "integer")) == "integer"
+    assert range_kind(("timestamp(3) with time zone", "integer")) == "temporal"
+    assert range_kind(("date",)) == "temporal"
+    assert range_kind(("text",)) is None
+    assert range_kind(("numeric", "integer")) is None
+    even = {b: 66 for b in range(2048)}
+    assert not bunched(even, 2048)
+    assert not bunched({**even, 7: 528}, 2048)  # eight times the share: still spread
+    assert bunched({**even, 7: 1200}, 2048)
+    assert bunched({0: 1000, 1: 2000, 2: 3000}, 64)  # a leading column of three values
+    assert not bunched({0: 60}, 64)  # a few rows are never worth another count
+    assert not bunched({}, 64)
