@@ -199,8 +199,8 @@ def range_kind(key_types: tuple[str, ...]) -> str | None:
     first = key_types[0] if key_types else ""
     if first in INTEGER_KEYS:
         return "integer"
-    if first == "date" or first.startswith("timestamp"):
-        return "temporal"
+    if first == "date" or (first.startswith("timestamp") and not first.endswith("]")):
+        return "temporal"  # not an array of them
     return None
 
 

@@ -178,6 +178,8 @@ def test_deleted_keys_are_looked_for_by_ranges_of_a_leading_column_that_spreads_
     assert range_kind(("date",)) == "temporal"
     assert range_kind(("text",)) is None
     assert range_kind(("numeric", "integer")) is None
+    assert range_kind(("timestamp without time zone[]",)) is None
+    assert range_kind(("integer[]",)) is None
     even = {b: 66 for b in range(2048)}
     assert not bunched(even, 2048)
     assert not bunched({**even, 7: 528}, 2048)  # eight times the share: still spread
