@@ -352,14 +352,16 @@ def _gone_by_buckets(
     table ``every``) to find them. ``tables``: every, gone, and the fetch table (new rows)."""
     every, gone, fetch = tables
     live = sql.Identifier(c.schema, c.table)
-    bucket, of_type, on_target = _live_buckets(tgt, c, live, changeplan.buckets(deleting))
+    bucket, of_type, on_target, ranges = _live_buckets(tgt, c, live, changeplan.buckets(deleting))
     tgt.execute(COUNT.format(bucket, fetch, sql.SQL(" WHERE t.pagila_old_h IS NULL")))
     inserted = dict(tgt.fetchall())
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
             cur.execute(COUNT.format(bucket, sql.SQL("ONLY {}").format(live), sql.SQL("")))
             chosen = changeplan.deleted_in(dict(cur.fetchall()), on_target, inserted)
-            among = sql.SQL("{} = ANY ({}::{}[])").format(bucket, sql.Literal(chosen), of_type)
+            among = sql.SQL("{} = ANY ({}::{}[]){}").format(
+                bucket, sql.Literal(chosen), of_type, _within(c, ranges, chosen)
+            )
             keys = sql.SQL("COPY (SELECT {} FROM ONLY {} AS t WHERE {}) TO STDOUT WITH (FORMAT {})")
             cur.copy_expert(keys.format(_key(c, "t"), live, among, fmt), spool, size=1 << 20)
         read = spool.tell()
@@ -376,24 +378,53 @@ COUNT = sql.SQL("SELECT {} AS b, count(*) FROM {} AS t{} GROUP BY 1")
 
 def _live_buckets(
     tgt: Cursor, c: Change, live: sql.Identifier, wanted: int
-) -> tuple[sql.Composable, sql.Composable, dict[int, int]]:
+) -> tuple[sql.Composable, sql.Composable, dict[int, int], changeplan.Ranges | None]:
     """How keys are put in buckets (by ranges unless they bunch the live rows, else by hash),
-    the buckets' type, and the live table's rows per bucket."""
+    the buckets' type, the live table's rows per bucket, and the ranges (None: hashed)."""
     ranged = _by_range(tgt, c, live, wanted)
     if ranged is not None:
-        tgt.execute(COUNT.format(ranged[0], sql.SQL("ONLY {}").format(live), sql.SQL("")))
+        bucket, of_type, ranges = ranged
+        tgt.execute(COUNT.format(bucket, sql.SQL("ONLY {}").format(live), sql.SQL("")))
         counts = dict(tgt.fetchall())
         if not changeplan.bunched(counts, wanted):
-            return *ranged, counts
+            return bucket, of_type, counts, ranges
         log.info("compared %s: its key ranges bunch its rows, hashed instead", c.name)
     bucket, of_type = _by_hash(c, wanted)
     tgt.execute(COUNT.format(bucket, sql.SQL("ONLY {}").format(live), sql.SQL("")))
-    return bucket, of_type, dict(tgt.fetchall())
+    return bucket, of_type, dict(tgt.fetchall()), None
+
+
+def _within(c: Change, ranges: changeplan.Ranges | None, chosen: list[int]) -> sql.Composable:
+    """`` AND (lead BETWEEN .. OR ..)``: the leading column's bounds of the ``chosen`` ranges
+    (:func:`changeplan.key_bounds`), so that their rows are read by the key's index (measured:
+    the keys of 100 of 2,048 ranges of a 136k-row ``payment`` partition in 9-11 ms, against
+    36-41 ms filtering the whole table); nothing when hashed, or too many ranges."""
+    bounds = changeplan.key_bounds(ranges, chosen) if ranges is not None else None
+    if not bounds:
+        return sql.SQL("")
+    column, of_type = sql.Identifier("t", c.key[0]), sql.SQL(c.key_types[0])
+    if ranges is not None and ranges.kind == "temporal":
+        utc = "" if c.key_types[0].endswith("with time zone") else " AT TIME ZONE 'UTC'"
+        at = sql.SQL("(pg_catalog.to_timestamp({}::float8)" + utc + ")::{}")
+
+        def bound(x: float) -> sql.Composable:
+            return at.format(sql.Literal(x), of_type)
+    else:
+
+        def bound(x: float) -> sql.Composable:
+            return sql.SQL("{}::{}").format(sql.Literal(int(x)), sql.SQL("bigint"))
+
+    return sql.SQL(" AND ({})").format(
+        sql.SQL(" OR ").join(
+            sql.SQL("{} BETWEEN {} AND {}").format(column, bound(lo), bound(hi))
+            for lo, hi in bounds
+        )
+    )
 
 
 def _by_range(
     tgt: Cursor, c: Change, live: sql.Identifier, wanted: int
-) -> tuple[sql.Composable, sql.Composable] | None:
+) -> tuple[sql.Composable, sql.Composable, changeplan.Ranges] | None:
     """Buckets of ``t`` by ranges of the key's leading column, about ``wanted`` over the live
     table's span (read by the key's index), and their SQL type: ``key >> shift`` for an
     integer, ``width_bucket`` of the epoch for a date or timestamp. No hashing: measured at
@@ -408,7 +439,8 @@ def _by_range(
             return None
         shift = changeplan.range_shift(lowest, highest, wanted)
         by_range = sql.SQL("({} >> {})").format(column, sql.Literal(shift))
-        return by_range, sql.SQL(c.key_types[0])  # one of INTEGER_KEYS
+        ranges = changeplan.Ranges("integer", shift=shift)
+        return by_range, sql.SQL(c.key_types[0]), ranges  # one of INTEGER_KEYS
     if kind == "temporal":
         epoch = sql.SQL("pg_catalog.date_part('epoch', {})")
         tgt.execute(
@@ -421,13 +453,16 @@ def _by_range(
         lowest, highest = tgt.fetchone()
         if lowest is None or not (math.isfinite(lowest) and math.isfinite(highest)):
             return None
+        ranges = changeplan.Ranges(
+            "temporal", low=lowest, high=max(highest, lowest + 1), count=wanted
+        )  # the bounds may not be equal
         by_epoch = sql.SQL("pg_catalog.width_bucket({}, {}::float8, {}::float8, {})").format(
             epoch.format(column),
-            sql.Literal(lowest),
-            sql.Literal(max(highest, lowest + 1)),  # the bounds may not be equal
+            sql.Literal(ranges.low),
+            sql.Literal(ranges.high),
             sql.Literal(wanted),
         )
-        return by_epoch, sql.SQL("integer")
+        return by_epoch, sql.SQL("integer"), ranges
     return None
 
 

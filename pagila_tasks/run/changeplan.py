@@ -12,6 +12,8 @@ that is allowed, and in what order tables are written, are here, apart from any 
 from __future__ import annotations
 
 import graphlib
+import math
+import re
 from dataclasses import asdict, dataclass
 
 from pagila_tasks.base import names
@@ -191,6 +193,10 @@ INTEGER_KEYS = ("smallint", "integer", "bigint")
 """Key types whose values are bucketed by range (:func:`range_shift`) rather than by hash."""
 
 
+TEMPORAL = re.compile(r"date|timestamp(\(\d+\))? with(out)? time zone")
+"""The date and timestamp types, as ``format_type`` names them (not arrays of them)."""
+
+
 def range_kind(key_types: tuple[str, ...]) -> str | None:
     """How deleted keys may be looked for by ranges of the key's leading column rather than by
     hashed buckets (cheaper per row, and a range's rows lie together): ``integer`` (``key >>
@@ -199,8 +205,8 @@ def range_kind(key_types: tuple[str, ...]) -> str | None:
     first = key_types[0] if key_types else ""
     if first in INTEGER_KEYS:
         return "integer"
-    if first == "date" or (first.startswith("timestamp") and not first.endswith("]")):
-        return "temporal"  # not an array of them
+    if TEMPORAL.fullmatch(first):
+        return "temporal"
     return None
 
 
@@ -211,6 +217,55 @@ def bunched(counts: dict[int, int], wanted: int) -> bool:
     it lost one, so the buckets are hashed instead: one more count, never a wrong answer."""
     rows = sum(counts.values())
     return max(counts.values(), default=0) > max(64, 8 * rows / max(wanted, 1))
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """How a key's leading column was cut into buckets: ``key >> shift`` for an integer;
+    ``width_bucket(epoch, low, high, count)`` for a date or timestamp (bucket 0 below ``low``,
+    ``count + 1`` from ``high`` on)."""
+
+    kind: str
+    shift: int = 0
+    low: float = 0.0
+    high: float = 0.0
+    count: int = 0
+
+
+MOST_RANGES = 256
+"""Above this many runs of chosen buckets, their rows are found by reading the whole table (an
+OR of that many index ranges plans worse than one scan)."""
+
+INT8 = (-(2**63), 2**63 - 1)
+
+
+def key_bounds(r: Ranges, chosen: list[int]) -> list[tuple[float, float]] | None:
+    """Inclusive bounds of the leading column that hold every row of the ``chosen`` buckets
+    (adjacent buckets joined), for reading them by the key's index instead of the whole table;
+    None when there are more than :data:`MOST_RANGES`. Exact for an integer; a date's or
+    timestamp's are widened by a second each way (the epoch is a float, a bound's cast may
+    round), so they may hold a few rows of other buckets: the bucket itself is checked too."""
+    runs: list[list[int]] = []
+    for b in sorted(set(chosen)):
+        if runs and b == runs[-1][1] + 1:
+            runs[-1][1] = b
+        else:
+            runs.append([b, b])
+    if len(runs) > MOST_RANGES:
+        return None
+    if r.kind == "integer":
+        return [
+            (max(first << r.shift, INT8[0]), min(((last + 1) << r.shift) - 1, INT8[1]))
+            for first, last in runs
+        ]
+    width = (r.high - r.low) / max(r.count, 1)
+    return [
+        (
+            -math.inf if first <= 0 else r.low + (first - 1) * width - 1,
+            math.inf if last > r.count else r.low + last * width + 1,
+        )
+        for first, last in runs
+    ]
 
 
 def range_shift(lowest: int, highest: int, wanted: int) -> int:

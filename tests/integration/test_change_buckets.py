@@ -75,8 +75,9 @@ def test_deleted_keys_are_found_alike_by_ranges_where_they_spread_else_by_hash(s
             )
             c = Change("public", table, "t0", key, types, key, ())
             live = sql.Identifier("public", table)
-            bucket, of_type, on_target = changes._live_buckets(cur, c, live, buckets(3))
+            bucket, of_type, on_target, ranges = changes._live_buckets(cur, c, live, buckets(3))
             assert way in bucket.as_string(cur), (table, bucket.as_string(cur))
+            assert (ranges is None) == (way == "hash_record_extended"), table
             assert sum(on_target.values()) == 3000
             cur.execute(
                 changes.COUNT.format(bucket, sql.Identifier("public", f"{table}_src"), sql.SQL(""))
@@ -93,7 +94,15 @@ def test_deleted_keys_are_found_alike_by_ranges_where_they_spread_else_by_hash(s
             )
             assert cur.fetchone()[0] == 3, table  # every deleted key is in a chosen bucket
             cur.execute(sql.SQL("SELECT count(*) FROM ONLY {} AS t WHERE {}").format(live, among))
-            assert cur.fetchone()[0] < 3000 // 4, table  # and few others are
+            count_among = cur.fetchone()[0]
+            assert count_among < 3000 // 4, table  # and few others are
+            # the chosen ranges' bounds of the leading column (read by its index) lose none
+            within = changes._within(c, ranges, chosen)
+            assert (within.as_string(cur) != "") == (ranges is not None), table
+            cur.execute(
+                sql.SQL("SELECT count(*) FROM ONLY {} AS t WHERE {}{}").format(live, among, within)
+            )
+            assert cur.fetchone()[0] == count_among, table
             conn.rollback()
     finally:
         conn.close()

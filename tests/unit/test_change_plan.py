@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from pagila_tasks.run.changeplan import (
+    MOST_RANGES,
     Change,
+    Ranges,
     Reference,
     RowKey,
     after,
@@ -11,6 +15,7 @@ from pagila_tasks.run.changeplan import (
     bunched,
     confirms,
     deleted_in,
+    key_bounds,
     parents_first,
     range_kind,
     range_shift,
@@ -187,3 +192,22 @@ def test_deleted_keys_are_looked_for_by_ranges_of_a_leading_column_that_spreads_
     assert bunched({0: 1000, 1: 2000, 2: 3000}, 64)  # a leading column of three values
     assert not bunched({0: 60}, 64)  # a few rows are never worth another count
     assert not bunched({}, 64)
+
+
+def test_the_chosen_ranges_are_read_by_bounds_of_the_leading_column() -> None:
+    """Adjacent chosen buckets are one range; an integer's bounds are exact (within bigint), a
+    date's or timestamp's a second wider each way and open past the span's ends; too many
+    ranges are not worth an index: the whole table is read."""
+    by_int = Ranges("integer", shift=4)
+    assert key_bounds(by_int, [3, 1, 2, 7]) == [(16, 63), (112, 127)]
+    assert key_bounds(by_int, [-1]) == [(-16, -1)]
+    assert key_bounds(Ranges("integer", shift=62), [1]) == [(2**62, 2**63 - 1)]
+    by_time = Ranges("temporal", low=1000.0, high=2000.0, count=10)
+    assert key_bounds(by_time, [0, 1, 5, 11]) == [
+        (-math.inf, 1101.0),
+        (1399.0, 1501.0),
+        (1999.0, math.inf),
+    ]
+    many = list(range(0, 2 * (MOST_RANGES + 1), 2))
+    assert key_bounds(by_int, many) is None
+    assert key_bounds(by_int, many[:MOST_RANGES]) is not None
