@@ -168,8 +168,10 @@ def test_ctrl_c_stops_waiting_but_not_the_run(workers: list[int], servers) -> No
     """SIGINT while waiting prints the run id and how to follow it, exits 130; the run succeeds."""
     assert submit_json("load")[0] == 0
     query(servers.source_dsn, BIG_TABLE.format(rows=1_000_000))
+    # capped at 10 MB/s, the run's 47 MB take at least 4.7 s: it still runs when SIGINT comes
+    # (uncapped, it could end first, at 27 MB/s, in the second the test waits for a unit)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pagila_tasks.cli.submit", "replicate"],
+        [sys.executable, "-m", "pagila_tasks.cli.submit", "replicate", "--max-rate", "10MB/s"],
         env=dict(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
