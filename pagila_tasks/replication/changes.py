@@ -17,7 +17,8 @@ on the target: the rows to write (new or changed) and the keys gone.
   the live rows' on the target, and ``copy_table`` tasks fetch the rows to write (``changes``
   units, :func:`fetch_filter`).
 
-The callback's :func:`apply` writes them in one transaction: user triggers off (as the copy
+The callback's :func:`apply` writes them in one transaction (while a second connection shows
+the changed tables unwritten since the proof): user triggers off (as the copy
 has them off while loading), updates and inserts parents first, deletes children first,
 triggers on again as they were, materialized views refreshed, sequences set; every table it
 wrote, or that a foreign-key action could have written, is measured in that transaction and
@@ -722,21 +723,20 @@ def _apply_in(
 
     cur.execute("SET LOCAL lock_timeout = %s", (f"{APPLY_WAIT_MS}ms",))
     cur.execute(BY_KEY)
-    unwritten, locked_from = _unwritten_since(cur, changes, proven, measured_at)
-    timed(f"writers locked out, {len(unwritten)} of {len(changes)} tables unwritten since")
-    refs = references(cur, schemas)
-    order = changeplan.parents_first(changes, refs)
-    triggers = _triggers_off(cur, changes)
+    locked_from = _lock_out_writers(cur, changes)
+    timed("writers locked out")
     work = work_schema(run_id)
-    counts = {c.name: _upsert(cur, work, c) for c in order}
-    deleted = {c.name: _delete(cur, work, c) for c in reversed(order)}
-    _triggers_on(cur, triggers)
-    cur.execute("SELECT pg_catalog.pg_current_xact_id()::text::bigint")
-    writer = (locked_from, int(cur.fetchone()[0]), frozenset(c.name for c in changes))
-    timed("written")
-    for mschema, mview in matviews + _users_matviews(cur, schemas, changes):
-        _refresh(cur, mschema, mview)
-    timed("matviews refreshed")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{run_id}") as pool:
+        checked = pool.submit(_unwritten_since, ctx.s, run_id, changes, proven, measured_at)
+        refs, counts, deleted = _write(cur, work, schemas, changes)
+        cur.execute("SELECT pg_catalog.pg_current_xact_id()::text::bigint")
+        writer = (locked_from, int(cur.fetchone()[0]), frozenset(c.name for c in changes))
+        timed("written")
+        for mschema, mview in matviews + _users_matviews(cur, schemas, changes):
+            _refresh(cur, mschema, mview)
+        timed("matviews refreshed")
+        unwritten = checked.result()
+    timed(f"{len(unwritten)} of {len(changes)} tables shown unwritten since the proof")
     # a tree a foreign-key action could have written is measured whole; a changed table's
     # written rows are proven by their hashes, the rest by the comparison (see changeplan.after)
     acted = changeplan.touched(changes, refs)
@@ -774,32 +774,68 @@ def _apply_in(
     return Applied(every, hows, len(seq_values), at, held, written=frozenset(done), writer=writer)
 
 
-def _unwritten_since(
-    cur: Cursor, changes: list[Change], proven: Proven, measured_at: int | None
-) -> tuple[set[str], int]:
-    """The changed tables shown as the proof measured them, once writers are locked out of
-    them until the commit (SHARE ROW EXCLUSIVE: readers go on): the same count, and no row
-    written by a transaction that had not ended when the proof's snapshot was taken. Their
-    count and checksum after the writes then follow from the proof's and the writes'; any
-    other changed table is measured whole after the writes. With the xmin of a snapshot taken
-    once the lock was granted (what the apply's record of them holds from)."""
+def _lock_out_writers(cur: Cursor, changes: list[Change]) -> int:
+    """Lock writers out of the changed tables until the commit (SHARE ROW EXCLUSIVE: readers
+    go on); the xmin of a snapshot taken once the lock was granted (what the apply's record of
+    them holds from)."""
     if changes:
         cur.execute(
             sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
                 sql.SQL(", ").join(sql.Identifier(*c.ref) for c in changes)
             )
         )
-    locked_from = snapshot.bounds(cur)[0]
-    limit = verify.age_limit(cur, measured_at) if measured_at is not None else None
+    return snapshot.bounds(cur)[0]
+
+
+def _write(
+    cur: Cursor, work: str, schemas: tuple[str, ...], changes: list[Change]
+) -> tuple[list[Reference], dict[str, tuple[int, int]], dict[str, int]]:
+    """The fetched rows written and the gone keys deleted, user triggers off meanwhile: the
+    foreign keys between the schemas' tables, and per table (inserted, updated) and deleted."""
+    refs = references(cur, schemas)
+    order = changeplan.parents_first(changes, refs)
+    triggers = _triggers_off(cur, changes)
+    counts = {c.name: _upsert(cur, work, c) for c in order}
+    deleted = {c.name: _delete(cur, work, c) for c in reversed(order)}
+    _triggers_on(cur, triggers)
+    return refs, counts, deleted
+
+
+def _unwritten_since(
+    s: Settings, run_id: str, changes: list[Change], proven: Proven, measured_at: int | None
+) -> set[str]:
+    """The changed tables shown as the proof measured them, read on a connection of its own
+    while the apply writes (called once the apply has locked writers out: every statement here
+    then sees all that any other writer committed, and none of the apply's own rows): the same
+    count, and no row written by a transaction that had not ended when the proof's snapshot was
+    taken. Their count and checksum after the writes then follow from the proof's and the
+    writes'; any other changed table is measured whole after the writes, as every one is when
+    this connection cannot be had or fails (more reading, the same verdict)."""
+    if measured_at is None or not changes:
+        return set()
+    try:
+        with connection(s.target_dsn, s, f"pagila-changes-check {run_id}") as conn:
+            conn.set_session(readonly=True)
+            with conn.cursor() as cur:
+                return _shown_unwritten(cur, changes, proven, measured_at)
+    except psycopg2.Error as exc:
+        log.warning("run %s: every changed table measured whole: %s", run_id, s.scrub(str(exc)))
+        return set()
+
+
+def _shown_unwritten(
+    cur: Cursor, changes: list[Change], proven: Proven, measured_at: int
+) -> set[str]:
+    limit = verify.age_limit(cur, measured_at)  # ages are this transaction's
     if limit is None:  # not this counter, or too far behind
-        return set(), locked_from
+        return set()
     shown = set()
     for c in changes:
         if verify.unwritten(cur, c.ref, proven[c.name][1], limit):
             shown.add(c.name)
         else:
             log.info("%s was written on the target since the proof: measured whole", c.name)
-    return shown, locked_from
+    return shown
 
 
 def _refresh(cur: Cursor, schema: str, name: str) -> None:
