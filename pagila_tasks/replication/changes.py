@@ -49,7 +49,7 @@ from psycopg2 import sql
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.config import Settings
-from pagila_tasks.pg import sqlfiles, support
+from pagila_tasks.pg import sqlfiles, support, warm
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import catalog, sequences, snapshot, staging, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
@@ -279,7 +279,7 @@ def _compare_since(
             cur.copy_expert(copy, spool, size=1 << 20)
         read = spool.tell()
         spool.seek(0)
-        with connection(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
+        with warm.borrow(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
             with conn.cursor() as cur:
                 cur.execute(BY_KEY)
                 _load(cur, keys, _hashed(_listed(c.columns)), live, spool, fmt)
@@ -555,7 +555,7 @@ def _compare_one(s: Settings, snapshot_id: str, work: str, c: Change) -> tuple[C
             )
         read = spool.tell()
         spool.seek(0)
-        with connection(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
+        with warm.borrow(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
             with conn.cursor() as cur:
                 _load(cur, keys, _hashed(_key(c)), live, spool, fmt)
                 cur.execute(_fetch_sql(c, fetch, keys, live))
@@ -588,7 +588,7 @@ def fetch_filter(s: Settings, run_id: str, c: Change) -> sql.Composable:
         sql.SQL("array_agg({}::text)").format(sql.Identifier(k)) for k in c.key
     )
     with (
-        connection(s.target_dsn, s, f"pagila-changes-keys {c.name}") as conn,
+        warm.borrow(s.target_dsn, s, f"pagila-changes-keys {c.name}") as conn,
         conn.cursor() as cur,
     ):
         cur.execute(sql.SQL("SELECT {} FROM {}").format(texts, fetch))
@@ -814,7 +814,7 @@ def _unwritten_since(
     if measured_at is None or not changes:
         return set()
     try:
-        with connection(s.target_dsn, s, f"pagila-changes-check {run_id}") as conn:
+        with warm.borrow(s.target_dsn, s, f"pagila-changes-check {run_id}") as conn:
             conn.set_session(readonly=True)
             with conn.cursor() as cur:
                 return _shown_unwritten(cur, changes, proven, measured_at)
