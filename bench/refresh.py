@@ -12,7 +12,9 @@ Each row gives the run's seconds, its share of the full copy's, the units it cop
 it read from the source (COPY streams, and the keys, row hashes and rows a refresh compares) and
 the bytes it wrote to the target (COPY streams, into the copy or a refresh's work tables, which
 receive exactly what the comparison read), each against the full copy's. The target's row
-counts are checked against the source's after every run.
+counts are checked against the source's after every run. ``--runs N`` makes N passes of the
+five runs, each from a new full copy, and reports each row's median and every pass's share
+(one pass by default; this machine's spread from pass to pass is wide).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import time
 from typing import Any
@@ -50,6 +53,17 @@ QUARTER = "UPDATE public.rental SET staff_id = 3 - staff_id WHERE rental_id % 4 
 SCHEMA_CHANGE = "COMMENT ON TABLE public.film IS %(note)s"
 """Before the run that is cut short: a changed schema, so that it builds a whole new copy (a
 change of rows alone is applied in place, with no staging copy to resume)."""
+
+
+def refresh_passes(b: BenchStack, dataset: str, passes: int) -> list[list[dict[str, Any]]]:
+    """``passes`` times the four runs (:func:`refresh_check`), each pass from a new full copy
+    of the source as the pass before left it: one list of rows per pass."""
+    done = []
+    for n in range(passes):
+        if passes > 1:
+            say(f"refresh pass {n + 1} of {passes}")
+        done.append(refresh_check(b, dataset))
+    return done
 
 
 def refresh_check(b: BenchStack, dataset: str) -> list[dict[str, Any]]:
@@ -158,23 +172,32 @@ def _wait_half(b: BenchStack, run_id: str) -> tuple[int, int]:
     raise RunFailed(f"refresh: run {run_id} never had half its units committed")
 
 
-def table_text(rows: list[dict[str, Any]]) -> str:
-    """The refresh table, as printed and written to docs/benchmarks.md."""
+def table_text(passes: list[list[dict[str, Any]]]) -> str:
+    """The refresh table, as printed and written to docs/benchmarks.md: with several passes,
+    each run's median seconds and share of its pass's full copy, and every pass's share (units,
+    bytes and plans from the first pass: the same changes give the same ones)."""
+    many = len(passes) > 1
     head = (
         "| run | seconds | of the full copy | units copied | MB read from the source | "
         "of the full copy's | MB written to the target | of the full copy's |"
+        + (" each pass, of its full copy |" if many else "")
     )
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" * many)]
 
     def pct(value: float | None) -> str:
         return f"{value * 100:.1f} %" if value is not None else "-"
 
-    for r in rows:
+    for i, r in enumerate(passes[0]):
+        same = [p[i] for p in passes]
+        seconds = statistics.median(x["seconds"] for x in same)
+        shares = [x["share"] for x in same if x.get("share") is not None]
+        share = statistics.median(shares) if shares else None
         what = r["what"] + (f" (killed at {r['killed_at']})" if r.get("killed_at") else "")
+        each = f" {', '.join(pct(x) for x in shares)} |" if many else ""
         lines.append(
-            f"| {what} | {r['seconds']:.2f} | {pct(r.get('share'))} | {r['units']} | "
+            f"| {what} | {seconds:.2f} | {pct(share)} | {r['units']} | "
             f"{r['bytes'] / MB:.1f} | {pct(r.get('bytes_share'))} | "
-            f"{r['written'] / MB:.1f} | {pct(r.get('written_share'))} |"
+            f"{r['written'] / MB:.1f} | {pct(r.get('written_share'))} |{each}"
         )
-    reasons = [f"- {r['what']}: {r['reason']}" for r in rows if r.get("reason")]
+    reasons = [f"- {r['what']}: {r['reason']}" for r in passes[0] if r.get("reason")]
     return "\n".join(lines) + "\n\nWhat each run's plan said:\n\n" + "\n".join(reasons)

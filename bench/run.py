@@ -6,6 +6,7 @@ alternatives, on the same two local servers, and write the results into docs/ben
     .venv/bin/python bench/run.py --memory            # the spool-cap memory check only
     .venv/bin/python bench/run.py --kept --scales 50  # ours with and without 30 kept objects
     .venv/bin/python bench/run.py --refresh --scales 50  # refresh and resume against a full copy
+    .venv/bin/python bench/run.py --refresh --scales 50 --runs 3  # the same, medians of 3 passes
     .venv/bin/python bench/run.py --seeing --scales 50   # the ETA's truth, --max-rate's hold
 
 The script brings up its own stack (two PostgreSQL servers + Redis, state in --state-dir, purged
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 args,
                 facts,
                 "refresh",
-                refresh.refresh_check,
+                lambda b, dataset: refresh.refresh_passes(b, dataset, args.passes),
                 refresh.table_text,
                 reporting.refresh_section,
                 (reporting.REFRESH_START, reporting.REFRESH_END),
@@ -177,7 +178,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PAGILA_SPLIT_ROWS for our workers (default: the project's), e.g. to split a "
         "small --wide-gb table in a test",
     )
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="runs of each method (default 3); with --refresh, passes of the four runs, each "
+        "from a new full copy, reported as medians (default 1)",
+    )
     parser.add_argument(
         "--methods",
         help=f"comma list of {', '.join(names)} (default: all; with --kept: {', '.join(KEPT)})",
@@ -214,6 +220,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--json-out", help="also write every run's raw result to this file")
     args = parser.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
+    args.passes = args.runs or 1
+    args.runs = args.runs or 3
     args.command = "python bench/run.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
