@@ -56,7 +56,7 @@ change of rows alone is applied in place, with no staging copy to resume)."""
 
 
 def refresh_passes(b: BenchStack, dataset: str, passes: int) -> list[list[dict[str, Any]]]:
-    """``passes`` times the four runs (:func:`refresh_check`), each pass from a new full copy
+    """``passes`` times the five runs (:func:`refresh_check`), each pass from a new full copy
     of the source as the pass before left it: one list of rows per pass."""
     done = []
     for n in range(passes):
@@ -67,7 +67,7 @@ def refresh_passes(b: BenchStack, dataset: str, passes: int) -> list[list[dict[s
 
 
 def refresh_check(b: BenchStack, dataset: str) -> list[dict[str, Any]]:
-    """The four runs in order; one row each."""
+    """The five runs in order; one row each."""
     reset_target(b, create_public=True)
     checkpoint(b)
     b.restart_workers({"PAGILA_REPLACE": "swap"})

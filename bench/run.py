@@ -181,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--runs",
         type=int,
-        help="runs of each method (default 3); with --refresh, passes of the four runs, each "
+        help="runs of each method (default 3); with --refresh, passes of the five runs, each "
         "from a new full copy, reported as medians (default 1)",
     )
     parser.add_argument(
