@@ -6,6 +6,7 @@ lock, named, and let go only with --drop-dependents."""
 from __future__ import annotations
 
 import sys
+import time
 
 import psycopg2
 import pytest
@@ -196,9 +197,9 @@ def test_a_refresh_keeps_what_the_targets_users_built(servers, isolated) -> None
         reader.start()
     wait_for(lambda: all(r.values for r in readers), 60, "every reader to read once")
     proc = iso.submit("replicate")
+    ended = time.monotonic()
     for reader in readers:
-        reader.stop.set()
-        reader.join(timeout=30)
+        reader.finish_after(ended)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "keeps" in proc.stdout, proc.stdout
     _assert_kept(servers)

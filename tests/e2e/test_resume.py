@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -120,8 +121,7 @@ def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: b
         wait_for(lambda: reader.values, 30, "the reader to read once")
     proc = iso.submit("replicate", "--json")
     if changed_between:  # one switch, from the old copy's value to the new one's, no error
-        reader.stop.set()
-        reader.join(timeout=30)
+        reader.finish_after(time.monotonic())
         assert reader.errors == [], reader.errors[:3]
         switches = [a != b for a, b in zip(reader.values, reader.values[1:], strict=False)]
         assert sum(switches) == 1, sorted(set(reader.values))

@@ -81,6 +81,8 @@ class Reader(threading.Thread):
         self.dsn, self.sql = dsn, sql
         self.values: list[object] = []
         self.errors: list[str] = []
+        self.last_began = 0.0
+        """When the last read that ended (with a value or an error) began (monotonic)."""
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -88,13 +90,24 @@ class Reader(threading.Thread):
         conn.autocommit = True
         with conn.cursor() as cur:
             while not self.stop.is_set():
+                began = time.monotonic()
                 try:
                     cur.execute(self.sql)
                     self.values.append(cur.fetchone()[0])
                 except psycopg2.Error as exc:
                     self.errors.append(str(exc))
+                self.last_began = began
                 time.sleep(0.01)
         conn.close()
+
+    def finish_after(self, moment: float, timeout: float = 60) -> None:
+        """Stop once a read that began after ``moment`` (the run's end) has ended: its value is
+        what a reader sees after the run. A slow read in flight at the commit still shows the
+        old copy (its snapshot is older), so stopping at a fixed time after the run could end
+        on one."""
+        wait_for(lambda: self.last_began > moment, timeout, f"a read after the run: {self.sql}")
+        self.stop.set()
+        self.join(timeout=30)
 
 
 def read_all(dsn: str) -> dict[str, object]:
@@ -120,11 +133,10 @@ def test_readers_see_the_previous_copy_or_the_new_one(servers, isolated, how: st
     wait_for(lambda: all(r.values for r in readers.values()), 60, "every reader to read once")
     started = time.monotonic()
     code, out = iso.submit_json("replicate", *(["--full"] if how == "full" else []))
-    seconds = time.monotonic() - started
-    time.sleep(0.5)
+    ended = time.monotonic()
+    seconds = ended - started
     for reader in readers.values():
-        reader.stop.set()
-        reader.join(timeout=30)
+        reader.finish_after(ended)
     assert code == 0, out
     new = read_all(servers.target_dsn)
     assert_replica(servers.source_dsn, servers.target_dsn)
