@@ -3,7 +3,9 @@ start it, follow it.
 
 Before the lock is taken, a run must find a live consumer on every queue it needs (Celery's
 ``inspect active_queues``) and pass the workers' checks (``pagila.preflight``); either refusal
-is one line and exit status 2, with nothing recorded, locked or started.
+is one line and exit status 2, with nothing recorded, locked or started. The checks are sent
+first and the consumers looked for while a worker answers them (each costs a round trip of a
+few tens of milliseconds, ahead of every run); checks nobody answered expire unrun.
 """
 
 from __future__ import annotations
@@ -92,12 +94,14 @@ class Submitter:
                 )
 
     def check(self, kind: str, options: RunOptions) -> dict[str, Any]:
-        """The workers' checks of the run (see :mod:`pagila_tasks.submission.preflight`)."""
+        """The workers' checks of the run (see :mod:`pagila_tasks.submission.preflight`), once
+        every queue the run needs has a live consumer (looked for while a worker checks)."""
         from celery.exceptions import TimeoutError as NoAnswer
 
         kwargs = {"kind": kind, "options": options.as_kwargs()}
-        result = _app().send_task("pagila.preflight", kwargs=kwargs)
+        result = _app().send_task("pagila.preflight", kwargs=kwargs, expires=PREFLIGHT_TIMEOUT)
         try:
+            self.require_consumers(kind)
             return dict(result.get(timeout=PREFLIGHT_TIMEOUT, propagate=True))
         except NoAnswer:
             raise UsageError(
@@ -112,7 +116,6 @@ class Submitter:
 
     def start(self, kind: str, options: RunOptions) -> str:
         """Check, take the lock, record, send (see :func:`pagila_tasks.run.lifecycle.start`)."""
-        self.require_consumers(kind)
         seen = self.check(kind, options)
         run_id = lifecycle.start(self.ctx, kind, options, self.send, seen)
         self.say(render.started_line(run_id, kind, seen))

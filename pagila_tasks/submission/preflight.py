@@ -11,7 +11,7 @@ record, no snapshot.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg2
@@ -21,24 +21,27 @@ from pagila_tasks.base import names
 from pagila_tasks.base.errors import PagilaError, UsageError, one_line
 from pagila_tasks.config import Settings, where
 from pagila_tasks.load import loader, ownership, pagila_files
-from pagila_tasks.pg import support
-from pagila_tasks.pg.db import CATALOG_PATH, connect
+from pagila_tasks.pg import support, warm
+from pagila_tasks.pg.db import CATALOG_PATH
 from pagila_tasks.replication import catalog, extensions, keep, keepplan, protect
 from pagila_tasks.run.model import LoadOptions, ReplicateOptions, Resolved, RunOptions
 
 
 @contextmanager
 def _connect(s: Settings, which: str) -> Iterator[psycopg2.extensions.connection]:
-    """A connection to the source or target; one that cannot open says which, on one line."""
+    """A connection to the source or target, the worker process's warm one if it still
+    answers (the checks come ahead of every run; a new connection costs several
+    milliseconds); one that cannot open says which, on one line."""
     dsn = s.source_dsn if which == "source" else s.target_dsn
-    try:
-        conn = connect(dsn, s, "pagila-preflight", search_path=CATALOG_PATH)
-    except psycopg2.OperationalError as exc:
-        raise UsageError(f"cannot connect to the {which} ({where(dsn)}): {one_line(exc)}") from None
-    try:
+    with ExitStack() as stack:
+        try:
+            conn = stack.enter_context(
+                warm.borrow(dsn, s, "pagila-preflight", search_path=CATALOG_PATH)
+            )
+        except psycopg2.OperationalError as exc:
+            at = where(dsn)
+            raise UsageError(f"cannot connect to the {which} ({at}): {one_line(exc)}") from None
         yield conn
-    finally:
-        conn.close()
 
 
 def replicate(s: Settings, options: Resolved) -> dict[str, Any]:

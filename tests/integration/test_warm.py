@@ -9,9 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 from pagila_tasks import config
+from pagila_tasks.base.errors import UsageError
 from pagila_tasks.pg import warm
 from pagila_tasks.replication import snapshot
+from pagila_tasks.run.model import ReplicateOptions
 from pagila_tasks.run.record import RunRecord
+from pagila_tasks.submission import preflight
 from tests.support import query, redis_client, wait_for
 
 # The test process reads the session servers from its environment (the settings,
@@ -100,3 +103,28 @@ def test_a_spare_holder_takes_a_run_and_exits_without_one() -> None:
     except subprocess.TimeoutExpired:
         idle.kill()
         raise
+
+
+def test_the_checks_before_a_run_keep_their_connections_warm(settings) -> None:
+    """The workers' checks (``pagila.preflight``, ahead of every run) borrow the process's warm
+    connections: a second check opens no new backend; a server they cannot reach is named on
+    one line, as before."""
+
+    def backends() -> set[int]:
+        rows = query(
+            settings.target_dsn,
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pagila-preflight'",
+        )
+        return {r[0] for r in rows}
+
+    preflight.check(settings, "replicate", ReplicateOptions())
+    first = backends()
+    assert len(first) == 1, first  # idle, kept for the next check
+    preflight.check(settings, "replicate", ReplicateOptions())
+    assert backends() == first
+    closed = dataclasses.replace(settings, target_dsn="postgresql://nobody@127.0.0.1:9/nothing")
+    with pytest.raises(UsageError) as refused:
+        preflight.check(closed, "replicate", ReplicateOptions())
+    said = str(refused.value)
+    assert said.startswith("cannot connect to the target (127.0.0.1:9/nothing)"), said
+    assert "\n" not in said
