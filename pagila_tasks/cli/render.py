@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pagila_tasks.base.names import printable
 from pagila_tasks.run import eta
 from pagila_tasks.run.model import Run, TableTotal, UnitProgress
+
+if TYPE_CHECKING:  # rich is imported where a terminal is drawn: not for --json, cron or CI
+    from rich.console import Group
+    from rich.live import Live
 
 
 def human_bytes(n: int | float) -> str:
@@ -149,6 +147,9 @@ class LiveView:
 
     def _draw(self, run: Run, progress: eta.Progress | None) -> None:
         if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
             console = Console(file=self.out, highlight=False, soft_wrap=False)
             self._live = Live(console=console, auto_refresh=False, transient=False)
             self._live.start()
@@ -179,6 +180,11 @@ class LiveView:
 
 def screen(run: Run, progress: eta.Progress | None) -> Group:
     """What the terminal shows: the run's state, its plan, the overall bar, one line a unit."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
     parts: list[Any] = [Text(f"run {run.run_id} {run.kind}: {run.state}", style="bold")]
     if line := plan_line(run):
         parts.append(Text(line))

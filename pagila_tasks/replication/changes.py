@@ -134,7 +134,7 @@ def compare(
     verdicts = {c.table: c for c in checks}
     differ = [t for t in tables if not verdicts[t.qualified].ok]
     work = work_schema(run_id)
-    with connection(s.target_dsn, s, f"pagila-changes {run_id}") as conn:
+    with warm.borrow(s.target_dsn, s, f"pagila-changes {run_id}") as conn:
         with conn.cursor() as cur:
             keys = row_keys(cur, schemas)
             for t in differ:
@@ -655,7 +655,7 @@ def apply(
     with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {run_id}") as cur:
         seq_values = sequences.read(cur, schemas)
         matviews = catalog.matviews(cur, schemas, only_populated=True)
-    with connection(s.target_dsn, s, f"pagila-changes-apply {run_id}") as conn:
+    with warm.borrow(s.target_dsn, s, f"pagila-changes-apply {run_id}") as conn:
         try:
             with conn.cursor() as cur:
                 done = _apply_in(

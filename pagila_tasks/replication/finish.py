@@ -24,7 +24,7 @@ import psycopg2.extensions
 
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import Refused, ReplicationError
-from pagila_tasks.pg import support
+from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import (
     catalog,
@@ -106,7 +106,7 @@ def _unchanged(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
     detail = verify.detail(checks, {}, "kept")
     ctx.record.verified(run_id, detail, 0)
     row = ledger_row(run, True, None, detail, "unchanged")
-    with connection(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
+    with warm.borrow(ctx.s.target_dsn, ctx.s, f"pagila-audit {run_id}") as conn:
         support.ensure(conn, "replication")
         guard.before_commit(ctx, run_id)
         support.insert_replication(conn, row)

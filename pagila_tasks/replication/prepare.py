@@ -21,7 +21,7 @@ from psycopg2 import sql
 from pagila_tasks import config
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import ConfigError, Refused, ReplicationError, UsageError
-from pagila_tasks.pg import support
+from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.db import CATALOG_PATH, connection
 from pagila_tasks.replication import (
     catalog,
@@ -342,7 +342,7 @@ def _read(ctx: Context, run_id: str, snapshot_id: str, chosen: Resolved) -> Find
         spans = _key_spans(cur, tables, s.split_rows, s.split_bytes)
         whole = chosen.tables is None
         wanted = extensions.needed(cur, schemas) if whole else []
-        with connection(s.target_dsn, s, f"pagila-prepare {run_id}") as tgt, tgt.cursor() as tc:
+        with warm.borrow(s.target_dsn, s, f"pagila-prepare {run_id}") as tgt, tgt.cursor() as tc:
             protect.check(cur, tc, schemas, chosen.overwrite)
             needs = extensions.check_target(tc, wanted, schemas)
             hosts = {e.schema for e in wanted} | {

@@ -27,7 +27,7 @@ import psycopg2.extensions
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.config import Settings
-from pagila_tasks.pg import support
+from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import largeobjects, schema, sequences, snapshot, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
@@ -124,7 +124,7 @@ def prove(
     """Prove the live target equal to the source in ``snapshot_id``, or say why it is not."""
     if not s.verify_checksums:
         return Proof(False, "checksums are off (PAGILA_VERIFY_CHECKSUMS=0): counts prove nothing")
-    with connection(s.target_dsn, s, f"pagila-proof {run_id}") as conn, conn.cursor() as cur:
+    with warm.borrow(s.target_dsn, s, f"pagila-proof {run_id}") as conn, conn.cursor() as cur:
         last = support.fingerprint(cur, schemas)
     if last is None:
         return Proof(False, "no run recorded the live copy's schema yet", (), fingerprint)
@@ -238,9 +238,11 @@ def _target(
     los: bool,
     was: recorded.Side,
 ) -> Side:
-    """The live copy in one read-only snapshot of the target, so its parts agree in time."""
+    """The live copy in one read-only snapshot of the target, so its parts agree in time (on
+    the worker process's warm connection, if one still answers: the proof opens no backend on
+    each run)."""
     schemas, tables = what
-    with connection(s.target_dsn, s, f"pagila-proof-tgt {run_id}") as conn:
+    with warm.borrow(s.target_dsn, s, f"pagila-proof-tgt {run_id}") as conn:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             side = _side(cur, tables, was)
