@@ -34,6 +34,21 @@ TAIL_PAGES = 32
 size): rows written since a measure are mostly there, and one found saves reading the rest."""
 
 
+def block_ranges(blocks: int, first: int = TAIL_PAGES) -> list[tuple[int, int | None]]:
+    """Pure: ``[low, high)`` ranges of a table's ``blocks``, from its end: the last ``first``
+    (to the end, however far it has grown: None), then each range twice the one before it,
+    down to block 0. A table is read once, whole, in about log2(blocks / first) statements;
+    a write found in one range ends the read there."""
+    low = max(blocks - first, 0)
+    out: list[tuple[int, int | None]] = [(low, None)]
+    size = first
+    while low > 0:
+        size *= 2
+        high, low = low, max(low - size, 0)
+        out.append((low, high))
+    return out
+
+
 EVERY_ROW = sql.SQL("")
 """No filter: a whole table is measured."""
 
@@ -146,9 +161,12 @@ def unwritten(
 ) -> bool:
     """Whether ``table`` still holds exactly the ``rows`` rows measured in a snapshot whose xmin
     is ``limit`` old (:func:`age_limit`): none written since but by the measure's own
-    ``writer`` (an xid8: see :mod:`.recorded`), the same count (``sql/table_untouched.sql``,
-    :func:`.recorded.holds`). Its last pages are read first (``sql/table_tail_written.sql``): a
-    row written since found there answers without reading the rest."""
+    ``writer`` (an xid8: see :mod:`.recorded`), the same count (:func:`.recorded.holds`).
+
+    Read in block ranges from its end (:func:`block_ranges`, ``sql/table_blocks_written.sql``):
+    new rows, and the new versions of updated rows that do not fit beside the old ones, go to a
+    table's end or to the free space vacuum left, so a table written since is mostly found in
+    its first range or soon after, without the whole read that could only say the same."""
     mine = (
         sql.SQL("NULL")
         if writer is None
@@ -156,23 +174,31 @@ def unwritten(
     )
     ident = sql.Identifier(*table)
     cur.execute(
-        sql.SQL(sqlfiles.query("table_tail_written")).format(
-            table=ident,
-            regclass=sql.Literal(ident.as_string(cur)),
-            pages=sql.Literal(TAIL_PAGES),
-            limit=sql.Literal(limit),
-            writer=mine,
-        )
+        "SELECT pg_catalog.pg_relation_size(%s::regclass) "
+        "/ pg_catalog.current_setting('block_size')::bigint",
+        (ident.as_string(cur),),
     )
-    if cur.fetchone()[0]:  # written since, found in its last pages: no need to read the rest
-        return False
-    cur.execute(
-        sql.SQL(sqlfiles.query("table_untouched")).format(
-            table=ident, limit=sql.Literal(limit), writer=mine
+    counted = 0
+    for low, high in block_ranges(int(cur.fetchone()[0])):
+        upper = (
+            sql.SQL("")
+            if high is None
+            else sql.SQL("AND t.ctid < {}::tid").format(sql.Literal(f"({high},0)"))
         )
-    )
-    now, written = cur.fetchone()
-    return recorded.holds((rows, None), int(now), int(written))
+        cur.execute(
+            sql.SQL(sqlfiles.query("table_blocks_written")).format(
+                table=ident,
+                low=sql.Literal(f"({low},0)"),
+                upper=upper,
+                limit=sql.Literal(limit),
+                writer=mine,
+            )
+        )
+        now, written = cur.fetchone()
+        if written:
+            return False
+        counted += int(now)
+    return recorded.holds((rows, None), counted, 0)
 
 
 def measure_known(

@@ -5,7 +5,7 @@ A measure recorded in a snapshot still holds later for a table whose visible row
 xmin older than that snapshot's xmin, when the table's count is unchanged: every transaction
 older than a snapshot's xmin had ended when the snapshot was taken, so a row version visible
 now that such a transaction wrote was visible then too, and a set of rows contained in the
-recorded one with as many rows is that set (``sql/table_untouched.sql``). It holds only on the
+recorded one with as many rows is that set (``sql/table_blocks_written.sql``). It holds only on the
 same cluster, timeline and database (a restored backup counts transactions anew) and within
 :data:`WINDOW` transactions (xids compare modulo 2**32): :class:`Recorded` carries where its
 measures were taken. Anything else is measured again, as the proof always did.

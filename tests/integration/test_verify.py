@@ -72,42 +72,66 @@ def test_a_recorded_measure_is_taken_only_for_a_table_unwritten_since(servers) -
         conn.close()
 
 
-def test_a_write_at_a_tables_end_is_found_there_one_elsewhere_by_reading_it_all(servers) -> None:
-    """The last pages are read first: a row inserted since (at the end) settles it there, with
-    no whole scan; an update kept in its page (HOT, on the first page, far from the end) is
-    found by the whole scan; a table nobody wrote needs both reads and is taken."""
+def test_a_write_is_found_in_the_first_block_range_that_holds_it(servers) -> None:
+    """A table is read in block ranges from its end, and the first range holding a row written
+    since ends the read: an insert (at the end) in the first range, an update kept in its page
+    (HOT) a few ranges down after only those, one on the first page after every range; a
+    table nobody wrote is read in every range, once, and taken."""
     dsn = servers.source_dsn
-    for t in "ijk":
+    for t in "ijkl":
         query(dsn, f"CREATE TABLE public.{t} (id int PRIMARY KEY, v text) WITH (fillfactor = 50)")
         query(dsn, f"INSERT INTO public.{t} SELECT g, 'x' || g FROM generate_series(1, 20000) g")
-    tables = [("public", t) for t in "ijk"]
+    tables = [("public", t) for t in "ijkl"]
     conn = psycopg2.connect(dsn, cursor_factory=_Recording)
     try:
         cur = conn.cursor()
         xmin, _ = _measured_now(cur, tables)
         conn.commit()
         pages = query(dsn, "SELECT pg_relation_size('public.j') / 8192")[0][0]
-        assert pages > 3 * verify.TAIL_PAGES  # the first page is far from the tail
+        ranges = verify.block_ranges(pages)
+        assert len(ranges) >= 3  # the first page is far from the tail
         query(dsn, "INSERT INTO public.i VALUES (20001, 'new')")
         query(dsn, "UPDATE public.j SET v = 'changed' WHERE id = 1")
         assert query(dsn, "SELECT (ctid::text::point)[0] FROM public.j WHERE id = 1") == [(0,)]
+        middle = ranges[1][0]  # a page of the second range from the end
+        query(dsn, f"UPDATE public.l SET v = 'changed' WHERE ctid = '({middle},1)'")
+        assert query(dsn, "SELECT (ctid::text::point)[0] FROM public.l WHERE v = 'changed'") == [
+            (middle,)
+        ]
         limit = verify.age_limit(cur, xmin)
         assert limit is not None
         verdicts = {}
-        for t in "ijk":
+        for t in "ijkl":
             cur.executed.clear()
             verdicts[t] = verify.unwritten(cur, ("public", t), 20000, limit)
-            verdicts[t + " scanned"] = any("FILTER" in q for q in cur.executed)
+            verdicts[t + " ranges read"] = sum("FILTER" in q for q in cur.executed)
         assert verdicts == {
             "i": False,
-            "i scanned": False,  # found in the last pages
+            "i ranges read": 1,  # found in the last pages
             "j": False,
-            "j scanned": True,  # only the whole scan sees the first page's update
+            "j ranges read": len(ranges),  # only the first page's range sees its update
             "k": True,
-            "k scanned": True,
+            "k ranges read": len(ranges),
+            "l": False,
+            "l ranges read": 2,
         }
     finally:
         conn.close()
+
+
+def test_block_ranges_cover_a_table_once_from_its_end() -> None:
+    """Pure: the ranges tile blocks 0..n exactly, the first one open to the table's end."""
+    for blocks in (0, 1, 31, 32, 33, 100, 7500, 1 << 20):
+        ranges = verify.block_ranges(blocks)
+        assert ranges[0][1] is None and ranges[-1][0] == 0
+        covered = set()
+        top = max(blocks, ranges[0][0] + 1)
+        for low, high in ranges:
+            part = set(range(low, top if high is None else high))
+            assert not covered & part
+            covered |= part
+        assert covered >= set(range(blocks))
+        assert len(ranges) <= max(blocks // 32, 1).bit_length() + 1
 
 
 class _Recording(psycopg2.extensions.cursor):
