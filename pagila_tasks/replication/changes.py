@@ -34,12 +34,12 @@ The rules (which tables may, how much may differ, in what order) are pure, in
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import psycopg2
@@ -50,7 +50,6 @@ from pagila_tasks.base import names
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import sqlfiles, support, warm
-from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import catalog, sequences, snapshot, staging, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run import changeplan, guard, recorded
@@ -402,7 +401,7 @@ def _live_buckets(
     return bucket, of_type, _per_bucket(tgt, bucket, only), None
 
 
-def _within(c: Change, ranges: changeplan.Ranges | None, chosen: list[int]) -> sql.Composable:
+def _within(c: Change, ranges: changeplan.Ranges | None, chosen: list[Any]) -> sql.Composable:
     """`` AND (lead BETWEEN .. OR ..)``: the leading column's bounds of the ``chosen`` ranges
     (:func:`changeplan.key_bounds`), so that their rows are read by the key's index (measured:
     the keys of 100 of 2,048 ranges of a 136k-row ``payment`` partition in 9-11 ms, against
@@ -410,24 +409,24 @@ def _within(c: Change, ranges: changeplan.Ranges | None, chosen: list[int]) -> s
     bounds = changeplan.key_bounds(ranges, chosen) if ranges is not None else None
     if ranges is None or not bounds:
         return verify.EVERY_ROW  # no more filter than the buckets'
-    column, of_type = sql.Identifier("t", c.key[0]), sql.SQL(c.key_types[0])
-    if ranges.kind == "temporal":
-        utc = "" if c.key_types[0].endswith("with time zone") else " AT TIME ZONE 'UTC'"
-        at = sql.SQL("(pg_catalog.to_timestamp({}::float8)" + utc + ")::{}")
-
-        def bound(x: float) -> sql.Composable:
-            return at.format(sql.Literal(x), of_type)
+    column = sql.Identifier("t", c.key[0])
+    if ranges.kind == "temporal":  # a bin's start, up to the next bin's
+        within = sql.SQL("({0} >= {1}::{3} AND {0} < {2}::{3})")
+        of_type = _binned(c.key_types[0])
     else:
-
-        def bound(x: float) -> sql.Composable:
-            return sql.SQL("{}::{}").format(sql.Literal(int(x)), sql.SQL("bigint"))
-
+        within = sql.SQL("{0} BETWEEN {1}::{3} AND {2}::{3}")
+        of_type = sql.SQL("bigint")
     return sql.SQL(" AND ({})").format(
         sql.SQL(" OR ").join(
-            sql.SQL("{} BETWEEN {} AND {}").format(column, bound(lo), bound(hi))
-            for lo, hi in bounds
+            within.format(column, sql.Literal(lo), sql.Literal(hi), of_type) for lo, hi in bounds
         )
     )
+
+
+def _binned(key_type: str) -> sql.Composable:
+    """The type a date or timestamp key is binned as (``date_bin`` takes timestamps only)."""
+    zoned = key_type.endswith("with time zone")
+    return sql.SQL("timestamp with time zone" if zoned else "timestamp without time zone")
 
 
 def _by_range(
@@ -435,9 +434,10 @@ def _by_range(
 ) -> tuple[sql.Composable, sql.Composable, changeplan.Ranges] | None:
     """Buckets of ``t`` by ranges of the key's leading column, about ``wanted`` over the live
     table's span (read by the key's index), and their SQL type: ``key >> shift`` for an
-    integer, ``width_bucket`` of the epoch for a date or timestamp. No hashing: measured at
-    26-29 ms a count of a 136k-row ``payment`` partition against 36 ms hashed. None when the
-    column is of another type, or the table is empty or reaches an infinite date."""
+    integer, ``date_bin`` for a date or timestamp (integer arithmetic on its microseconds:
+    measured 14 ms a count of a 136k-row ``payment`` partition, against 20-23 ms by
+    ``width_bucket`` of its epoch). No hashing: 36 ms hashed. None when the column is of another
+    type, or the table is empty or reaches an infinite date."""
     kind = changeplan.range_kind(c.key_types)
     lead, column = sql.Identifier(c.key[0]), sql.Identifier("t", c.key[0])
     if kind == "integer":
@@ -450,27 +450,28 @@ def _by_range(
         ranges = changeplan.Ranges("integer", shift=shift)
         return by_range, sql.SQL(c.key_types[0]), ranges  # one of INTEGER_KEYS
     if kind == "temporal":
-        epoch = sql.SQL("pg_catalog.date_part('epoch', {})")
+        of_type = _binned(c.key_types[0])
         tgt.execute(
-            sql.SQL("SELECT {}, {} FROM ONLY {}").format(
-                epoch.format(sql.SQL("min({})").format(lead)),
-                epoch.format(sql.SQL("max({})").format(lead)),
-                live,
-            )
+            sql.SQL(
+                "SELECT min({0})::{2}, max({0})::{2} FROM ONLY {1} "
+                "HAVING pg_catalog.isfinite(min({0})) AND pg_catalog.isfinite(max({0}))"
+            ).format(lead, live, of_type)
         )
-        lowest, highest = tgt.fetchone()
-        if lowest is None or not (math.isfinite(lowest) and math.isfinite(highest)):
+        found = tgt.fetchone()
+        if found is None or found[0] is None:  # empty, or an infinite date
             return None
-        ranges = changeplan.Ranges(
-            "temporal", low=lowest, high=max(highest, lowest + 1), count=wanted
-        )  # the bounds may not be equal
-        by_epoch = sql.SQL("pg_catalog.width_bucket({}, {}::float8, {}::float8, {})").format(
-            epoch.format(column),
-            sql.Literal(ranges.low),
-            sql.Literal(ranges.high),
-            sql.Literal(wanted),
-        )
-        return by_epoch, sql.SQL("integer"), ranges
+        lowest, highest = found
+        stride = changeplan.bin_stride(lowest, highest, wanted)
+        by_bin = sql.SQL(
+            "CASE WHEN pg_catalog.isfinite({0}) THEN pg_catalog.date_bin({1}::interval, "
+            "{0}::{3}, {2}::{3}) END"
+        ).format(
+            column,
+            sql.Literal(f"{stride // timedelta(microseconds=1)} microseconds"),
+            sql.Literal(lowest),
+            of_type,
+        )  # an infinite date (new on the source) in a bucket of its own: NULL
+        return by_bin, of_type, changeplan.Ranges("temporal", stride=stride)
     return None
 
 
@@ -961,7 +962,7 @@ def _triggers_on(cur: Cursor, found: list[tuple[str, str, str, str]]) -> None:
 def drop_work(s: Settings, run_id: str) -> None:
     """Drop the run's work schema (a leftover is the next run's to drop)."""
     try:
-        with connection(s.target_dsn, s, f"pagila-changes {run_id}") as conn:
+        with warm.borrow(s.target_dsn, s, f"pagila-changes {run_id}") as conn:
             staging.drop(conn, [work_schema(run_id)], staging.DROP_WAIT_MS, keep_extensions=False)
     except psycopg2.Error as exc:
         log.warning("run %s: work schema not dropped: %s", run_id, s.scrub(str(exc)))

@@ -12,9 +12,10 @@ that is allowed, and in what order tables are written, are here, apart from any 
 from __future__ import annotations
 
 import graphlib
-import math
 import re
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from pagila_tasks.base import names
 
@@ -200,7 +201,7 @@ TEMPORAL = re.compile(r"date|timestamp(\(\d+\))? with(out)? time zone")
 def range_kind(key_types: tuple[str, ...]) -> str | None:
     """How deleted keys may be looked for by ranges of the key's leading column rather than by
     hashed buckets (cheaper per row, and a range's rows lie together): ``integer`` (``key >>
-    shift``), ``temporal`` (a date or timestamp, by its epoch) or None (hashed). Whether the
+    shift``), ``temporal`` (a date or timestamp, by ``date_bin``) or None (hashed). Whether the
     ranges spread the rows is then told by counting them (:func:`bunched`)."""
     first = key_types[0] if key_types else ""
     if first in INTEGER_KEYS:
@@ -210,7 +211,7 @@ def range_kind(key_types: tuple[str, ...]) -> str | None:
     return None
 
 
-def bunched(counts: dict[int, int], wanted: int) -> bool:
+def bunched(counts: dict[Any, int], wanted: int) -> bool:
     """Whether ranges cut over the live span put too many rows together (few values of a
     longer key's leading column, keys clustered at the ends of the span): the fullest holds
     more than eight times an even share and more than 64 rows. Its keys would all be sent when
@@ -222,14 +223,12 @@ def bunched(counts: dict[int, int], wanted: int) -> bool:
 @dataclass(frozen=True)
 class Ranges:
     """How a key's leading column was cut into buckets: ``key >> shift`` for an integer;
-    ``width_bucket(epoch, low, high, count)`` for a date or timestamp (bucket 0 below ``low``,
-    ``count + 1`` from ``high`` on)."""
+    ``date_bin(stride, key, origin)`` for a date or timestamp (each bucket named by the start of
+    its bin, ``stride`` microseconds long from ``origin``, the live span's first value)."""
 
     kind: str
     shift: int = 0
-    low: float = 0.0
-    high: float = 0.0
-    count: int = 0
+    stride: timedelta = timedelta(0)
 
 
 MOST_RANGES = 256
@@ -239,15 +238,16 @@ OR of that many index ranges plans worse than one scan)."""
 INT8 = (-(2**63), 2**63 - 1)
 
 
-def key_bounds(r: Ranges, chosen: list[int]) -> list[tuple[float, float]] | None:
-    """Inclusive bounds of the leading column that hold every row of the ``chosen`` buckets
-    (adjacent buckets joined), for reading them by the key's index instead of the whole table;
-    None when there are more than :data:`MOST_RANGES`. Exact for an integer; a date's or
-    timestamp's are widened by a second each way (the epoch is a float, a bound's cast may
-    round), so they may hold a few rows of other buckets: the bucket itself is checked too."""
-    runs: list[list[int]] = []
+def key_bounds(r: Ranges, chosen: list[Any]) -> list[tuple[Any, Any]] | None:
+    """Bounds of the leading column that hold every row of the ``chosen`` buckets (adjacent
+    buckets joined), for reading them by the key's index instead of the whole table; None when
+    there are more than :data:`MOST_RANGES`. An integer's are inclusive (within bigint); a
+    date's or timestamp's run from a bin's start (inclusive) to the end of the last bin of the
+    run (exclusive): exact, as the bins are."""
+    step = 1 if r.kind == "integer" else r.stride
+    runs: list[list[Any]] = []
     for b in sorted(set(chosen)):
-        if runs and b == runs[-1][1] + 1:
+        if runs and b == runs[-1][1] + step:
             runs[-1][1] = b
         else:
             runs.append([b, b])
@@ -258,14 +258,15 @@ def key_bounds(r: Ranges, chosen: list[int]) -> list[tuple[float, float]] | None
             (max(first << r.shift, INT8[0]), min(((last + 1) << r.shift) - 1, INT8[1]))
             for first, last in runs
         ]
-    width = (r.high - r.low) / max(r.count, 1)
-    return [
-        (
-            -math.inf if first <= 0 else r.low + (first - 1) * width - 1,
-            math.inf if last > r.count else r.low + last * width + 1,
-        )
-        for first, last in runs
-    ]
+    return [(first, last + r.stride) for first, last in runs]
+
+
+def bin_stride(lowest: datetime, highest: datetime, wanted: int) -> timedelta:
+    """The length (whole microseconds, at least one) of each of about ``wanted`` bins that cut a
+    date's or timestamp's live span (``lowest`` to ``highest``) from ``lowest`` on: values
+    outside the span (new ones) fall in bins of their own."""
+    span = (highest - lowest) // timedelta(microseconds=1)
+    return timedelta(microseconds=max(1, -(-(span + 1) // max(wanted, 1))))
 
 
 def range_shift(lowest: int, highest: int, wanted: int) -> int:
@@ -278,7 +279,7 @@ def range_shift(lowest: int, highest: int, wanted: int) -> int:
     return max(0, ((span - 1) // max(wanted, 1)).bit_length())
 
 
-def deleted_in(source: dict[int, int], live: dict[int, int], inserted: dict[int, int]) -> list[int]:
+def deleted_in(source: dict[Any, int], live: dict[Any, int], inserted: dict[Any, int]) -> list[Any]:
     """The buckets that hold keys the source deleted: per bucket, the live table's rows less the
     source's, plus the source's new rows (which the live table lacks), is what was deleted."""
     return sorted(b for b, n in live.items() if n - source.get(b, 0) + inserted.get(b, 0) > 0)

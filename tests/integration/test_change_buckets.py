@@ -19,14 +19,14 @@ SHAPES = {
         ("at",),
         ("timestamp with time zone",),
         "timestamptz '2022-01-01' + g * interval '37 minutes'",
-        "width_bucket",
+        "date_bin",
     ),
     "date_id": (  # three rows a day, as payment's (payment_date, payment_id) at x50
         "d date, id int, PRIMARY KEY (d, id)",
         ("d", "id"),
         ("date", "integer"),
         "date '2020-01-01' + g / 3, g",
-        "width_bucket",
+        "date_bin",
     ),
     "few_id": (  # a leading column of three values: its ranges bunch the rows
         "k smallint, id int, PRIMARY KEY (k, id)",

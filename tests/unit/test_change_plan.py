@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from datetime import UTC, datetime, timedelta
 
 from pagila_tasks.run.changeplan import (
     MOST_RANGES,
@@ -11,6 +11,7 @@ from pagila_tasks.run.changeplan import (
     Reference,
     RowKey,
     after,
+    bin_stride,
     buckets,
     bunched,
     confirms,
@@ -173,6 +174,23 @@ def test_an_integer_key_is_cut_into_about_as_many_ranges_as_buckets_wanted() -> 
     assert range_shift(9, 3, 64) == 0  # an empty span (never asked for) is one range
 
 
+def test_a_dates_span_is_cut_into_bins_of_whole_microseconds() -> None:
+    """Pure: about ``wanted`` bins from the span's first value cover it to its last; a span of
+    one instant is one bin of a microsecond."""
+    start = datetime(2022, 3, 1, 0, 0, 0, 59918, tzinfo=UTC)
+    for span, wanted in [
+        (timedelta(days=31), 2048),
+        (timedelta(microseconds=7), 64),
+        (timedelta(0), 64),
+        (timedelta(days=365 * 300), 65536),
+    ]:
+        stride = bin_stride(start, start + span, wanted)
+        assert stride >= timedelta(microseconds=1)
+        assert stride % timedelta(microseconds=1) == timedelta(0)
+        assert span // stride < wanted  # the last value falls in bin wanted - 1 or before
+    assert bin_stride(start, start, 64) == timedelta(microseconds=1)
+
+
 def test_deleted_keys_are_looked_for_by_ranges_of_a_leading_column_that_spreads_the_rows() -> None:
     """A key whose leading column is an integer, a date or a timestamp may be cut into ranges;
     any other is hashed. Ranges are kept only when their counts do not bunch the rows: the
@@ -196,17 +214,19 @@ def test_deleted_keys_are_looked_for_by_ranges_of_a_leading_column_that_spreads_
 
 def test_the_chosen_ranges_are_read_by_bounds_of_the_leading_column() -> None:
     """Adjacent chosen buckets are one range; an integer's bounds are exact (within bigint), a
-    date's or timestamp's a second wider each way and open past the span's ends; too many
-    ranges are not worth an index: the whole table is read."""
+    date's or timestamp's run from a bin's start to the end of the run's last bin (exact too);
+    too many ranges are not worth an index: the whole table is read."""
     by_int = Ranges("integer", shift=4)
     assert key_bounds(by_int, [3, 1, 2, 7]) == [(16, 63), (112, 127)]
     assert key_bounds(by_int, [-1]) == [(-16, -1)]
     assert key_bounds(Ranges("integer", shift=62), [1]) == [(2**62, 2**63 - 1)]
-    by_time = Ranges("temporal", low=1000.0, high=2000.0, count=10)
-    assert key_bounds(by_time, [0, 1, 5, 11]) == [
-        (-math.inf, 1101.0),
-        (1399.0, 1501.0),
-        (1999.0, math.inf),
+    hour = timedelta(hours=1)
+    by_time = Ranges("temporal", stride=hour)
+    at = datetime(2022, 3, 1, tzinfo=UTC)
+    assert key_bounds(by_time, [at + 3 * hour, at, at + hour, at - 5 * hour]) == [
+        (at - 5 * hour, at - 4 * hour),
+        (at, at + 2 * hour),
+        (at + 3 * hour, at + 4 * hour),
     ]
     many = list(range(0, 2 * (MOST_RANGES + 1), 2))
     assert key_bounds(by_int, many) is None
