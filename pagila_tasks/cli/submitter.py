@@ -18,7 +18,7 @@ from typing import Any
 from pagila_tasks.base.errors import UsageError
 from pagila_tasks.cli import render
 from pagila_tasks.config import Settings
-from pagila_tasks.run import lifecycle, shadow
+from pagila_tasks.run import lifecycle, record, shadow
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import Run, RunOptions, RunState
 
@@ -32,8 +32,9 @@ PREFLIGHT_TIMEOUT = 60.0
 STALL_WARNING_SECONDS = 10.0
 """A unit queued this long with no consumer on its queue gets one warning line."""
 POLL_SECONDS = 0.05
-"""How often the run's record is read while following it: one small Redis read, so often
-enough that a short run (a refresh of a few seconds) is not reported a tenth of a second late."""
+"""How often the run's record is read while following it (the live view's pace): one small
+Redis read. Its end is not waited for: it is published (:func:`record.ended_channel`), and the
+follower wakes at once."""
 
 
 def _app() -> Any:
@@ -144,6 +145,11 @@ class Submitter:
             view.close()
 
     def _follow(self, run_id: str, view: render.LiveView) -> Run:
+        with contextlib.closing(self.redis.pubsub(ignore_subscribe_messages=True)) as ended:
+            ended.subscribe(record.ended_channel(run_id))  # before the first read: none missed
+            return self._follow_until(run_id, view, ended)
+
+    def _follow_until(self, run_id: str, view: render.LiveView, ended: Any) -> Run:
         since = time.monotonic()
         warned = False
         while True:
@@ -170,4 +176,4 @@ class Submitter:
                     file=sys.stderr,
                     flush=True,
                 )
-            time.sleep(POLL_SECONDS)
+            ended.get_message(timeout=POLL_SECONDS)  # the run's end, or the next read

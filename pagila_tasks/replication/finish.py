@@ -123,7 +123,8 @@ def _unchanged(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
 
 def _applied(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
     """A run that applies the rows that differ to the live copy in one transaction, verified
-    inside it (:mod:`.changes`); its work tables dropped after."""
+    inside it (:mod:`.changes`); its work tables dropped once it has ended (its submitter is
+    told at once; what a drop could not take is the next run's leftover)."""
     run_id = run.run_id
     ctx.record.finishing(run_id)
     ctx.step(run_id, "finish", "apply the changes in place, verified before the commit")
@@ -143,9 +144,9 @@ def _applied(ctx: Context, run: Run, plan: ReplicationPlan) -> dict[str, Any]:
     ctx.record.verified(run_id, done.detail, done.sequences)
     state = "changed in place"
     ctx.record.switched(run_id, Switch(state, done.at.isoformat(), done.held_ms))
-    changes.drop_work(ctx.s, run_id)
     lifecycle.end(ctx, run_id, RunState.SUCCEEDED)
     ctx.step(run_id, "finish", f"succeeded, {state} in {done.held_ms:.1f} ms: {plan.reason}")
+    changes.drop_work(ctx.s, run_id)  # after the end: nobody waits on it (a leftover is dropped)
     return {"run_id": run_id, "state": "succeeded", "tables": len(done.checks)}
 
 

@@ -22,14 +22,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING, Any
 
 from pagila_tasks.config import Settings, where
 from pagila_tasks.pg import support
 from pagila_tasks.run.context import Context
+
+if TYPE_CHECKING:  # imported where metrics are made: every pagila-submit start would pay for it
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,15 @@ class _LedgerCollector:
         self.ledger, self.target, self.now = ledger, target, now
 
     def _gauge(self, name: str, doc: str, value: float) -> Metric:
+        from prometheus_client.core import GaugeMetricFamily
+
         family = GaugeMetricFamily(PREFIX + name, doc, labels=["target"])
         family.add_metric([self.target], value)
         return family
 
     def _counter(self, name: str, doc: str, value: float) -> Metric:
+        from prometheus_client.core import CounterMetricFamily
+
         family = CounterMetricFamily(PREFIX + name, doc, labels=["target"])
         family.add_metric([self.target], value)
         return family
@@ -138,6 +143,8 @@ class _LedgerCollector:
 
 def registry(ledger: Ledger, target: str, now: float) -> CollectorRegistry:
     """The metrics of ``ledger`` for ``target`` (``host:port/database``) as of ``now``."""
+    from prometheus_client import CollectorRegistry
+
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_LedgerCollector(ledger, target, now))
     return reg
@@ -145,6 +152,8 @@ def registry(ledger: Ledger, target: str, now: float) -> CollectorRegistry:
 
 def exposition(ledger: Ledger, target: str, now: float) -> bytes:
     """:func:`registry` in Prometheus's text format."""
+    from prometheus_client import generate_latest
+
     return generate_latest(registry(ledger, target, now))
 
 

@@ -53,6 +53,7 @@ _SET_STATE = _UNLESS_ENDED + "redis.call('HSET', KEYS[1], 'state', ARGV[1]) retu
 _FINISH_ONCE = (
     _UNLESS_ENDED + "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2])\n"
     "if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end\n"
+    "redis.call('PUBLISH', ARGV[4], ARGV[1])\n"
     "return 1"
 )
 _NOTE_ERROR = (
@@ -85,6 +86,12 @@ def _now() -> str:
 def run_key(run_id: str) -> str:
     """Redis key of one run's record."""
     return f"pagila:run:{run_id}"
+
+
+def ended_channel(run_id: str) -> str:
+    """The Redis channel a run's terminal state is published on when it is set: who follows
+    the run wakes at once instead of at its next read."""
+    return f"{run_key(run_id)}:ended"
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -215,7 +222,7 @@ class RunRecord:
 
     def finish_once(self, run_id: str, state: RunState, error: str | None = None) -> bool:
         """Set a terminal state only if none is set yet; True for the caller that did it."""
-        args = [str(state), _now(), error or ""]
+        args = [str(state), _now(), error or "", ended_channel(run_id)]
         return int(self._finish_once(keys=[run_key(run_id)], args=args)) == 1
 
     def note_error(self, run_id: str, error: str) -> None:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.support import assert_replica, query, scalar, state_of
+from tests.support import assert_replica, query, scalar, state_of, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -92,9 +92,15 @@ def _applied(servers, iso, reason: str, changed: dict[str, str], fetches: int = 
         (run["run_id"],),
     )
     assert ledger == [(True, "changed in place")], ledger
-    assert not query(  # its work tables are gone
-        servers.target_dsn,
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pagila\\_changes\\_%%'",
+    wait_for(  # its work tables go once it has ended (its submitter does not wait for them)
+        lambda: (
+            not query(
+                servers.target_dsn,
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pagila\\_changes\\_%%'",
+            )
+        ),
+        10,
+        "the run's work schema dropped",
     )
     assert_replica(servers.source_dsn, servers.target_dsn)
     return run

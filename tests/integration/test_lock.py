@@ -8,6 +8,7 @@ import pytest
 
 from pagila_tasks.base.errors import LockHeld, LockLost
 from pagila_tasks.run.lock import Heartbeat, RunLock
+from pagila_tasks.run.model import RunState
 from tests.support import redis_client
 
 # The test process reads the session servers from its environment (the settings,
@@ -66,3 +67,22 @@ def test_the_first_error_of_a_run_stays_first() -> None:
     assert run.later_errors == ("cannot drop inherited constraint",)
     progress.note_error("replicate-nobody", "x")
     assert redis_client().exists("pagila:run:replicate-nobody") == 0
+
+
+def test_a_runs_end_is_published_once_to_who_follows_it() -> None:
+    """The first terminal state is published on the run's channel (a follower wakes at once);
+    a second ending changes nothing and publishes nothing."""
+    from pagila_tasks.run.record import RunRecord, ended_channel
+
+    client = redis_client()
+    progress = RunRecord(client)
+    progress.create("replicate-ends", "replicate", 60)
+    follower = client.pubsub(ignore_subscribe_messages=True)
+    follower.subscribe(ended_channel("replicate-ends"))
+    assert follower.get_message(timeout=1.0) is None  # the subscription's confirmation
+    assert progress.finish_once("replicate-ends", RunState.SUCCEEDED)
+    message = follower.get_message(timeout=2.0)
+    assert message is not None and message["data"] == b"succeeded"
+    assert not progress.finish_once("replicate-ends", RunState.FAILED, "too late")
+    assert follower.get_message(timeout=0.3) is None
+    follower.close()
