@@ -261,6 +261,14 @@ def key_bounds(r: Ranges, chosen: list[Any]) -> list[tuple[Any, Any]] | None:
     return [(first, last + r.stride) for first, last in runs]
 
 
+def lowest_binned(origin: datetime, stride: timedelta) -> datetime:
+    """The earliest value put in a bin from ``origin`` (a later one's bin may start up to a
+    ``stride`` before it): the live span's values all are, and any whose bin starts on or
+    after January 1 of year 1, the earliest date a bin can be read as."""
+    earliest = datetime(1, 1, 2, tzinfo=origin.tzinfo)  # a day's margin for any UTC offset
+    return min(origin, earliest + stride)
+
+
 def bin_stride(lowest: datetime, highest: datetime, wanted: int) -> timedelta:
     """The length (whole microseconds, at least one) of each of about ``wanted`` bins that cut a
     date's or timestamp's live span (``lowest`` to ``highest``) from ``lowest`` on: values

@@ -104,3 +104,46 @@ def test_deleted_keys_are_found_alike_by_ranges_where_they_spread_else_by_hash(s
             conn.rollback()
     finally:
         conn.close()
+
+
+def test_dates_outside_the_binned_years_never_break_the_buckets(servers) -> None:
+    """A live span reaching a date Python cannot read or ``date_bin`` cannot subtract (BC, past
+    294276 AD, infinite) is hashed instead; a live span inside them is binned, and a source row
+    outside them (new since) falls in a NULL bucket of its own instead of failing the count."""
+    dsn = servers.target_dsn
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        for table, column, kind in (
+            ("ts_far", "at", "timestamp with time zone"),
+            ("d_far", "d", "date"),
+        ):
+            query(
+                dsn,
+                f"CREATE TABLE public.{table} ({column} {kind} PRIMARY KEY); "
+                f"INSERT INTO public.{table} SELECT '2022-01-01'::{kind} + g * interval '1 day' "
+                "FROM generate_series(1, 300) g",
+            )
+            c = Change("public", table, "t0", (column,), (kind,), (column,), ())
+            live = sql.Identifier("public", table)
+            bucket, _, on_target, ranges = changes._live_buckets(cur, c, live, buckets(3))
+            assert "date_bin" in bucket.as_string(cur) and ranges is not None, table
+            far = ["infinity", "-infinity", "0044-03-15 BC", "0001-01-01", "294276-12-31"]
+            if kind == "date":
+                far[-1] = "5874897-12-31"  # past any timestamp
+            query(
+                dsn,
+                f"CREATE TABLE public.{table}_src AS SELECT * FROM public.{table}; "
+                f"INSERT INTO public.{table}_src SELECT unnest(%s::{kind}[])",
+                (far,),
+            )
+            on_source = changes._per_bucket(cur, bucket, sql.Identifier("public", f"{table}_src"))
+            assert on_source.pop(None) == len(far), table
+            assert on_source == on_target, table
+            assert deleted_in(on_source, on_target, {}) == []
+            query(dsn, f"INSERT INTO public.{table} VALUES ('0044-03-15 BC')")
+            _, _, _, ranges = changes._live_buckets(cur, c, live, buckets(3))
+            assert ranges is None, table  # hashed: its span reaches BC
+            conn.rollback()
+    finally:
+        conn.close()

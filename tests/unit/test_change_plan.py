@@ -17,6 +17,7 @@ from pagila_tasks.run.changeplan import (
     confirms,
     deleted_in,
     key_bounds,
+    lowest_binned,
     parents_first,
     range_kind,
     range_shift,
@@ -189,6 +190,11 @@ def test_a_dates_span_is_cut_into_bins_of_whole_microseconds() -> None:
         assert stride % timedelta(microseconds=1) == timedelta(0)
         assert span // stride < wanted  # the last value falls in bin wanted - 1 or before
     assert bin_stride(start, start, 64) == timedelta(microseconds=1)
+    # a value before the span is binned only where its bin starts in year 1 or later
+    week = timedelta(days=7)
+    assert lowest_binned(start, week) == datetime(1, 1, 9, tzinfo=UTC)
+    early = datetime(1, 1, 5, tzinfo=UTC)
+    assert lowest_binned(early, week) == early  # the live span itself always is
 
 
 def test_deleted_keys_are_looked_for_by_ranges_of_a_leading_column_that_spreads_the_rows() -> None:
