@@ -527,8 +527,11 @@ def _gone_sql(
 def _balance(cur: Cursor, c: Change, fetch: sql.Identifier, gone: sql.Identifier) -> Change:
     """``c`` with what its work tables hold: rows to fetch, rows gone and the checksum's change."""
     cur.execute(sql.SQL(sqlfiles.query("changes_balance")).format(fetch=fetch, gone=gone))
-    fetched, deleted, net = cur.fetchone()
-    found = {**c.as_json(), "fetch": int(fetched), "gone": int(deleted), "net": int(net)}
+    fetched, deleted, net, new = cur.fetchone()
+    found = {
+        **c.as_json(),
+        **{"fetch": int(fetched), "gone": int(deleted), "net": int(net), "new": int(new)},
+    }
     return Change(**found)  # type: ignore[arg-type]
 
 
@@ -883,7 +886,7 @@ def _upsert(cur: Cursor, work: str, c: Change) -> tuple[int, int]:
         return 0, 0
     live, rows = sql.Identifier(c.schema, c.table), _work(work, "r", c)
     updated = 0
-    if c.settable:
+    if c.settable and c.new != c.fetch:  # some fetched rows replace live ones
         cur.execute(
             sql.SQL(sqlfiles.query("changes_update")).format(
                 live=live,
@@ -894,6 +897,8 @@ def _upsert(cur: Cursor, work: str, c: Change) -> tuple[int, int]:
             )
         )
         updated = cur.rowcount
+    if c.new == 0:  # every fetched row replaced a live one: the insert's probes find nothing
+        return 0, updated
     cur.execute(
         sql.SQL(sqlfiles.query("changes_insert")).format(
             live=live, cols=_listed(c.columns), rows=rows, on=_on(c, "r", "t")

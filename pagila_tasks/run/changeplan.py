@@ -71,6 +71,11 @@ class Change:
     since: bool = False
     """Found from the rows the source wrote since the live copy was last proven equal (else
     key by key); their rows were read with them (no fetch unit)."""
+    new: int = -1
+    """Of the rows to fetch, those whose key the live table lacked when compared (inserted by
+    the apply; the rest update live rows); -1: not counted. The apply skips a statement that
+    would find nothing to write: the live table is shown unwritten since the comparison, or
+    measured whole and held to the source's count and checksum, as every written table is."""
 
     @property
     def name(self) -> str:
