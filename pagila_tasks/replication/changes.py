@@ -423,12 +423,6 @@ def _within(c: Change, ranges: changeplan.Ranges | None, chosen: list[Any]) -> s
     )
 
 
-BINNED = ("0001-01-02", "9999-12-30")
-"""The dates a date or timestamp key is binned between (others are in a bucket of their own):
-Python's dates, which the bins are read as, and well within ``date_bin``'s 64-bit arithmetic
-(a date past 294276 AD does not even cast to a timestamp)."""
-
-
 def _binned(key_type: str) -> sql.Composable:
     """The type a date or timestamp key is binned as (``date_bin`` takes timestamps only)."""
     zoned = key_type.endswith("with time zone")
@@ -443,7 +437,7 @@ def _by_range(
     integer, ``date_bin`` for a date or timestamp (integer arithmetic on its microseconds:
     measured 14 ms a count of a 136k-row ``payment`` partition, against 20-23 ms by
     ``width_bucket`` of its epoch). No hashing: 36 ms hashed. None when the column is of another
-    type, or the table is empty or reaches a date outside :data:`BINNED`."""
+    type, or the table is empty or reaches a date outside :data:`changeplan.BINNED`."""
     kind = changeplan.range_kind(c.key_types)
     lead, column = sql.Identifier(c.key[0]), sql.Identifier("t", c.key[0])
     if kind == "integer":
@@ -457,11 +451,12 @@ def _by_range(
         return by_range, sql.SQL(c.key_types[0]), ranges  # one of INTEGER_KEYS
     if kind == "temporal":
         of_type, own = _binned(c.key_types[0]), sql.SQL(c.key_types[0])
+        binned_to = sql.Literal(changeplan.BINNED[1])
         tgt.execute(
             sql.SQL(
                 "SELECT min({0})::{2}, max({0})::{2} FROM ONLY {1} "
                 "HAVING min({0}) >= {3}::{4} AND max({0}) <= {5}::{4}"
-            ).format(lead, live, of_type, sql.Literal(BINNED[0]), own, sql.Literal(BINNED[1]))
+            ).format(lead, live, of_type, sql.Literal(changeplan.BINNED[0]), own, binned_to)
         )
         found = tgt.fetchone()
         if found is None or found[0] is None:  # empty, or a date outside the binned years
@@ -478,7 +473,7 @@ def _by_range(
             of_type,
             sql.Literal(changeplan.lowest_binned(lowest, stride)),
             own,
-            sql.Literal(BINNED[1]),
+            binned_to,
         )  # a date outside (new on the source: an infinite one, say) in a NULL bucket
         return by_bin, of_type, changeplan.Ranges("temporal", stride=stride)
     return None
@@ -528,9 +523,11 @@ def _balance(cur: Cursor, c: Change, fetch: sql.Identifier, gone: sql.Identifier
     """``c`` with what its work tables hold: rows to fetch, rows gone and the checksum's change."""
     cur.execute(sql.SQL(sqlfiles.query("changes_balance")).format(fetch=fetch, gone=gone))
     fetched, deleted, net, new = cur.fetchone()
-    found = {
-        **c.as_json(),
-        **{"fetch": int(fetched), "gone": int(deleted), "net": int(net), "new": int(new)},
+    found = c.as_json() | {
+        "fetch": int(fetched),
+        "gone": int(deleted),
+        "net": int(net),
+        "new": int(new),
     }
     return Change(**found)  # type: ignore[arg-type]
 

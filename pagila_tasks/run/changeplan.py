@@ -14,7 +14,7 @@ from __future__ import annotations
 import graphlib
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from pagila_tasks.base import names
@@ -266,11 +266,18 @@ def key_bounds(r: Ranges, chosen: list[Any]) -> list[tuple[Any, Any]] | None:
     return [(first, last + r.stride) for first, last in runs]
 
 
+BINNED = (date(1, 1, 2), date(9999, 12, 30))
+"""The dates a date or timestamp key is binned between (others are in a bucket of their own):
+Python's dates, which the bins are read as, a day inside them for any UTC offset, and well
+within ``date_bin``'s 64-bit arithmetic (a date past 294276 AD does not even cast to a
+timestamp)."""
+
+
 def lowest_binned(origin: datetime, stride: timedelta) -> datetime:
     """The earliest value put in a bin from ``origin`` (a later one's bin may start up to a
     ``stride`` before it): the live span's values all are, and any whose bin starts on or
-    after January 1 of year 1, the earliest date a bin can be read as."""
-    earliest = datetime(1, 1, 2, tzinfo=origin.tzinfo)  # a day's margin for any UTC offset
+    after the first of :data:`BINNED`."""
+    earliest = datetime.combine(BINNED[0], time(), tzinfo=origin.tzinfo)
     return min(origin, earliest + stride)
 
 
