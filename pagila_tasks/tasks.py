@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Task, chord
+from celery.exceptions import Reject
 from celery.signals import (
     task_postrun,
     task_prerun,
@@ -49,6 +50,10 @@ from pagila_tasks.submission import preflight, schedule
 
 _s = settings()
 F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLISH_RETRY = {"max_retries": 20, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2}
+"""How long a retry's publish waits out the broker (about 35 s; Celery's default, 0.6 s, does not
+outlast a Redis restart)."""
 
 
 def classified(fn: F) -> F:
@@ -89,6 +94,18 @@ class PagilaTask(Task):
     retry_backoff_max = 3600
     retry_jitter = False
     _ctx: Context | None = None
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's retry, whose message is never lost: its publish waits out a broker restart,
+        and a retry that still cannot be published puts the message back to be delivered again
+        (Celery drops it, ``Reject(requeue=False)``: with late acks, a chord then never ends)."""
+        kwargs.setdefault("retry_policy", PUBLISH_RETRY)
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as exc:
+            if exc.requeue:
+                raise
+            raise Reject(exc.reason, requeue=True) from exc
 
     @property
     def ctx(self) -> Context:

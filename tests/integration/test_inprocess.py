@@ -7,6 +7,7 @@ import socket
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from kombu import Connection
 
 from pagila_tasks.app import app
 from pagila_tasks.base.errors import Refused
@@ -14,6 +15,7 @@ from pagila_tasks.config import settings
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import ReplicateOptions
 from pagila_tasks.tasks import PagilaTask
+from tests.support import redis_client
 
 # The test process reads the session servers from its environment (the settings,
 # tests.support.redis_client): asking for them starts them and resets them per test.
@@ -64,3 +66,41 @@ def test_a_failing_task_is_retried_then_fails(unreachable_target: Context) -> No
             refused.get(timeout=60, propagate=True)
         assert refused.retries == 0
     ctx.lock.release(run_id)
+
+
+_AWAY = Connection(f"redis://127.0.0.1:{_closed_port()}/0", connect_timeout=1)
+"""A broker nobody listens on (one that is restarting); kombu connects only when it publishes."""
+
+
+@app.task(
+    name="tests.retry_probe",
+    bind=True,
+    base=PagilaTask,
+    retry_backoff=False,
+    default_retry_delay=0,
+    retry_kwargs={
+        "producer": _AWAY.Producer(),
+        "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
+    },
+)
+def retry_probe(self: PagilaTask, key: str) -> int:
+    """Fails its first delivery, whose retry (autoretry's, as a copy's) cannot be published."""
+    delivery = int(self.ctx.redis.incr(key))
+    if delivery == 1:
+        raise RuntimeError("first delivery")
+    return delivery
+
+
+@pytest.mark.e2e
+def test_a_retry_the_broker_does_not_take_is_delivered_again() -> None:
+    """A retry whose publish fails (the broker away, as in a Redis restart) leaves the message to
+    be delivered again: Celery's own rule drops it, and a chord waiting on it never ends."""
+    key = "tests:retry_probe:deliveries"
+    redis_client().delete(key)
+    app.loader.import_default_modules()
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, queues=["inproc"], shutdown_timeout=30
+    ):
+        result = retry_probe.apply_async((key,), queue="inproc")
+        assert result.get(timeout=60, propagate=True) == 2
+    assert int(redis_client().get(key)) == 2
