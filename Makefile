@@ -14,6 +14,9 @@ $(STAMP): requirements.lock pyproject.toml devstack/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e . -e ./devstack
+	# bytecode written once, as a wheel's install does: an editable install writes none, and
+	# where PYTHONDONTWRITEBYTECODE is set every start compiles our modules (0.08 s a submit)
+	$(BIN)/python -m compileall -q pagila_tasks devstack/pagila_stack
 	touch $(STAMP)
 
 ## demo: stack up, load Pagila, replicate it, print the verification table, stack down (KEEP=1 keeps it)

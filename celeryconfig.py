@@ -53,6 +53,7 @@ task_queues = (
 )
 task_routes = {
     "pagila.copy_table": {"queue": "copy"},
+    "pagila.build_table": {"queue": "copy"},
 }
 worker_hijack_root_logger = False
 

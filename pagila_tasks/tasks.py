@@ -40,7 +40,7 @@ from pagila_tasks.config import settings
 from pagila_tasks.load import loader
 from pagila_tasks.pg import warm
 from pagila_tasks.replication import copy as copying
-from pagila_tasks.replication import finish, snapshot
+from pagila_tasks.replication import finish, indexes, snapshot
 from pagila_tasks.replication import prepare as prepare_phase
 from pagila_tasks.run import guard, lifecycle, shadow
 from pagila_tasks.run.context import Context
@@ -238,8 +238,8 @@ def prepare(
 ) -> dict[str, Any]:
     """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
     options = ReplicateOptions(tables, schemas, overwrite, drop_dependents, full, max_rate)  # type: ignore[arg-type]
-    units = prepare_phase.prepare(self.ctx, run_id, options)
-    _launch(self.ctx, run_id, units)
+    units, builds = prepare_phase.prepare(self.ctx, run_id, options)
+    _launch(self.ctx, run_id, units, builds)
     return {"run_id": run_id, "units": len(units)}
 
 
@@ -250,6 +250,13 @@ def copy_table(
 ) -> dict[str, Any]:
     """Copy one table (or key range) from the snapshot; returns only deterministic values."""
     return copying.copy_unit(self.ctx, run_id, schema, table, unit, self.worker)
+
+
+@app.task(name="pagila.build_table", bind=True, base=PagilaTask)
+@classified
+def build_table(self: PagilaTask, run_id: str, table: str) -> dict[str, Any]:
+    """Build a reused table's indexes and keys (see :func:`.indexes.reused_table`)."""
+    return indexes.reused_table(self.ctx, run_id, table)
 
 
 @app.task(name="pagila.finish_replication", bind=True, base=FinishTask)
@@ -266,10 +273,11 @@ def fail_replication(self: PagilaTask, run_id: str, reason: str | None = None) -
     return finish.fail(self.ctx, run_id, reason)
 
 
-def _launch(ctx: Context, run_id: str, units: list[Unit]) -> None:
-    """The run's chord: one ``copy_table`` per unit, then the callback, the errback on error
-    (no units, the live copy proven unchanged: the callback alone)."""
-    header = [
+def _launch(ctx: Context, run_id: str, units: list[Unit], builds: list[str]) -> None:
+    """The run's chord: a resumed run's ``build_table`` per table it reused whole (first: they
+    can start at once), one ``copy_table`` per unit, then the callback, the errback on error
+    (nothing to copy or build, the live copy proven unchanged: the callback alone)."""
+    header = [build_table.si(run_id, t).set(shadow=shadow.for_build(t)) for t in builds] + [
         copy_table.si(run_id, u.schema, u.table, u.as_args()).set(shadow=shadow.for_copy(u))
         for u in units
     ]

@@ -352,10 +352,12 @@ def _gone_by_buckets(
     table ``every``) to find them. ``tables``: every, gone, and the fetch table (new rows)."""
     every, gone, fetch = tables
     live = sql.Identifier(c.schema, c.table)
-    bucket, of_type, on_target, ranges = _live_buckets(tgt, c, live, changeplan.buckets(deleting))
-    inserted = _per_bucket(tgt, bucket, fetch, sql.SQL(" WHERE t.pagila_old_h IS NULL"))
+    wanted = changeplan.buckets(deleting)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
+            guarded = _reaches_past_bins(cur, c, live)
+            bucket, of_type, on_target, ranges = _live_buckets(tgt, c, live, wanted, guarded)
+            inserted = _per_bucket(tgt, bucket, fetch, sql.SQL(" WHERE t.pagila_old_h IS NULL"))
             on_source = _per_bucket(cur, bucket, sql.SQL("ONLY {}").format(live))
             chosen = changeplan.deleted_in(on_source, on_target, inserted)
             among = sql.SQL("{} = ANY ({}::{}[]){}").format(
@@ -384,13 +386,33 @@ def _per_bucket(
     return dict(cur.fetchall())
 
 
+def _reaches_past_bins(src: Cursor, c: Change, live: sql.Identifier) -> bool:
+    """True when the source's date or timestamp key reaches outside :data:`changeplan.BINNED`
+    (its first and last value, read by the key's index): only then must a bucket guard each
+    row's value (measured: the guard is a fifth of a count by bins)."""
+    if changeplan.range_kind(c.key_types) != "temporal":
+        return False
+    own = sql.SQL(c.key_types[0])
+    src.execute(
+        sql.SQL("SELECT min({0}) < {2}::{4} OR max({0}) > {3}::{4} FROM ONLY {1}").format(
+            sql.Identifier(c.key[0]),
+            live,
+            sql.Literal(changeplan.BINNED[0]),
+            sql.Literal(changeplan.BINNED[1]),
+            own,
+        )
+    )
+    return bool(src.fetchone()[0])
+
+
 def _live_buckets(
-    tgt: Cursor, c: Change, live: sql.Identifier, wanted: int
+    tgt: Cursor, c: Change, live: sql.Identifier, wanted: int, guarded: bool = True
 ) -> tuple[sql.Composable, sql.Composable, dict[int, int], changeplan.Ranges | None]:
     """How keys are put in buckets (by ranges unless they bunch the live rows, else by hash),
-    the buckets' type, the live table's rows per bucket, and the ranges (None: hashed)."""
+    the buckets' type, the live table's rows per bucket, and the ranges (None: hashed).
+    ``guarded``: a date or timestamp outside the binned years may come (from the source)."""
     only = sql.SQL("ONLY {}").format(live)
-    ranged = _by_range(tgt, c, live, wanted)
+    ranged = _by_range(tgt, c, live, wanted, guarded)
     if ranged is not None:
         bucket, of_type, ranges = ranged
         counts = _per_bucket(tgt, bucket, only)
@@ -430,7 +452,7 @@ def _binned(key_type: str) -> sql.Composable:
 
 
 def _by_range(
-    tgt: Cursor, c: Change, live: sql.Identifier, wanted: int
+    tgt: Cursor, c: Change, live: sql.Identifier, wanted: int, guarded: bool = True
 ) -> tuple[sql.Composable, sql.Composable, changeplan.Ranges] | None:
     """Buckets of ``t`` by ranges of the key's leading column, about ``wanted`` over the live
     table's span (read by the key's index), and their SQL type: ``key >> shift`` for an
@@ -463,10 +485,9 @@ def _by_range(
             return None
         lowest, highest = found
         stride = changeplan.bin_stride(lowest, highest, wanted)
-        by_bin = sql.SQL(
-            "CASE WHEN {0} BETWEEN {4}::{5} AND {6}::{5} "
-            "THEN pg_catalog.date_bin({1}::interval, {0}::{3}, {2}::{3}) END"
-        ).format(
+        binned = "pg_catalog.date_bin({1}::interval, {0}::{3}, {2}::{3})"
+        guard = "CASE WHEN {0} BETWEEN {4}::{5} AND {6}::{5} THEN " + binned + " END"
+        by_bin = sql.SQL(guard if guarded else binned).format(
             column,
             sql.Literal(f"{stride // timedelta(microseconds=1)} microseconds"),
             sql.Literal(lowest),

@@ -20,18 +20,20 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 
 from pagila_tasks.base import names
+from pagila_tasks.base.errors import PoisonMessage, Refused
 from pagila_tasks.pg import support, warm
 from pagila_tasks.pg.db import build_memory
 from pagila_tasks.replication import earlykeys, schema
 from pagila_tasks.run import guard
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import ReplicationPlan
-from pagila_tasks.run.plan import Unit
+from pagila_tasks.run.plan import Unit, reused_whole
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,34 @@ def after_copy(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> 
     mine = [u.name for u in plan.units if u.table_name == table]
     if ctx.record.table_copied(run_id, table, [unit.name]) < len(mine):
         return
+    _build_now(ctx, run_id, table, plan, "beside the other copies")
+
+
+def of_reused(plan: ReplicationPlan) -> list[str]:
+    """Pure: the tables with indexes to build every unit of which a resumed run reused: no copy
+    completes them, so each is built by a task of its own (``build_table``) from the start."""
+    whole = reused_whole(plan.units, set(plan.reused))
+    return sorted(t for t in whole if plan.indexes.get(t))
+
+
+def reused_table(ctx: Context, run_id: str, table: str) -> dict[str, Any]:
+    """The ``build_table`` task: the indexes, then the foreign keys, of a table a resumed run
+    reused whole (the run that copied it may have been cut short before building them), beside
+    the copies of the rest instead of in the callback (a table so built is skipped there)."""
+    found = guard.run(ctx, run_id, "replicate")
+    plan = found.plan
+    if plan is None or table not in of_reused(plan):
+        raise Refused(f"run {run_id}: {table[:200]!r} is no reused table it builds")
+    deliveries = ctx.record.delivered(run_id, f"build {table}")
+    if deliveries > ctx.s.retry_max + 3:
+        raise PoisonMessage(f"the build of {table} was delivered {deliveries} times; giving up")
+    _build_now(ctx, run_id, table, plan, "beside the copies (every unit reused)")
+    return {"table": table, "statements": len(plan.indexes[table])}
+
+
+def _build_now(ctx: Context, run_id: str, table: str, plan: ReplicationPlan, where: str) -> None:
+    """``table``'s statements, then the foreign keys it completes (:mod:`.earlykeys`), in one
+    of the run's build slots."""
     statements = plan.indexes.get(table, ())
     started = time.monotonic()
     with _slot(ctx, run_id):
@@ -86,7 +116,7 @@ def after_copy(ctx: Context, run_id: str, unit: Unit, plan: ReplicationPlan) -> 
                 run_id,
                 "copy",
                 f"{table}: {built} of {len(statements)} indexes and keys built in "
-                f"{time.monotonic() - started:.2f} s, beside the other copies",
+                f"{time.monotonic() - started:.2f} s, {where}",
             )
         earlykeys.after_table(ctx, run_id, table, plan)
 

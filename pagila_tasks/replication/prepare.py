@@ -68,9 +68,12 @@ class Findings:
     """The source's foreign keys in the snapshot (a whole run's)."""
 
 
-def prepare(ctx: Context, run_id: str, options: ReplicateOptions) -> list[plan.Unit]:
+def prepare(
+    ctx: Context, run_id: str, options: ReplicateOptions
+) -> tuple[list[plan.Unit], list[str]]:
     """Snapshot, plan, checks, the proof, the target schema; returns the units the chord fans out
-    (none when the live copy is proven to hold the source already)."""
+    (none when the live copy is proven to hold the source already) and the reused tables it
+    builds beside them (:func:`.indexes.of_reused`)."""
     guard.run(ctx, run_id, "replicate", options)
     chosen = _checked(run_id, options.resolve(ctx.s))
     ctx.record.running(run_id)
@@ -131,9 +134,10 @@ def _early_indexes(
 
 def _queue(
     ctx: Context, run_id: str, decided: ReplicationPlan, resumed: resume.Resumed | None
-) -> list[plan.Unit]:
+) -> tuple[list[plan.Unit], list[str]]:
     """Each unit's first state (reused units are done, and count as copied for their table's
-    early index build); the units the chord fans out."""
+    early index build); the units the chord fans out, and the tables reused whole it builds
+    beside them (a reused table without indexes to build counts as built at once)."""
     reused = resumed.reused if resumed is not None else {}
     for u in decided.units:
         if u.name in reused:
@@ -146,11 +150,12 @@ def _queue(
         else:
             ctx.record.unit(run_id, u.name, state="queued", table=u.table_name)
     todo = [u for u in decided.units if u.name not in reused]
-    whole = resume.reused_whole(decided.units, set(reused))
+    builds = indexes.of_reused(decided)
+    whole = plan.reused_whole(decided.units, set(reused)) - set(builds)
     for table in sorted(whole & earlykeys.tables(earlykeys.of_plan(decided))):
-        ctx.record.table_built(run_id, table)  # indexed by the run that copied it
+        ctx.record.table_built(run_id, table)  # nothing of its own to build
     ctx.step(run_id, "prepare", f"{len(todo)} units to copy: {decided.reason}")
-    return todo
+    return todo, builds
 
 
 def _resume(

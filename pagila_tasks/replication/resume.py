@@ -35,7 +35,7 @@ from pagila_tasks.pg.db import connection
 from pagila_tasks.replication import verify
 from pagila_tasks.replication.copy import range_filter
 from pagila_tasks.replication.snapshot import snapshot_cursor
-from pagila_tasks.run.plan import Unit
+from pagila_tasks.run.plan import Unit, reused_whole
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +184,6 @@ def whole_block_tables(staged: Staged) -> dict[str, list[Unit]]:
         if u.by_block:
             tables.setdefault(u.table_name, []).append(u)
     return {n: us for n, us in tables.items() if all(u.name in staged.committed for u in us)}
-
-
-def reused_whole(units: tuple[Unit, ...], reused: set[str]) -> set[str]:
-    """Pure: the tables every unit of which was reused (none is copied again)."""
-    return {u.table_name for u in units} - {u.table_name for u in units if u.name not in reused}
 
 
 def forget_copied_again(

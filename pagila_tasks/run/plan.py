@@ -95,6 +95,11 @@ class Unit:
         return cls(**{**data, "columns": tuple(data["columns"])})
 
 
+def reused_whole(units: tuple[Unit, ...], reused: set[str]) -> set[str]:
+    """The tables every unit of which was reused (none is copied again)."""
+    return {u.table_name for u in units} - {u.table_name for u in units if u.name not in reused}
+
+
 def split_ranges(lo: int, hi: int, parts: int) -> list[tuple[int | None, int | None]]:
     """Cut the key span ``[lo, hi]`` into ``parts`` half-open ranges; the ends stay open."""
     if parts <= 1 or hi <= lo:

@@ -34,6 +34,11 @@ def for_copy(unit: Unit) -> str:
     return f"copy {unit.table_name}{part}"
 
 
+def for_build(table: str) -> str:
+    """``indexes public.rental``: a resumed run's build of a table it reused whole."""
+    return f"indexes {table}"
+
+
 def for_task(name: str, kwargs: dict[str, Any]) -> str | None:
     """The display name of a run-level task sent with ``kwargs``; None for other tasks."""
     run_id = kwargs.get("run_id")

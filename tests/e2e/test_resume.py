@@ -145,6 +145,15 @@ def test_a_run_cut_short_by_kill_9_resumes(servers, isolated, changed_between: b
     hows = {c["table"]: c["how"] for c in second["verification"]}
     assert any(first in h for h in hows.values()), hows
     assert all(c["ok"] for c in second["verification"])
+    # each table reused whole is built by a task of its own, from the chord's start
+    from pagila_tasks.config import from_env
+    from pagila_tasks.replication.indexes import of_reused
+    from pagila_tasks.run.context import Context
+
+    plan = Context(from_env(), iso.redis).run(second["run_id"]).plan
+    whole = of_reused(plan)
+    built = [s["text"] for s in iso.record(second["run_id"])["steps"] if "every unit" in s["text"]]
+    assert whole and sorted(t.split(":", 1)[0] for t in built) == whole, (whole, built)
     if changed_between:
         assert hows["public.rental"].startswith("ranges copied"), hows
         steps = iso.record(second["run_id"])["steps"]

@@ -109,7 +109,8 @@ def test_deleted_keys_are_found_alike_by_ranges_where_they_spread_else_by_hash(s
 def test_dates_outside_the_binned_years_never_break_the_buckets(servers) -> None:
     """A live span reaching a date Python cannot read or ``date_bin`` cannot subtract (BC, past
     294276 AD, infinite) is hashed instead; a live span inside them is binned, and a source row
-    outside them (new since) falls in a NULL bucket of its own instead of failing the count."""
+    outside them (new since) falls in a NULL bucket of its own instead of failing the count (a
+    guard each row passes only when the source reaches past them: else the same buckets)."""
     dsn = servers.target_dsn
     conn = psycopg2.connect(dsn)
     try:
@@ -137,10 +138,16 @@ def test_dates_outside_the_binned_years_never_break_the_buckets(servers) -> None
                 f"INSERT INTO public.{table}_src SELECT unnest(%s::{kind}[])",
                 (far,),
             )
-            on_source = changes._per_bucket(cur, bucket, sql.Identifier("public", f"{table}_src"))
+            source = sql.Identifier("public", f"{table}_src")
+            on_source = changes._per_bucket(cur, bucket, source)
             assert on_source.pop(None) == len(far), table
             assert on_source == on_target, table
             assert deleted_in(on_source, on_target, {}) == []
+            # the guard only where the source reaches past the binned years: the same buckets
+            assert changes._reaches_past_bins(cur, c, source), table
+            assert not changes._reaches_past_bins(cur, c, live), table
+            plain, _, plain_target, _ = changes._live_buckets(cur, c, live, buckets(3), False)
+            assert "CASE" not in plain.as_string(cur) and plain_target == on_target, table
             query(dsn, f"INSERT INTO public.{table} VALUES ('0044-03-15 BC')")
             _, _, _, ranges = changes._live_buckets(cur, c, live, buckets(3))
             assert ranges is None, table  # hashed: its span reaches BC

@@ -33,8 +33,9 @@ def test_time_limits_are_ordered() -> None:
 
 
 def test_copy_and_control_queues_are_separate() -> None:
-    """copy_table goes to the copy queue; everything else to control."""
+    """copy_table and build_table go to the copy queue; everything else to control."""
     assert celeryconfig.task_routes["pagila.copy_table"]["queue"] == "copy"
+    assert celeryconfig.task_routes["pagila.build_table"]["queue"] == "copy"
     assert celeryconfig.task_default_queue == "control"
 
 

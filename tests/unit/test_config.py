@@ -109,6 +109,7 @@ def test_every_task_retries_at_least_twice_with_backoff() -> None:
         "pagila.load",
         "pagila.replicate",
         "pagila.copy_table",
+        "pagila.build_table",
         "pagila.finish_replication",
         "pagila.fail_replication",
     } <= set(tasks)

@@ -9,12 +9,11 @@ from pagila_tasks.replication.resume import (
     Resumed,
     Staged,
     refusal,
-    reused_whole,
     units_json,
     whole_tables,
 )
 from pagila_tasks.run.model import Run, RunState, UnitProgress
-from pagila_tasks.run.plan import Unit
+from pagila_tasks.run.plan import Unit, reused_whole
 
 UNITS = (
     Unit("public", "rental", ("rental_id",), 0, 2, "rental_id", None, 100),
@@ -104,3 +103,26 @@ def test_a_table_is_reused_whole_only_when_none_of_its_units_is_copied_again() -
     assert reused_whole(tuple(UNITS), {u.name for u in UNITS}) == {"public.rental", "public.actor"}
     assert reused_whole(tuple(UNITS), {"public.rental#1of2", "public.actor"}) == {"public.actor"}
     assert reused_whole(tuple(UNITS), set()) == set()
+
+
+def test_only_a_table_reused_whole_with_indexes_to_build_gets_a_build_of_its_own() -> None:
+    """A resumed run's reused table is built by a task of its own (no copy completes it), when
+    it has indexes to build early; a table with a range copied again is built by that copy."""
+    from pagila_tasks.replication.indexes import of_reused
+    from pagila_tasks.run.model import ReplicationPlan
+
+    plan = ReplicationPlan(
+        schemas=("public",),
+        swap=True,
+        targets={"public": "stage"},
+        units=UNITS,
+        table_keys=(),
+        reused=("public.rental#1of2", "public.actor"),
+        indexes={"public.rental": ("CREATE INDEX ...",), "public.actor": ("ALTER TABLE ...",)},
+    )
+    assert of_reused(plan) == ["public.actor"]  # rental's second range is copied again
+    assert of_reused(replace(plan, reused=(*plan.reused, "public.rental#2of2"))) == [
+        "public.actor",
+        "public.rental",
+    ]
+    assert of_reused(replace(plan, indexes={"public.rental": ()})) == []

@@ -80,3 +80,8 @@ def test_control_tasks_name_their_run(task: str, shown: str) -> None:
 def test_other_tasks_get_no_display_name(task: str, kwargs: dict) -> None:
     """None: Celery then shows the wire name."""
     assert shadow.for_task(task, kwargs) is None
+
+
+def test_a_reused_tables_build_is_named_by_its_table() -> None:
+    """A resumed run's build of a table it reused whole: ``indexes schema.table``."""
+    assert shadow.for_build("public.rental") == "indexes public.rental"
