@@ -116,7 +116,7 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     a sequence moved; a row inserted past the last key range; deletes. Each of these makes a
     full copy instead: ``--full``; a changed column default; an index made on the target; a
     truncated table (every row differs); a new table; a dropped table; a changed table
-    without a key."""
+    without a key. Then a date key's new value past the binned years, beside a delete."""
     iso = isolated({"PAGILA_SPLIT_ROWS": "4000"})  # rental and payment split into ranges
     iso.pool(2)
     assert iso.submit("load").returncode == 0
@@ -201,6 +201,22 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     _copied(servers, iso, "public.extra has no primary key or unique NOT NULL key")
     query(servers.source_dsn, "DROP TABLE public.extra")
     _copied(servers, iso, "the source's schema changed")
+    _kept(servers, iso)
+
+    # a date key the source takes past the binned years while it deletes another: the deleted
+    # key is found by the key's bins, each value guarded (changes._reaches_past_bins)
+    query(
+        servers.source_dsn,
+        "CREATE TABLE public.stamps (at timestamptz PRIMARY KEY); INSERT INTO public.stamps "
+        "SELECT '2022-01-01'::timestamptz + g * interval '1 hour' FROM generate_series(1, 500) g",
+    )
+    _copied(servers, iso, "the source's schema changed")
+    query(
+        servers.source_dsn,
+        "INSERT INTO public.stamps VALUES ('infinity'); "
+        "DELETE FROM public.stamps WHERE at = '2022-01-01'::timestamptz + interval '24 hours'",
+    )
+    _applied(servers, iso, SINCE, {"public.stamps": _in_place(inserted=1, deleted=1)})
     _kept(servers, iso)
 
 
