@@ -236,7 +236,8 @@ def prepare(
     full: bool = False,
     max_rate: int | None = None,
 ) -> dict[str, Any]:
-    """Prepare a run and launch its chord: copy_table per unit, then finish (or fail)."""
+    """Prepare a run and launch its chord: build_table per table a resume reused whole,
+    copy_table per unit, then finish (or fail)."""
     options = ReplicateOptions(tables, schemas, overwrite, drop_dependents, full, max_rate)  # type: ignore[arg-type]
     units, builds = prepare_phase.prepare(self.ctx, run_id, options)
     _launch(self.ctx, run_id, units, builds)

@@ -355,7 +355,9 @@ def _gone_by_buckets(
     wanted = changeplan.buckets(deleting)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
-            guarded = _reaches_past_bins(cur, c, live)
+            # a source key that reaches past the binned years (or none at all): guard each value
+            temporal = changeplan.range_kind(c.key_types) == "temporal"
+            guarded = temporal and _binned_span(cur, c, live) is None
             bucket, of_type, on_target, ranges = _live_buckets(tgt, c, live, wanted, guarded)
             inserted = _per_bucket(tgt, bucket, fetch, sql.SQL(" WHERE t.pagila_old_h IS NULL"))
             on_source = _per_bucket(cur, bucket, sql.SQL("ONLY {}").format(live))
@@ -386,23 +388,28 @@ def _per_bucket(
     return dict(cur.fetchall())
 
 
-def _reaches_past_bins(src: Cursor, c: Change, live: sql.Identifier) -> bool:
-    """True when the source's date or timestamp key reaches outside :data:`changeplan.BINNED`
-    (its first and last value, read by the key's index): only then must a bucket guard each
-    row's value (measured: the guard is a fifth of a count by bins)."""
-    if changeplan.range_kind(c.key_types) != "temporal":
-        return False
-    own = sql.SQL(c.key_types[0])
-    src.execute(
-        sql.SQL("SELECT min({0}) < {2}::{4} OR max({0}) > {3}::{4} FROM ONLY {1}").format(
-            sql.Identifier(c.key[0]),
+def _binned_span(cur: Cursor, c: Change, live: sql.Identifier) -> tuple[Any, Any] | None:
+    """The first and last value of a date or timestamp key (read by its index), as the type it
+    is binned as, when both lie inside :data:`changeplan.BINNED`; None when the table is empty
+    or reaches outside them (a bucket must then guard each value: measured, the guard is a
+    fifth of a count by bins). The bounds are checked before the cast: a date past 294276 AD
+    does not cast to a timestamp."""
+    lead, own = sql.Identifier(c.key[0]), sql.SQL(c.key_types[0])
+    cur.execute(
+        sql.SQL(
+            "SELECT min({0})::{2}, max({0})::{2} FROM ONLY {1} "
+            "HAVING min({0}) >= {3}::{4} AND max({0}) <= {5}::{4}"
+        ).format(
+            lead,
             live,
+            _binned(c.key_types[0]),
             sql.Literal(changeplan.BINNED[0]),
-            sql.Literal(changeplan.BINNED[1]),
             own,
+            sql.Literal(changeplan.BINNED[1]),
         )
     )
-    return bool(src.fetchone()[0])
+    found = cur.fetchone()
+    return None if found is None or found[0] is None else (found[0], found[1])
 
 
 def _live_buckets(
@@ -473,17 +480,10 @@ def _by_range(
         return by_range, sql.SQL(c.key_types[0]), ranges  # one of INTEGER_KEYS
     if kind == "temporal":
         of_type, own = _binned(c.key_types[0]), sql.SQL(c.key_types[0])
-        binned_to = sql.Literal(changeplan.BINNED[1])
-        tgt.execute(
-            sql.SQL(
-                "SELECT min({0})::{2}, max({0})::{2} FROM ONLY {1} "
-                "HAVING min({0}) >= {3}::{4} AND max({0}) <= {5}::{4}"
-            ).format(lead, live, of_type, sql.Literal(changeplan.BINNED[0]), own, binned_to)
-        )
-        found = tgt.fetchone()
-        if found is None or found[0] is None:  # empty, or a date outside the binned years
+        span = _binned_span(tgt, c, live)
+        if span is None:  # empty, or a date outside the binned years
             return None
-        lowest, highest = found
+        lowest, highest = span
         stride = changeplan.bin_stride(lowest, highest, wanted)
         binned = "pg_catalog.date_bin({1}::interval, {0}::{3}, {2}::{3})"
         guard = "CASE WHEN {0} BETWEEN {4}::{5} AND {6}::{5} THEN " + binned + " END"
@@ -494,7 +494,7 @@ def _by_range(
             of_type,
             sql.Literal(changeplan.lowest_binned(lowest, stride)),
             own,
-            binned_to,
+            sql.Literal(changeplan.BINNED[1]),
         )  # a date outside (new on the source: an infinite one, say) in a NULL bucket
         return by_bin, of_type, changeplan.Ranges("temporal", stride=stride)
     return None

@@ -204,7 +204,7 @@ def test_a_refresh_copies_only_when_the_proof_fails(servers, isolated) -> None:
     _kept(servers, iso)
 
     # a date key the source takes past the binned years while it deletes another: the deleted
-    # key is found by the key's bins, each value guarded (changes._reaches_past_bins)
+    # key is found by the key's bins, each value guarded (changes._binned_span)
     query(
         servers.source_dsn,
         "CREATE TABLE public.stamps (at timestamptz PRIMARY KEY); INSERT INTO public.stamps "

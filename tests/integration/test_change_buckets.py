@@ -144,8 +144,8 @@ def test_dates_outside_the_binned_years_never_break_the_buckets(servers) -> None
             assert on_source == on_target, table
             assert deleted_in(on_source, on_target, {}) == []
             # the guard only where the source reaches past the binned years: the same buckets
-            assert changes._reaches_past_bins(cur, c, source), table
-            assert not changes._reaches_past_bins(cur, c, live), table
+            assert changes._binned_span(cur, c, source) is None, table
+            assert changes._binned_span(cur, c, live) is not None, table
             plain, _, plain_target, _ = changes._live_buckets(cur, c, live, buckets(3), False)
             assert "CASE" not in plain.as_string(cur) and plain_target == on_target, table
             query(dsn, f"INSERT INTO public.{table} VALUES ('0044-03-15 BC')")
