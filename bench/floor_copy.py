@@ -1,11 +1,14 @@
 """A floor estimate (methods "floor-text" / "floor-binary"): the least work a table-by-table copy
 between two servers can do, with no Python in the data path.
 
-1. pre-data (pg_dump --schema-only of ``public``, restored ``--section=pre-data``);
+1. pre-data (pg_dump of ``public``'s pre-data and post-data sections, restored
+   ``--section=pre-data``);
 2. every leaf table piped ``psql -c 'COPY t TO STDOUT' | psql -c 'COPY t FROM STDIN'``, two
    pipes at a time, largest table first (``--format text`` or ``binary``);
 3. sequences set to the source's values;
-4. post-data ``pg_restore -j 2`` (indexes, constraints, triggers).
+4. post-data ``pg_restore -j 2`` (indexes, constraints, triggers, and, last, the refresh of
+   each materialized view the source has populated, as a whole dump's restore does: every
+   method builds the same database).
 
 No snapshot is shared (the source is idle during the benchmark). Connections come from
 ``BENCH_SOURCE_DSN`` / ``BENCH_TARGET_DSN``; the client tools read passwords from ``PGPASSFILE``.

@@ -18,12 +18,25 @@ def conninfo(dsn: str) -> str:
     return conninfo_and_env(dsn)[0]
 
 
-def dump_schema(pg_dump: str, source: str, path: Path) -> None:
-    """Custom-format, schema-only dump of ``public`` from the ``source`` conninfo."""
+def dump_schema(pg_dump: str, source: str, path: Path, views: bool = True) -> None:
+    """Custom-format dump of ``public``'s schema from the ``source`` conninfo: its pre-data and
+    post-data sections, without the data section. With ``views`` it keeps, unlike
+    ``--schema-only``, the post-data refresh of each populated materialized view, so the floor
+    builds the same database as the other methods (ours refreshes them, and a whole dump's
+    restore does); without, it is ``--schema-only`` (the Airflow design refreshes at its end)."""
+    what = ("--section=pre-data", "--section=post-data") if views else ("--schema-only",)
     subprocess.run(
-        [pg_dump, "--schema-only", "-n", "public", *OPTIONS, "-Fc", "-f", str(path), "-d", source],
+        [pg_dump, *what, "-n", "public", *OPTIONS, "-Fc", "-f", str(path), "-d", source],
         check=True,
     )
+
+
+POPULATED_VIEWS = """
+SELECT n.nspname, c.relname FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'm' AND c.relispopulated ORDER BY 1
+"""
+"""The materialized views of ``public`` the source has populated: schema, name."""
 
 
 def restore(pg_restore: str, target: str, path: Path, *options: str) -> None:

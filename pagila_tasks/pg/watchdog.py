@@ -14,9 +14,16 @@ import os
 import socket
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Flow(Protocol):
+    """Bytes moving through a copy: how many so far, and when they last moved."""
+
+    last: float
+    moved: int
 
 
 class Watched:
@@ -43,7 +50,7 @@ class Watched:
 class Watchdog:
     """Shuts ``conn``'s socket down when ``watched`` sees no data for ``timeout`` seconds."""
 
-    def __init__(self, conn: Any, watched: Watched, timeout: float, what: str) -> None:
+    def __init__(self, conn: Any, watched: Flow, timeout: float, what: str) -> None:
         self.conn = conn
         self.watched = watched
         self.timeout = timeout

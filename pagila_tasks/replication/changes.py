@@ -49,7 +49,7 @@ from psycopg2 import sql
 from pagila_tasks.base import names
 from pagila_tasks.base.errors import ReplicationError
 from pagila_tasks.config import Settings
-from pagila_tasks.pg import sqlfiles, support, warm
+from pagila_tasks.pg import rowsink, sqlfiles, support, warm
 from pagila_tasks.replication import catalog, sequences, snapshot, staging, verify
 from pagila_tasks.replication.snapshot import snapshot_cursor
 from pagila_tasks.run import changeplan, guard, recorded
@@ -275,7 +275,7 @@ def _compare_since(
                 limit=sql.Literal(limit),
                 fmt=fmt,
             )
-            cur.copy_expert(copy, spool, size=1 << 20)
+            rowsink.copy_out(cur, copy, spool)
         read = spool.tell()
         spool.seek(0)
         with warm.borrow(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:
@@ -366,7 +366,7 @@ def _gone_by_buckets(
                 bucket, sql.Literal(chosen), of_type, _within(c, ranges, chosen)
             )
             keys = sql.SQL("COPY (SELECT {} FROM ONLY {} AS t WHERE {}) TO STDOUT WITH (FORMAT {})")
-            cur.copy_expert(keys.format(_key(c, "t"), live, among, fmt), spool, size=1 << 20)
+            rowsink.copy_out(cur, keys.format(_key(c, "t"), live, among, fmt), spool)
         read = spool.tell()
         spool.seek(0)
         _load(tgt, every, _key(c), live, spool, fmt)
@@ -577,13 +577,8 @@ def _compare_one(s: Settings, snapshot_id: str, work: str, c: Change) -> tuple[C
     keys, fetch, gone = (_work(work, k, c) for k in ("k", "f", "g"))
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-keys-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-changes-src {c.name}") as cur:
-            cur.copy_expert(
-                sql.SQL("COPY (SELECT {}, {} FROM ONLY {} AS t) TO STDOUT WITH (FORMAT {})").format(
-                    _key(c), _hash(c), live, fmt
-                ),
-                spool,
-                size=1 << 20,
-            )
+            copy = sql.SQL("COPY (SELECT {}, {} FROM ONLY {} AS t) TO STDOUT WITH (FORMAT {})")
+            rowsink.copy_out(cur, copy.format(_key(c), _hash(c), live, fmt), spool)
         read = spool.tell()
         spool.seek(0)
         with warm.borrow(s.target_dsn, s, f"pagila-changes-tgt {c.name}") as conn:

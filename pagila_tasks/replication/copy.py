@@ -13,6 +13,7 @@ bookkeeping schema, so a retried or redelivered copy never duplicates rows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -26,6 +27,7 @@ from psycopg2 import sql
 from pagila_tasks.base.errors import PoisonMessage, ReplicationError, SnapshotLost
 from pagila_tasks.config import Settings
 from pagila_tasks.pg import support, warm
+from pagila_tasks.pg.rowsink import RowSink
 from pagila_tasks.pg.watchdog import Watchdog, Watched
 from pagila_tasks.replication import changes, indexes, largeobjects, live
 from pagila_tasks.replication.snapshot import snapshot_cursor
@@ -158,12 +160,13 @@ def copy_table(
     st = statements(unit, s.copy_format, target_schema, rows)
     with tempfile.SpooledTemporaryFile(max_size=s.spool_max_bytes, prefix="pagila-spool-") as spool:
         with snapshot_cursor(s, snapshot_id, f"pagila-copy-src {unit.name}") as cur:
-            watched = Watched(ratelimit.Throttled(spool, bucket) if bucket else spool)
-            if reporter is not None:
-                reporter.source_pid = cur.connection.get_backend_pid()
-                reporter.reading = watched
-            with Watchdog(cur.connection, watched, s.stall_timeout, f"source COPY of {unit.name}"):
-                cur.copy_expert(st.copy_out, watched, size=1 << 20)
+            with _sink(spool, bucket, cur.connection.cancel) as sink:
+                if reporter is not None:
+                    reporter.source_pid = cur.connection.get_backend_pid()
+                    reporter.reading = sink
+                what = f"source COPY of {unit.name}"
+                with Watchdog(cur.connection, sink, s.stall_timeout, what):
+                    cur.copy_expert(st.copy_out, sink, size=1 << 20)
             source_rows = cur.rowcount
         read_seconds = round(time.monotonic() - started, 3)
         size = spool.tell()
@@ -202,6 +205,16 @@ def copy_table(
         seconds,
     )
     return CopyResult(source_rows, size, spilled, seconds, read_seconds)
+
+
+def _sink(
+    spool: Any, bucket: ratelimit.Bucket | None, cancel: Callable[[], Any]
+) -> contextlib.AbstractContextManager[Any]:
+    """Where the source's rows go: a :class:`RowSink` (no Python call per row), or, under a
+    rate cap (which must hold the read back row by row), the throttled spool."""
+    if bucket is not None:
+        return contextlib.nullcontext(Watched(ratelimit.Throttled(spool, bucket)))
+    return RowSink(spool, cancel)
 
 
 def copy_unit(

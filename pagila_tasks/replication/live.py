@@ -19,7 +19,7 @@ import psycopg2
 
 from pagila_tasks.config import Settings
 from pagila_tasks.pg.db import connect
-from pagila_tasks.pg.watchdog import Watched
+from pagila_tasks.pg.watchdog import Flow
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ class Reporter:
         self.name = name
         self.publish = publish
         self.interval = interval
-        self.reading: Watched | None = None
-        self.writing: Watched | None = None
+        self.reading: Flow | None = None
+        self.writing: Flow | None = None
         self.source_pid: int | None = None
         self.rows: int | None = None
         self._monitor: Any = None
