@@ -47,18 +47,19 @@ class RowSink:
         n = len(rows)
         if not n:
             return
-        chunk = b"".join(rows[:n])
-        del rows[:n]
-        if self.error is None:
-            try:
+        try:
+            if self.error is None:  # after an error, rows keep coming until the cancel lands
+                chunk = b"".join(rows[:n])
                 self.spool.write(chunk)
-            except Exception as exc:  # rows keep coming until the cancel lands: dropped
-                self.error = exc
-                if self.abort is not None:
-                    with contextlib.suppress(Exception):
-                        self.abort()
-        self.moved += len(chunk)
-        self.last = time.monotonic()
+                self.moved += len(chunk)
+        except Exception as exc:  # the spool's (a full disk), or no memory for the chunk
+            self.error = exc
+            if self.abort is not None:
+                with contextlib.suppress(Exception):
+                    self.abort()
+        finally:
+            del rows[:n]  # written or dropped: never kept
+            self.last = time.monotonic()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
