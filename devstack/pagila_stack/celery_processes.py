@@ -68,6 +68,8 @@ class CeleryProcesses:
         self._say = say
         self.spawned: dict[str, int] = {}
         """Processes started since the last :meth:`reset` (checked right after ``up``)."""
+        self.log_offsets: dict[str, int] = {}
+        """Where each started process's log stood before its start (its new lines follow)."""
 
     @property
     def beat_schedule(self) -> Path:
@@ -77,11 +79,22 @@ class CeleryProcesses:
     def reset(self) -> None:
         """Forget what was started, before a new ``up``."""
         self.spawned = {}
+        self.log_offsets = {}
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> int:
-        pid = spawn(argv, self.logs / f"{name}.log", env, cwd=project_dir(), umask=PRIVATE_UMASK)
+        log = self.logs / f"{name}.log"
+        self.log_offsets[name] = log.stat().st_size if log.exists() else 0
+        pid = spawn(argv, log, env, cwd=project_dir(), umask=PRIVATE_UMASK)
         self.spawned[name] = pid
         return pid
+
+    def started_workers(self, prefix: str = "w") -> dict[str, int]:
+        """The workers started since the last :meth:`reset`, with their log offsets."""
+        return {
+            name: self.log_offsets[name]
+            for name in self.spawned
+            if name.startswith(prefix) and name[len(prefix) :].isdigit()
+        }
 
     # -- workers --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,6 +161,36 @@ def check_started(started: Mapping[str, int], logs: Path, grace: float = 3.0) ->
             names = ", ".join(f"{n} (see {logs / (n + '.log')})" for n in dead)
             raise StackError(f"exited right after start: {names}")
         time.sleep(0.2)
+
+
+WORKER_READY = re.compile(rb"@\S+ ready\.")
+"""The line a Celery worker logs once it consumes its queues."""
+
+
+def wait_ready(
+    started: Mapping[str, int], offsets: Mapping[str, int], logs: Path, timeout: float = 90.0
+) -> None:
+    """Wait until each just-started worker logs that it is ready (after its log's ``offsets``),
+    so that what ``up`` reports running takes tasks: a submit right after it would otherwise
+    find no consumer on a slow machine. A worker that dies or stays silent past ``timeout``
+    seconds is an error naming its log."""
+    deadline = time.monotonic() + timeout
+    waiting = dict(offsets)
+    while waiting:
+        for name, offset in list(waiting.items()):
+            log = logs / f"{name}.log"
+            with open(log, "rb") as f:
+                f.seek(offset)
+                if WORKER_READY.search(f.read()):
+                    del waiting[name]
+                    continue
+            if not pid_alive(started[name]):
+                raise StackError(f"{name} exited before it was ready (see {log})")
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(f"{n} (see {logs / (n + '.log')})" for n in sorted(waiting))
+            raise StackError(f"not ready after {timeout:.0f} s: {names}")
+        if waiting:
+            time.sleep(0.2)
 
 
 def celery_argv(*args: str) -> list[str]:

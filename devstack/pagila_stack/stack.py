@@ -38,7 +38,7 @@ from pagila_stack.celery_processes import (
 from pagila_stack.credentials import FLOWER_USER, REDIS_KEY, ROLES, Credentials
 from pagila_stack.ports import DEFAULT_PORTS, pick_port, port_free
 from pagila_stack.postgres import PostgresCluster
-from pagila_stack.processes import check_started
+from pagila_stack.processes import check_started, wait_ready
 from pagila_stack.redis_server import RedisServer
 
 __all__ = ["DATABASE", "DEFAULT_PORTS", "FLOWER_USER", "ROLES", "Stack", "pick_port", "port_free"]
@@ -184,6 +184,7 @@ class Stack:
             self.apps.ensure_beat(self._child_env())
         if self.apps.spawned:
             check_started(self.apps.spawned, self.logs)
+            wait_ready(self.apps.spawned, self.apps.started_workers(), self.logs)
 
     def _up_cluster(
         self, which: str, binaries: ServerBinaries, ports: dict[str, int], claimed: set[int]
