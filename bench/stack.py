@@ -9,10 +9,8 @@ from __future__ import annotations
 import compileall
 import contextlib
 import os
-import re
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,18 +166,10 @@ class BenchStack:
         ready."""
         self.stack.stop_workers()
         self.workers = n
-        offsets = {log: log.stat().st_size if log.exists() else 0 for log in self.worker_logs()}
+        self.stack.reset_started()
         env = {k: v for k, v in self.env.items() if k.startswith("PAGILA_") or k == "PATH"}
         self.worker_pids = self.stack.start_workers(n, extra_env={**env, **(extra_env or {})})
-        deadline = time.monotonic() + 90
-        for log, offset in offsets.items():
-            while True:
-                text = log.read_text(errors="replace")[offset:] if log.exists() else ""
-                if re.search(r"\bready\.", text):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"worker did not become ready, see {log}")
-                time.sleep(0.2)
+        self.stack.wait_workers_ready()
 
     def worker_roots(self) -> list[int]:
         """The workers' main pids: the roots of the process trees whose memory is ours."""

@@ -184,7 +184,7 @@ class Stack:
             self.apps.ensure_beat(self._child_env())
         if self.apps.spawned:
             check_started(self.apps.spawned, self.logs)
-            wait_ready(self.apps.spawned, self.apps.started_workers(), self.logs)
+            self.wait_workers_ready()
 
     def _up_cluster(
         self, which: str, binaries: ServerBinaries, ports: dict[str, int], claimed: set[int]
@@ -258,6 +258,15 @@ class Stack:
         """
         self._make_state_dir()
         return self.apps.start_workers(n, self._child_env(extra_env), queues, prefix)
+
+    def wait_workers_ready(self, timeout: float = 90.0) -> None:
+        """Wait until each worker started since ``up`` began (or the last
+        :meth:`reset_started`) logs that it is ready; see :func:`processes.wait_ready`."""
+        wait_ready(self.apps.spawned, self.apps.started_workers(), self.logs, timeout)
+
+    def reset_started(self) -> None:
+        """Forget which processes were started, so the next wait covers only new ones."""
+        self.apps.reset()
 
     def stop_workers(self, timeout: float = 20) -> None:
         """Stop every worker: SIGTERM (warm shutdown), SIGKILL of its group after ``timeout``."""
