@@ -20,11 +20,13 @@ from celery.exceptions import Reject
 from celery.signals import (
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
 )
 
 from pagila_tasks.app import app
+from pagila_tasks.base import memory
 from pagila_tasks.base.errors import (
     FinalError,
     InputError,
@@ -296,6 +298,13 @@ def _name_the_worker(task: Any = None, **_: Any) -> None:
     """Steps and units say which worker node ran them (the report's lanes)."""
     if isinstance(task, PagilaTask):
         task.ctx.worker = task.worker
+
+
+@worker_init.connect
+def _return_large_blocks(**_: Any) -> None:
+    """Freed spools and row chunks go back to the system (:mod:`.base.memory`); set in the
+    worker's main process before its pool forks, so every child has it."""
+    memory.return_large_blocks()
 
 
 @worker_process_init.connect
