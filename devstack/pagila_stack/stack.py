@@ -175,7 +175,7 @@ class Stack:
         self._up_redis(binaries.redis_server, ports, claimed)
         self._save(state)
 
-        self.apps.reset()
+        self.reset_started()
         self.apps.stop_workers_above(workers)
         self.start_workers(workers)
         if flower:

@@ -299,6 +299,25 @@ class RunRecord:
         pipe.expire(key, RECORD_TTL)
         return bool(pipe.execute()[0])
 
+    def defer_keys(self, run_id: str, entries: list[list[str]]) -> None:
+        """Keep early foreign keys whose locks were busy, for the next table's build to try
+        (:mod:`pagila_tasks.replication.earlykeys`)."""
+        if not entries:
+            return
+        key = f"{run_key(run_id)}:deferred-keys"
+        pipe = self.client.pipeline()
+        pipe.rpush(key, *(json.dumps(e) for e in entries))
+        pipe.expire(key, RECORD_TTL)
+        pipe.execute()
+
+    def take_deferred_keys(self, run_id: str) -> list[list[str]]:
+        """Every deferred early key, taken at once (each is tried by one caller only)."""
+        key = f"{run_key(run_id)}:deferred-keys"
+        pipe = self.client.pipeline()  # MULTI: the read and the delete as one
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        return [list(json.loads(v)) for v in pipe.execute()[0]]
+
     def index_jobs(self, run_id: str, delta: int) -> int:
         """Add ``delta`` to the run's count of early index builds running; the count now."""
         key = f"{run_key(run_id)}:index-jobs"

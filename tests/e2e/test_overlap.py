@@ -45,6 +45,7 @@ def test_indexes_are_built_while_other_tables_copy(servers, isolated) -> None:
 
 
 ADDED = "foreign keys added and validated"
+BUSY = "; left for later, their locks busy: "
 
 
 def test_foreign_keys_are_validated_while_other_tables_copy(servers, isolated) -> None:
@@ -57,16 +58,24 @@ def test_foreign_keys_are_validated_while_other_tables_copy(servers, isolated) -
     planned = {(t, n): r for t, r, n, _ in run["plan"]["early_keys"]}
     assert len(planned) >= 10, planned  # Pagila: the keys between plain tables
     added: dict[str, float] = {}
+    busy: set[str] = set()  # left for a later build, their locks taken by another's check
     for s in run["steps"]:
         if s["phase"] == "copy" and ADDED in s["text"]:
-            for name in s["text"].rsplit("(", 1)[1].rstrip(")").split(", "):
+            text, _, later = s["text"].partition(BUSY)
+            for name in filter(None, text.rsplit("(", 1)[1].rstrip(")").split(", ")):
                 added[name] = s["at"]
-    assert set(added) == {f"{t}.{n}" for t, n in planned}, (sorted(added), sorted(planned))
+            busy.update(filter(None, later.split(", ")))
+    wanted = {f"{t}.{n}" for t, n in planned}
+    assert set(added) <= wanted, (sorted(added), sorted(planned))
+    # a key not added early was named as left for later (the callback added it)
+    assert wanted - set(added) <= busy, (sorted(wanted - set(added)), sorted(busy))
+    assert len(added) >= len(wanted) // 2, (sorted(added), sorted(planned))
     ended: dict[str, float] = {}
     for unit in run["units"].values():
         ended[unit["table"]] = max(ended.get(unit["table"], 0.0), unit["ended_at"])
     for (table, name), refs in planned.items():
-        at = added[f"{table}.{name}"]
+        if (at := added.get(f"{table}.{name}")) is None:
+            continue
         assert at >= ended[table] and at >= ended[refs], f"{name}: added before its tables"
     last = max(ended.values())
     assert any(at < last for at in added.values()), (added, last)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg2
 import pytest
 
@@ -117,10 +119,11 @@ INSERT INTO public.leaf VALUES (1, 1, 1, 1), (2, 2, 2, 99);  -- 99: no such keye
 
 
 def test_an_early_key_the_server_refuses_is_left_to_the_callback(servers, isolated) -> None:
-    """Keys added beside the copies (:func:`earlykeys.add`): one whose referenced columns have
-    no unique index yet, one that rows break and one that exists already are each rolled back
-    alone, logged and left to the callback (which adds what is missing, or fails the run
-    naming it); the keys around them are added, checked, on the same connection."""
+    """Keys added beside the copies (:func:`earlykeys.add`, NOT VALID then validated): one
+    whose referenced columns have no unique index yet and one that exists already are rolled
+    back alone; one that rows break stays NOT VALID; each is logged and left to the callback
+    (which adds what is missing and validates what is not, or fails the run naming it); the
+    keys around them are added and validated on the same connection."""
     from pagila_tasks.replication import earlykeys
     from pagila_tasks.run.context import Context
 
@@ -142,8 +145,55 @@ def test_an_early_key_the_server_refuses_is_left_to_the_callback(servers, isolat
         key("to_keyed", "keyed_id", "keyed"),  # 42710: added just before
     ]
     try:
-        assert earlykeys.add(ctx, run_id, keys) == ["public.leaf.to_keyed"]
+        todo = [(earlykeys.ADD, k) for k in keys]
+        assert earlykeys.add(ctx, run_id, todo) == (["public.leaf.to_keyed"], [])
     finally:
         ctx.lock.release(run_id)
     on_leaf = [r for r in query(servers.target_dsn, DEFINITIONS) if r[0] == "leaf"]
-    assert on_leaf == [("leaf", "to_keyed", True, "FOREIGN KEY (keyed_id) REFERENCES keyed(id)")]
+    assert on_leaf == [
+        ("leaf", "stray", False, "FOREIGN KEY (stray_id) REFERENCES keyed(id) NOT VALID"),
+        ("leaf", "to_keyed", True, "FOREIGN KEY (keyed_id) REFERENCES keyed(id)"),
+    ]
+
+
+def test_an_early_key_whose_locks_are_busy_is_left_for_later(servers, isolated) -> None:
+    """A key step that cannot have its locks within LOCK_WAIT_MS (another session validates
+    one of its tables) is handed back with the step it waits at, tried once more, and kept in
+    the run record for the next table's build; taken from there, it goes on from that step."""
+    from pagila_tasks.replication import earlykeys
+    from pagila_tasks.run.context import Context
+
+    isolated({})
+    ctx = Context(config.from_env())
+    run_id = "replicate-earlykeys-2"
+    ctx.lock.acquire(run_id, "replicate")
+    query(servers.target_dsn, REFUSED)
+    statement = "ALTER TABLE public.leaf ADD CONSTRAINT {} FOREIGN KEY (keyed_id) " + (
+        "REFERENCES public.keyed(id)"
+    )
+    first = earlykeys.EarlyKey("public.leaf", "public.keyed", "first", statement.format("first"))
+    second = earlykeys.EarlyKey("public.leaf", "public.keyed", "second", statement.format("second"))
+    query(servers.target_dsn, earlykeys.not_valid(second)[0])  # added, not yet validated
+    blocker = psycopg2.connect(servers.target_dsn)
+    try:
+        with blocker.cursor() as cur:  # what a validation of leaf's own keys holds
+            cur.execute("LOCK TABLE public.leaf IN SHARE UPDATE EXCLUSIVE MODE")
+        todo = [(earlykeys.ADD, first), (earlykeys.VALIDATE, second)]
+        started = time.monotonic()
+        added, busy = earlykeys.add(ctx, run_id, todo)
+        waited = time.monotonic() - started
+        assert (added, busy) == ([], todo)
+        assert waited >= 4 * earlykeys.LOCK_WAIT_MS / 1000  # each tried twice, then handed back
+        ctx.record.defer_keys(run_id, [[stage, *k.as_list()] for stage, k in busy])
+        blocker.rollback()
+        taken = ctx.record.take_deferred_keys(run_id)
+        assert taken == [[stage, *k.as_list()] for stage, k in todo]
+        assert ctx.record.take_deferred_keys(run_id) == []  # taken once
+        again = [(stage, earlykeys.EarlyKey(*key)) for stage, *key in taken]
+        both = ["public.leaf.first", "public.leaf.second"]
+        assert earlykeys.add(ctx, run_id, again) == (both, [])
+    finally:
+        blocker.close()
+        ctx.lock.release(run_id)
+    on_leaf = [r[:3] for r in query(servers.target_dsn, DEFINITIONS) if r[0] == "leaf"]
+    assert on_leaf == [("leaf", "first", True), ("leaf", "second", True)]

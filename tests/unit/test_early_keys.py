@@ -41,6 +41,28 @@ def test_a_key_between_two_copied_tables_is_rewritten_to_their_build_schemas() -
     assert "ON DELETE RESTRICT" in keys[0].statement and "NOT VALID" not in keys[0].statement
 
 
+def test_a_key_is_added_not_valid_then_validated_on_its_build_table() -> None:
+    """The add takes its self-conflicting lock only for a moment; the check comes after."""
+    (key,) = earlykeys.planned(
+        [
+            fk(
+                "My Schema",
+                'Odd "t"',
+                'k"1',
+                "FOREIGN KEY (a) REFERENCES public.customer(customer_id) "
+                "DEFERRABLE INITIALLY DEFERRED",
+            )
+        ],
+        TARGETS,
+        COPIED,
+    )
+    statement, table = earlykeys.not_valid(key)
+    assert table == ("pagila_build_2", 'Odd "t"')
+    con = parse_sql(statement)[0].stmt.cmds[0].def_
+    assert con.skip_validation and not con.initially_valid and con.deferrable
+    assert statement.endswith("NOT VALID") and "NOT VALID" not in key.statement
+
+
 def test_quoted_names_across_schemas_survive_the_rewrite() -> None:
     keys = earlykeys.planned(
         [

@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-from pagila_tasks.base import memory
-
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
 
 PROBE = """
@@ -41,7 +39,3 @@ def test_freed_blocks_are_returned_with_the_threshold_fixed() -> None:
     kept, fixed = _kept_kib("default"), _kept_kib("fixed")
     assert kept >= 16 * 1024, f"glibc kept only {kept} KiB: the probe no longer shows the growth"
     assert fixed < 2 * 1024, f"{fixed} KiB stayed resident after the blocks were freed"
-
-
-def test_return_large_blocks_says_it_set_the_threshold() -> None:
-    assert memory.return_large_blocks() is True
