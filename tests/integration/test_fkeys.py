@@ -184,6 +184,8 @@ def test_an_early_key_whose_locks_are_busy_is_left_for_later(servers, isolated) 
         waited = time.monotonic() - started
         assert (added, busy) == ([], todo)
         assert waited >= 4 * earlykeys.LOCK_WAIT_MS / 1000  # each tried twice, then handed back
+        as_before = [r[:3] for r in query(servers.target_dsn, DEFINITIONS) if r[0] == "leaf"]
+        assert as_before == [("leaf", "second", False)]  # the busy steps changed nothing
         ctx.record.defer_keys(run_id, [[stage, *k.as_list()] for stage, k in busy])
         blocker.rollback()
         taken = ctx.record.take_deferred_keys(run_id)
