@@ -40,7 +40,7 @@ from psycopg2 import sql
 from pagila_tasks.base import names
 from pagila_tasks.pg import warm
 from pagila_tasks.pg.db import build_memory
-from pagila_tasks.replication.fkeys import ForeignKey
+from pagila_tasks.replication.fkeys import ForeignKey, check_plan
 from pagila_tasks.run import guard
 from pagila_tasks.run.context import Context
 from pagila_tasks.run.model import ReplicationPlan
@@ -208,6 +208,8 @@ def _steps(
             with conn.cursor() as cur:
                 cur.execute("SET LOCAL lock_timeout = %s", (f"{LOCK_WAIT_MS}ms",))
                 build_memory(cur, ctx.s)  # the check's hash table is sized by it
+                if name == VALIDATE:
+                    check_plan(cur, sql.Identifier(*table), key.name)
                 cur.execute(step)
             guard.before_commit(ctx, run_id)
             conn.commit()

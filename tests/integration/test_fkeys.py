@@ -6,6 +6,7 @@ import time
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from pagila_tasks import config
 from pagila_tasks.pg.db import CATALOG_PATH, connection
@@ -199,3 +200,51 @@ def test_an_early_key_whose_locks_are_busy_is_left_for_later(servers, isolated) 
         ctx.lock.release(run_id)
     on_leaf = [r[:3] for r in query(servers.target_dsn, DEFINITIONS) if r[0] == "leaf"]
     assert on_leaf == [("leaf", "first", True), ("leaf", "second", True)]
+
+
+FEW_AND_MANY = """
+CREATE TABLE public.many (id int);
+CREATE TABLE public.few (id int, many_id int);
+INSERT INTO public.many SELECT generate_series(1, 20000);
+INSERT INTO public.few SELECT g, g * 7 FROM generate_series(1, 500) g;
+INSERT INTO public.few VALUES (0, 20001);  -- dangling: the check must find it
+ALTER TABLE public.many ADD PRIMARY KEY (id);  -- counts the rows (reltuples), as a build does
+ALTER TABLE public.few ADD PRIMARY KEY (id);
+ALTER TABLE public.few ADD CONSTRAINT few_many_fk FOREIGN KEY (many_id)
+    REFERENCES public.many (id) NOT VALID;
+ALTER TABLE public.many ADD CONSTRAINT many_few_fk FOREIGN KEY (id)
+    REFERENCES public.few (id) NOT VALID;
+"""
+
+CHECK = """EXPLAIN SELECT fk.many_id FROM ONLY public.few fk LEFT OUTER JOIN ONLY public.many pk
+ON (pk.id OPERATOR(pg_catalog.=) fk.many_id) WHERE pk.id IS NULL AND fk.many_id IS NOT NULL"""
+"""The query PostgreSQL runs to check ``few_many_fk`` (as ``RI_Initial_Check`` writes it)."""
+
+
+def test_a_key_to_a_much_larger_table_is_checked_through_its_index(servers) -> None:
+    """A key whose referenced table holds many times its own rows is checked by probing that
+    table's unique index (not by hashing all of it), in the check's transaction only; a key the
+    other way round keeps the server's plan; either way a dangling row is refused."""
+    s = config.from_env()
+    query(servers.target_dsn, FEW_AND_MANY)
+    few, many = sql.Identifier("public", "few"), sql.Identifier("public", "many")
+    with connection(s.target_dsn, s, "pagila-test") as conn, conn.cursor() as cur:
+        assert fkeys.check_plan(cur, few, "few_many_fk")
+        cur.execute("SHOW enable_hashjoin")
+        assert cur.fetchone()[0] == "off"
+        cur.execute(CHECK)
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        assert "Nested Loop Anti Join" in plan and "many_pkey" in plan and "Hash" not in plan
+        conn.rollback()
+        cur.execute("SHOW enable_hashjoin")
+        assert cur.fetchone()[0] == "on"  # SET LOCAL: gone with the transaction
+        assert not fkeys.check_plan(cur, many, "many_few_fk")
+        assert not fkeys.check_plan(cur, few, "no_such_key")
+        conn.rollback()
+    key = fkeys.ForeignKey("public", "few", "few_many_fk", "")
+    with pytest.raises(psycopg2.errors.ForeignKeyViolation, match="few_many_fk"):
+        fkeys.validate(s, [key], 1, "pagila-test")
+    query(servers.target_dsn, "DELETE FROM public.few WHERE id = 0")
+    fkeys.validate(s, [key], 1, "pagila-test")
+    valid = {r[1]: r[2] for r in query(servers.target_dsn, DEFINITIONS)}
+    assert valid == {"few_many_fk": True, "many_few_fk": False}
