@@ -120,11 +120,15 @@ def add(cur: Cursor, fkeys: list[ForeignKey]) -> list[ForeignKey]:
     return pending
 
 
-def probes_cheaper(rows: float, referenced: float) -> bool:
+def probes_cheaper(rows: float, referenced: float, size: int, cache: int) -> bool:
     """Pure: whether a key's check should probe the referenced table's unique index row by row
     (:data:`PROBE_RATIO`), given the rows PostgreSQL last counted in the key's table and in the
-    referenced one (``pg_class.reltuples``, -1 when never counted: no, the server chooses)."""
-    return rows >= 0 and referenced >= PROBE_RATIO * max(rows, 1.0)
+    referenced one (``pg_class.reltuples``, -1 when never counted: no, the server chooses), the
+    bytes of the referenced table and its index, and the server's ``effective_cache_size``:
+    probes are cheap while what they read is in memory; beyond it each may be a read from disk,
+    and the server's plan stays."""
+    in_memory = 0 <= size <= cache
+    return in_memory and rows >= 0 and referenced >= PROBE_RATIO * max(rows, 1.0)
 
 
 def check_plan(cur: Cursor, table: sql.Composable, name: str) -> bool:
@@ -139,7 +143,7 @@ def check_plan(cur: Cursor, table: sql.Composable, name: str) -> bool:
     nested loop over that index. The verdict is the same whichever plan finds it."""
     cur.execute(sqlfiles.query("foreign_key_sides"), {"table": table.as_string(cur), "name": name})
     found = cur.fetchone()
-    if found is None or not probes_cheaper(float(found[0]), float(found[1])):
+    if found is None or not probes_cheaper(float(found[0]), float(found[1]), *map(int, found[2:])):
         return False
     cur.execute("SET LOCAL enable_hashjoin = off")
     cur.execute("SET LOCAL enable_mergejoin = off")

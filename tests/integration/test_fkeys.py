@@ -222,9 +222,10 @@ ON (pk.id OPERATOR(pg_catalog.=) fk.many_id) WHERE pk.id IS NULL AND fk.many_id 
 
 
 def test_a_key_to_a_much_larger_table_is_checked_through_its_index(servers) -> None:
-    """A key whose referenced table holds many times its own rows is checked by probing that
-    table's unique index (not by hashing all of it), in the check's transaction only; a key the
-    other way round keeps the server's plan; either way a dangling row is refused."""
+    """A key whose referenced table holds many times its own rows (and fits in the server's
+    cache) is checked by probing that table's unique index (not by hashing all of it), in the
+    check's transaction only; a key the other way round, or to a table larger than the cache,
+    keeps the server's plan; either way a dangling row is refused."""
     s = config.from_env()
     query(servers.target_dsn, FEW_AND_MANY)
     few, many = sql.Identifier("public", "few"), sql.Identifier("public", "many")
@@ -240,6 +241,8 @@ def test_a_key_to_a_much_larger_table_is_checked_through_its_index(servers) -> N
         assert cur.fetchone()[0] == "on"  # SET LOCAL: gone with the transaction
         assert not fkeys.check_plan(cur, many, "many_few_fk")
         assert not fkeys.check_plan(cur, few, "no_such_key")
+        cur.execute("SET LOCAL effective_cache_size = '8kB'")  # a server with little memory
+        assert not fkeys.check_plan(cur, few, "few_many_fk")  # probes could read from disk
         conn.rollback()
     key = fkeys.ForeignKey("public", "few", "few_many_fk", "")
     with pytest.raises(psycopg2.errors.ForeignKeyViolation, match="few_many_fk"):
